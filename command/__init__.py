@@ -1,0 +1,1 @@
+"""Incidents, dispatch, consultation and the post-event assessment (later issues)."""

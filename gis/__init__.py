@@ -1,0 +1,1 @@
+"""Coordinates, GeoJSON, consequence models and hazard-source grading (later issues)."""

@@ -1,0 +1,370 @@
+"""The configuration file: regions, enterprises, hazard sources, devices, points and cameras.
+
+One TOML file describes the monitored tree. It is validated with pydantic at load; a bad file
+raises ConfigError naming the file, the line, the key path, the bad value and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+DataType = Literal["bool", "int16", "uint16", "int32", "uint32", "float32", "float64"]
+Order = Literal["big", "little"]
+ModbusTable = Literal["holding", "input", "coil", "discrete"]
+
+REGISTER_COUNT: dict[str, int] = {
+    "bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4,
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Model):
+    """Process limits HH > H > L > LL (the alarm engine's defaults for the point)."""
+
+    hh: float | None = None
+    h: float | None = None
+    l: float | None = None  # noqa: E741 - the domain's name for the low limit
+    ll: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Limits:
+        named = [(n, v) for n, v in (("hh", self.hh), ("h", self.h), ("l", self.l), ("ll", self.ll))
+                 if v is not None]
+        for (n1, v1), (n2, v2) in zip(named, named[1:], strict=False):
+            if not v1 > v2:
+                raise ValueError(f"limit {n1}={v1} must be greater than {n2}={v2}")
+        return self
+
+
+class PointConfig(_Model):
+    """A monitoring point (监测点): one measured value of a device."""
+
+    code: Code
+    name: str
+    unit: str = ""
+    kind: str = ""  # e.g. level, pressure, temperature, gas, wind_speed
+    gas: str | None = None  # for gas detectors: the gas measured, e.g. NH3, Cl2, LPG
+    hazard_source: Code | None = None  # defaults to the device's hazard source
+    data_type: DataType = "float32"
+    # Modbus address of the value
+    table: ModbusTable | None = None
+    address: Annotated[int, Field(ge=0, le=65535)] | None = None
+    byte_order: Order | None = None  # defaults to the device's
+    word_order: Order | None = None
+    # OPC-UA NodeId string, e.g. "ns=2;s=E002.TK1.LT"
+    node: str | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+    range: tuple[float, float] | None = None  # instrument range (量程)
+    limits: Limits = Limits()
+
+    @model_validator(mode="after")
+    def _check(self) -> PointConfig:
+        if self.range is not None and not self.range[0] < self.range[1]:
+            raise ValueError(f"range {list(self.range)} must be [low, high] with low < high")
+        if self.table in ("coil", "discrete") and self.data_type != "bool":
+            raise ValueError(f"a {self.table} holds a bool, not data_type {self.data_type!r}")
+        if self.scale == 0:
+            raise ValueError("scale must not be 0")
+        return self
+
+    @property
+    def register_count(self) -> int:
+        return REGISTER_COUNT[self.data_type]
+
+
+class _DeviceBase(_Model):
+    code: Code
+    name: str = ""
+    hazard_source: Code | None = None
+    period_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    points: list[PointConfig] = Field(min_length=1)
+
+
+class ModbusDevice(_DeviceBase):
+    protocol: Literal["modbus"]
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    unit_id: Annotated[int, Field(ge=0, le=255)] = 1
+    byte_order: Order = "big"
+    word_order: Order = "big"
+    max_block: Annotated[int, Field(ge=1, le=125)] = 125  # registers per read (≤ 125, Modbus)
+
+    @model_validator(mode="after")
+    def _addresses(self) -> ModbusDevice:
+        for p in self.points:
+            if p.table is None or p.address is None:
+                raise ValueError(f"point {p.code!r}: a modbus point needs table and address")
+        return self
+
+
+class OpcUaDevice(_DeviceBase):
+    protocol: Literal["opcua"]
+    endpoint: Annotated[str, Field(pattern=r"^opc\.tcp://")]
+    publishing_interval_ms: Annotated[float, Field(gt=0)] = 500
+    sampling_interval_ms: Annotated[float, Field(ge=0)] = 250
+    security_policy: Literal["None", "Basic256Sha256"] = "None"
+    security_mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
+    certificate: Path | None = None
+    private_key: Path | None = None
+    server_certificate: Path | None = None
+    username: str | None = None
+    password: str | None = None
+
+    @model_validator(mode="after")
+    def _nodes(self) -> OpcUaDevice:
+        for p in self.points:
+            if not p.node:
+                raise ValueError(f"point {p.code!r}: an opcua point needs node (a NodeId string)")
+        if self.security_policy != "None" and (self.certificate is None or self.private_key is None):
+            raise ValueError("security_policy Basic256Sha256 needs certificate and private_key")
+        return self
+
+
+class MqttDevice(_DeviceBase):
+    """A gateway that publishes to anjian/v1/{enterprise}/{device}/data."""
+
+    protocol: Literal["mqtt"]
+
+
+Device = Annotated[ModbusDevice | OpcUaDevice | MqttDevice, Field(discriminator="protocol")]
+
+
+class HazardSource(_Model):
+    """A major hazard source (重大危险源), GB 18218-2018."""
+
+    code: Code
+    name: str
+    unit_type: Literal["storage", "production"] = "storage"  # 储存单元 / 生产单元
+    grade: Literal[1, 2, 3, 4] | None = None  # 一级 .. 四级
+    lon: float | None = None
+    lat: float | None = None
+
+
+class Camera(_Model):
+    code: Code
+    name: str
+    url: str
+    hazard_source: Code | None = None
+    points: list[Code] = []
+    lon: float | None = None
+    lat: float | None = None
+
+
+class Enterprise(_Model):
+    """A production and business unit (生产经营单位)."""
+
+    code: Code
+    name: str
+    region: Annotated[str, Field(pattern=r"^\d{6}$")]
+    industry: str = ""
+    address: str = ""
+    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    hazard_sources: list[HazardSource] = []
+    devices: list[Device] = []
+    cameras: list[Camera] = []
+
+    @model_validator(mode="after")
+    def _references(self) -> Enterprise:
+        _unique("hazard source", (h.code for h in self.hazard_sources))
+        _unique("device", (d.code for d in self.devices))
+        _unique("point", (p.code for d in self.devices for p in d.points))
+        _unique("camera", (c.code for c in self.cameras))
+        sources = {h.code for h in self.hazard_sources}
+        points = {p.code for d in self.devices for p in d.points}
+        for d in self.devices:
+            for hs in [d.hazard_source, *(p.hazard_source for p in d.points)]:
+                if hs is not None and hs not in sources:
+                    raise ValueError(f"device {d.code!r} names unknown hazard source {hs!r}")
+        for c in self.cameras:
+            if c.hazard_source is not None and c.hazard_source not in sources:
+                raise ValueError(f"camera {c.code!r} names unknown hazard source {c.hazard_source!r}")
+            for p in c.points:
+                if p not in points:
+                    raise ValueError(f"camera {c.code!r} names unknown point {p!r}")
+        return self
+
+
+class Region(_Model):
+    """An administrative division, GB/T 2260 code."""
+
+    code: Annotated[str, Field(pattern=r"^\d{6}$")]
+    province: str
+    city: str = ""
+
+
+class MqttSettings(_Model):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: str | None = None
+    password: str | None = None
+    topic_prefix: str = "anjian/v1"
+
+
+class DatabaseSettings(_Model):
+    url: str | None = None
+    # DOMAIN.md §1.5: electronic records of 重大危险源 kept at least 30 days (原安监总局令第40号).
+    retention_days: Annotated[int, Field(ge=30)] = 30
+    rollup_retention_days: Annotated[int, Field(ge=1)] = 400
+
+
+class Config(_Model):
+    regions: list[Region] = []
+    enterprises: list[Enterprise] = []
+    mqtt: MqttSettings | None = None
+    database: DatabaseSettings = DatabaseSettings()
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        _unique("region", (r.code for r in self.regions))
+        _unique("enterprise", (e.code for e in self.enterprises))
+        regions = {r.code for r in self.regions}
+        for e in self.enterprises:
+            if regions and e.region not in regions:
+                raise ValueError(f"enterprise {e.code!r} names region {e.region!r}, not in [[regions]]")
+            if self.mqtt is None and any(d.protocol == "mqtt" for d in e.devices):
+                raise ValueError(f"enterprise {e.code!r} has mqtt devices but there is no [mqtt] table")
+        return self
+
+    def points(self) -> Iterator[tuple[Enterprise, Device, PointConfig]]:
+        for e in self.enterprises:
+            for d in e.devices:
+                for p in d.points:
+                    yield e, d, p
+
+
+def _unique(what: str, codes: Iterator[str]) -> None:
+    seen: set[str] = set()
+    for c in codes:
+        if c in seen:
+            raise ValueError(f"{what} code {c!r} is used twice")
+        seen.add(c)
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    path: str
+    line: int | None
+    message: str
+    value: Any
+
+    def __str__(self) -> str:
+        shown = "" if self.value is _MISSING else f" (got {self.value!r})"
+        return f"{self.path or '<top>'}: {self.message}{shown}"
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; str() is the message for the operator."""
+
+    def __init__(self, file: Path | str, problems: list[ConfigProblem]) -> None:
+        self.file = str(file)
+        self.problems = problems
+        lines = [f"{self.file}: invalid configuration ({len(problems)} problem(s))"]
+        lines += [f"  {self.file}:{p.line}: {p}" if p.line else f"  {self.file}: {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+_MISSING = object()
+
+
+def load_config(file: Path | str) -> Config:
+    path = Path(file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [ConfigProblem("", None, f"cannot read the file: {exc}", _MISSING)]) from exc
+    return parse_config(text, path)
+
+
+def parse_config(text: str, file: Path | str = "<config>") -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        line = int(m.group(1)) if m else None
+        raise ConfigError(file, [ConfigProblem("", line, f"TOML syntax error: {exc}", _MISSING)]) from exc
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = _key_lines(text)
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x in _UNION_TAGS))
+            path = _dotted(loc)
+            value = _lookup(raw, loc)
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(ConfigProblem(path, _line_for(lines, loc), msg, value))
+        raise ConfigError(file, problems) from None
+
+
+_UNION_TAGS = {"modbus", "opcua", "mqtt"}
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _lookup(raw: Any, loc: tuple[int | str, ...]) -> Any:
+    cur = raw
+    for part in loc:
+        try:
+            cur = cur[part]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return cur
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r'^\s*("?[A-Za-z0-9_-]+"?)\s*=')
+
+
+def _key_lines(text: str) -> dict[tuple[int | str, ...], int]:
+    """Map key paths (with array-of-tables indices) to the line where each is written."""
+    lines: dict[tuple[int | str, ...], int] = {}
+    counts: dict[tuple[int | str, ...], int] = {}
+    current: tuple[int | str, ...] = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if m := _HEADER.match(line):
+            names = [n.strip().strip('"') for n in m.group(2).split(".")]
+            # Resolve each parent name to the latest element of its array of tables.
+            path: tuple[int | str, ...] = ()
+            for i, name in enumerate(names):
+                path += (name,)
+                last = i == len(names) - 1
+                if last and m.group(1) == "[[":
+                    idx = counts.get(path, 0)
+                    counts[path] = idx + 1
+                    # A new element resets the counters of the arrays nested in it.
+                    for k in [k for k in counts if len(k) > len(path) and k[: len(path)] == path]:
+                        del counts[k]
+                    path += (idx,)
+                elif not last and path in counts:
+                    path += (counts[path] - 1,)
+            current = path
+            lines.setdefault(current, number)
+        elif m := _KEY.match(line):
+            lines[(*current, m.group(1).strip('"'))] = number
+    return lines
+
+
+def _line_for(lines: dict[tuple[int | str, ...], int], loc: tuple[int | str, ...]) -> int | None:
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None

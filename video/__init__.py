@@ -1,0 +1,1 @@
+"""RTSP cameras, packet ring buffers, snapshots and clips (issue #6)."""
