@@ -24,7 +24,7 @@ def now_ns() -> int:
 
 @dataclass(frozen=True, slots=True)
 class SampleBatch:
-    """Columns of equal length: ts (int64 ns UTC), point (int32), value (float64), quality (uint8)."""
+    """Equal-length columns: ts (int64 ns UTC), point (int32), value (float64), quality (uint8)."""
 
     ts: npt.NDArray[np.int64]
     point: npt.NDArray[np.int32]
@@ -40,7 +40,9 @@ class SampleBatch:
             ("quality", self.quality, QUALITY_DTYPE),
         ):
             if col.dtype != dtype or col.ndim != 1:
-                raise TypeError(f"SampleBatch.{name} must be 1-D {dtype}, got {col.ndim}-D {col.dtype}")
+                raise TypeError(
+                    f"SampleBatch.{name} must be 1-D {dtype}, got {col.ndim}-D {col.dtype}"
+                )
             if len(col) != n:
                 raise ValueError(f"SampleBatch.{name} has {len(col)} rows, ts has {n}")
 
@@ -50,7 +52,9 @@ class SampleBatch:
     @classmethod
     def empty(cls) -> SampleBatch:
         return cls(
-            np.empty(0, TS_DTYPE), np.empty(0, POINT_DTYPE), np.empty(0, VALUE_DTYPE),
+            np.empty(0, TS_DTYPE),
+            np.empty(0, POINT_DTYPE),
+            np.empty(0, VALUE_DTYPE),
             np.empty(0, QUALITY_DTYPE),
         )
 
@@ -86,4 +90,6 @@ class SampleBatch:
         )
 
     def take(self, index: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> SampleBatch:
-        return SampleBatch(self.ts[index], self.point[index], self.value[index], self.quality[index])
+        return SampleBatch(
+            self.ts[index], self.point[index], self.value[index], self.quality[index]
+        )

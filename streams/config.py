@@ -6,6 +6,7 @@ raises ConfigError naming the file, the line, the key path, the bad value and wh
 
 from __future__ import annotations
 
+import itertools
 import re
 import tomllib
 from collections.abc import Iterator
@@ -21,7 +22,13 @@ Order = Literal["big", "little"]
 ModbusTable = Literal["holding", "input", "coil", "discrete"]
 
 REGISTER_COUNT: dict[str, int] = {
-    "bool": 1, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4,
+    "bool": 1,
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "float64": 4,
 }
 
 
@@ -39,9 +46,12 @@ class Limits(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> Limits:
-        named = [(n, v) for n, v in (("hh", self.hh), ("h", self.h), ("l", self.l), ("ll", self.ll))
-                 if v is not None]
-        for (n1, v1), (n2, v2) in zip(named, named[1:], strict=False):
+        named = [
+            (n, v)
+            for n, v in (("hh", self.hh), ("h", self.h), ("l", self.l), ("ll", self.ll))
+            if v is not None
+        ]
+        for (n1, v1), (n2, v2) in itertools.pairwise(named):
             if not v1 > v2:
                 raise ValueError(f"limit {n1}={v1} must be greater than {n2}={v2}")
         return self
@@ -128,7 +138,9 @@ class OpcUaDevice(_DeviceBase):
         for p in self.points:
             if not p.node:
                 raise ValueError(f"point {p.code!r}: an opcua point needs node (a NodeId string)")
-        if self.security_policy != "None" and (self.certificate is None or self.private_key is None):
+        if self.security_policy != "None" and (
+            self.certificate is None or self.private_key is None
+        ):
             raise ValueError("security_policy Basic256Sha256 needs certificate and private_key")
         return self
 
@@ -191,7 +203,9 @@ class Enterprise(_Model):
                     raise ValueError(f"device {d.code!r} names unknown hazard source {hs!r}")
         for c in self.cameras:
             if c.hazard_source is not None and c.hazard_source not in sources:
-                raise ValueError(f"camera {c.code!r} names unknown hazard source {c.hazard_source!r}")
+                raise ValueError(
+                    f"camera {c.code!r} names unknown hazard source {c.hazard_source!r}"
+                )
             for p in c.points:
                 if p not in points:
                     raise ValueError(f"camera {c.code!r} names unknown point {p!r}")
@@ -234,9 +248,13 @@ class Config(_Model):
         regions = {r.code for r in self.regions}
         for e in self.enterprises:
             if regions and e.region not in regions:
-                raise ValueError(f"enterprise {e.code!r} names region {e.region!r}, not in [[regions]]")
+                raise ValueError(
+                    f"enterprise {e.code!r} names region {e.region!r}, not in [[regions]]"
+                )
             if self.mqtt is None and any(d.protocol == "mqtt" for d in e.devices):
-                raise ValueError(f"enterprise {e.code!r} has mqtt devices but there is no [mqtt] table")
+                raise ValueError(
+                    f"enterprise {e.code!r} has mqtt devices but there is no [mqtt] table"
+                )
         return self
 
     def points(self) -> Iterator[tuple[Enterprise, Device, PointConfig]]:
@@ -273,7 +291,9 @@ class ConfigError(Exception):
         self.file = str(file)
         self.problems = problems
         lines = [f"{self.file}: invalid configuration ({len(problems)} problem(s))"]
-        lines += [f"  {self.file}:{p.line}: {p}" if p.line else f"  {self.file}: {p}" for p in problems]
+        lines += [
+            f"  {self.file}:{p.line}: {p}" if p.line else f"  {self.file}: {p}" for p in problems
+        ]
         super().__init__("\n".join(lines))
 
 
@@ -285,7 +305,9 @@ def load_config(file: Path | str) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(path, [ConfigProblem("", None, f"cannot read the file: {exc}", _MISSING)]) from exc
+        raise ConfigError(
+            path, [ConfigProblem("", None, f"cannot read the file: {exc}", _MISSING)]
+        ) from exc
     return parse_config(text, path)
 
 
@@ -295,7 +317,9 @@ def parse_config(text: str, file: Path | str = "<config>") -> Config:
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
         line = int(m.group(1)) if m else None
-        raise ConfigError(file, [ConfigProblem("", line, f"TOML syntax error: {exc}", _MISSING)]) from exc
+        raise ConfigError(
+            file, [ConfigProblem("", line, f"TOML syntax error: {exc}", _MISSING)]
+        ) from exc
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:

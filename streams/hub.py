@@ -8,6 +8,7 @@ place by `publish` and can never slow ingest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -128,10 +129,8 @@ class LatestValues:
         """Wait until the version moves past `since` (or the timeout); return the version."""
         if self.version == since:
             event = self._changed
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout)
-            except TimeoutError:
-                pass
         return self.version
 
 
