@@ -1,0 +1,1 @@
+"""The simulated plant: enterprises' devices served over real protocols, with physics and scenarios."""
