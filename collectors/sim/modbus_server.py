@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -177,8 +178,9 @@ class ModbusSimServer:
         for name in _TABLE_ORDER:
             table = device.tables.get(name)
             if table is None:
-                # An empty table answers every address with ILLEGAL_ADDRESS.
-                blocks.append([SimData(address=0, count=1, datatype=DataType.INVALID)])
+                # pymodbus needs all four tables; `_serve` refuses every access to this one.
+                kind = DataType.BITS if name in ("coil", "discrete") else DataType.REGISTERS
+                blocks.append([SimData(address=0, count=1, values=0, datatype=kind)])
             elif table.bits:
                 blocks.append(
                     [
@@ -209,8 +211,8 @@ class ModbusSimServer:
             count: int,
             registers: list[int],
             set_values: list[int] | list[bool] | None,
-        ) -> None:
-            self._serve(device, function_code, start_address, address, registers, set_values)
+        ) -> ExcCodes | None:
+            return self._serve(device, function_code, start_address, address, registers, set_values)
 
         return SimDevice(
             id=device.config.unit_id,
@@ -233,12 +235,12 @@ class ModbusSimServer:
         address: int,
         registers: list[int],
         set_values: list[int] | list[bool] | None,
-    ) -> None:
+    ) -> ExcCodes | None:
         code = device.config.code
         self.requests[(code, function_code)] += 1
         table = device.tables.get(_FUNCTION_TABLE[function_code])
         if table is None:
-            return
+            return ExcCodes.ILLEGAL_ADDRESS
         values = self._current(device, table)
         if table.layout is not None:
             # pymodbus' block starts at the table's first register and has one guard register.
@@ -262,6 +264,7 @@ class ModbusSimServer:
                     self._record(
                         device, table.codes[i], float(written[table.addresses[i] - address])
                     )
+        return None
 
     def _record_register_write(
         self,
