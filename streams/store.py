@@ -502,13 +502,14 @@ _SERIES_ROLLUP_SQL = """
 WITH m AS (
     SELECT bucket, min, max, avg, last, count
     FROM samples_1m
-    WHERE point = $1 AND bucket >= $2 AND bucket < least($3, $6)
+    WHERE point = $1 AND bucket >= $2::timestamptz
+          AND bucket < least($3::timestamptz, $6::timestamptz)
     UNION ALL
     SELECT date_bin('1 minute', ts, 'epoch'::timestamptz), min(value), max(value),
            avg(value), (array_agg(value ORDER BY ts DESC))[1], count(*)
     FROM samples
-    WHERE point = $1 AND ts >= greatest($2, $6) AND ts < $3 AND quality = 0
-          AND value IS NOT NULL
+    WHERE point = $1 AND ts >= greatest($2::timestamptz, $6::timestamptz) AND ts < $3
+          AND quality = 0 AND value IS NOT NULL
     GROUP BY 1
 ), g AS (
     SELECT ((extract(epoch FROM bucket) * 1000000)::bigint - $4) / $5 AS k,
