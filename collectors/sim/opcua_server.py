@@ -100,6 +100,7 @@ class OpcUaSimServer:
             d.code: {p.code: _Variable(p) for p in d.points} for d in self.devices
         }
         self._server: Server | None = None
+        self._running = False
         self._updater: asyncio.Task[None] | None = None
 
     @property
@@ -108,8 +109,18 @@ class OpcUaSimServer:
 
     async def start(self) -> None:
         """Start listening (again, after `stop`, on the same port: a server restart)."""
-        if self._server is not None:
+        if self._running:
             return
+        if self._server is None:
+            self._server = await self._build()
+        # A restart keeps the address space but drops every session and subscription.
+        await self._server.start()
+        self._running = True
+        await self._update_all(overrides=True)
+        self._updater = asyncio.create_task(self._update_loop(), name="opcua-sim-update")
+        log.info("simulated OPC-UA server listening at %s", self.endpoint)
+
+    async def _build(self) -> Server:
         server = Server(user_manager=_PasswordUsers(self.users) if self.users else None)
         await server.init()
         server.set_endpoint(self.endpoint)
@@ -133,11 +144,7 @@ class OpcUaSimServer:
                     ua.Variant(_raw(p, 0.0), _VARIANT[p.data_type]),
                 )
                 await node.set_writable(False)
-        await server.start()
-        self._server = server
-        await self._update_all(overrides=True)
-        self._updater = asyncio.create_task(self._update_loop(), name="opcua-sim-update")
-        log.info("simulated OPC-UA server listening at %s", self.endpoint)
+        return server
 
     async def stop(self) -> None:
         if self._updater is not None:
@@ -145,9 +152,9 @@ class OpcUaSimServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._updater
             self._updater = None
-        if self._server is not None:
-            server, self._server = self._server, None
-            await server.stop()
+        if self._server is not None and self._running:
+            self._running = False
+            await self._server.stop()
 
     async def set_value(
         self, device_code: str, point_code: str, value: float, *, status: str | int = "Good"
@@ -208,7 +215,7 @@ class OpcUaSimServer:
                     await self._write(var, value)
 
     async def _write(self, var: _Variable, value: float) -> None:
-        if self._server is None:
+        if self._server is None or not self._running:
             return
         now = ua.DateTime.now(UTC)
         await self._server.write_attribute_value(
