@@ -83,6 +83,10 @@ class MqttSimGateway:
         while True:
             await self._running.wait()
             await client.publish(self.topic(device.code), self.payload(device.code), qos=1)
+            # Python 3.11's asyncio.wait_for (inside aiomqtt) swallows a cancellation that comes
+            # with the PUBACK; honour it here, or stopping the gateway hangs.
+            if (task := asyncio.current_task()) is not None and task.cancelling():
+                raise asyncio.CancelledError
             self.published += 1
             next_at = max(next_at + period, time.monotonic())
             await asyncio.sleep(next_at - time.monotonic())
