@@ -121,6 +121,18 @@ async def test_comm_loss_silences_one_modbus_device_until_normal(sim: Simulator)
     assert got == pytest.approx(sim.plant.value("TK102.LT"), abs=0.05)
 
 
+async def test_comm_loss_takes_the_opcua_server_down_until_normal(sim: Simulator) -> None:
+    endpoint = sim.endpoints["DCS201"]
+    await sim.set_scenario("comm_loss", "DCS201")
+    with pytest.raises(OSError):
+        async with OpcUaClient(endpoint, timeout=2):
+            pass
+    await sim.set_scenario("normal")
+    async with OpcUaClient(endpoint, timeout=5) as client:
+        got = await client.get_node("ns=2;s=DCS201.TK201.LT").read_value()
+    assert got == pytest.approx(sim.plant.value("TK201.LT"), abs=0.1)
+
+
 async def test_comm_loss_pauses_the_mqtt_gateway(sim: Simulator) -> None:
     assert sim.config.mqtt is not None
     topic = f"{sim.config.mqtt.topic_prefix}/E3/GW301/data"
