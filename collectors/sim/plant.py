@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 Floats = npt.NDArray[np.float64]
+Index = npt.NDArray[np.intp]
 
 Quantity = Literal[
     "level",  # m
@@ -260,7 +261,7 @@ class Scenario:
     name: str
     target: str | None
     params: Mapping[str, float] = field(default_factory=dict)
-    since_s: float = 0.0
+    since_s: float = 0.0  # plant time it started
 
     def __str__(self) -> str:
         args = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
@@ -315,7 +316,6 @@ class Plant:
                 raise ValueError(f"point {p.code}: tank {p.subject} holds no liquefied gas")
             if p.quantity == "mass" and tank and tank.capacity_kg is None:
                 raise ValueError(f"point {p.code}: tank {p.subject} has no capacity_kg")
-        self._specs = specs
         self._tank_index = tanks
         self._device_points = {
             d.code: (d.points, np.array([self._index[p.code] for p in d.points], np.intp))
@@ -336,7 +336,7 @@ class Plant:
         self._values = np.zeros(n)
 
         # Gathers from the per-subject physics arrays into the point array, one per quantity.
-        def gather(quantity: str, subjects: Mapping[str, int]) -> tuple[Floats, Floats]:
+        def gather(quantity: str, subjects: Mapping[str, int]) -> tuple[Index, Index]:
             rows = [i for i, p in enumerate(specs) if p.quantity == quantity]
             src = [subjects.get(specs[i].subject, 0) for i in rows]
             return np.array(rows, np.intp), np.array(src, np.intp)
