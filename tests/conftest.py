@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import socket
 import uuid
@@ -30,7 +31,9 @@ def _answers(url: str) -> bool:
         await conn.close()
         return True
 
-    return asyncio.run(probe())
+    # A fixture may ask while an event loop runs in this thread: probe from a thread of its own.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, probe()).result()
 
 
 @pytest.fixture(scope="session")

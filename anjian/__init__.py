@@ -1,0 +1,1 @@
+"""anjian (安监): the composition root — command line, settings and the supervisor."""

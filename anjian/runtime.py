@@ -1,0 +1,203 @@
+"""The supervisor: starts and stops everything, in one visible order.
+
+Start: database (embedded or configured) → demo plant (if asked) → configuration → registry →
+hub and writer → collectors → maintenance → web. Stop is the reverse, and the writer is flushed
+after the collectors have stopped, so no received sample is lost on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from collectors import DeviceCollector
+from collectors.modbus import ModbusCollector
+from collectors.mqtt import MqttIngest
+from collectors.opcua import OpcUaCollector
+from collectors.sim.runner import Simulator
+from streams import Hub
+from streams.config import (
+    Config,
+    ModbusDevice,
+    MqttDevice,
+    MqttSettings,
+    OpcUaDevice,
+    load_config,
+    parse_config,
+)
+from streams.embedded import EmbeddedPostgres
+from streams.registry import PointIndex, sync_config
+from streams.store import Store
+from streams.writer import SampleWriter
+from web.app import SERVICES, Services, make_app
+
+log = logging.getLogger("anjian")
+MAINTAIN_EVERY_S = 60.0
+
+
+@dataclass
+class Settings:
+    """How to run: where the config and data live and which database to use."""
+
+    config: Path | None = None
+    demo: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    database_url: str | None = None  # ANJIAN_DATABASE_URL; else the config's; else embedded
+    mqtt: MqttSettings | None = None  # demo only: the broker the simulated gateway uses
+
+
+def mqtt_broker_answers(host: str = "127.0.0.1", port: int = 1883) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Running:
+    """What is running, for health and for tests."""
+
+    store: Store
+    hub: Hub
+    writer: SampleWriter
+    collectors: list[DeviceCollector]
+    mqtt: MqttIngest | None
+    config: Config
+    points: PointIndex
+    simulator: Simulator | None
+
+    def collector_health(self) -> list[dict[str, Any]]:
+        statuses = [c.status for c in self.collectors]
+        if self.mqtt is not None:
+            statuses += self.mqtt.statuses
+        return [s.as_dict() for s in statuses]
+
+
+def build_collectors(
+    cfg: Config, index: PointIndex, hub: Hub
+) -> tuple[list[DeviceCollector], MqttIngest | None]:
+    collectors: list[DeviceCollector] = []
+    mqtt_devices: list[tuple[str, MqttDevice, dict[str, int]]] = []
+    for e in cfg.enterprises:
+        ids = index.for_enterprise(e.code)
+        for d in e.devices:
+            if isinstance(d, ModbusDevice):
+                collectors.append(ModbusCollector(e.code, d, ids, hub))
+            elif isinstance(d, OpcUaDevice):
+                collectors.append(OpcUaCollector(e.code, d, ids, hub))
+            else:
+                mqtt_devices.append((e.code, d, ids))
+    mqtt = None
+    if mqtt_devices:
+        assert cfg.mqtt is not None  # the config validator guarantees it
+        mqtt = MqttIngest(cfg.mqtt, mqtt_devices, hub)
+    return collectors, mqtt
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Running]:
+    """Everything but the web server, started in order and stopped in reverse."""
+    async with contextlib.AsyncExitStack() as stack:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        simulator: Simulator | None = None
+        if settings.demo:
+            mqtt = settings.mqtt
+            if mqtt is None and mqtt_broker_answers():
+                mqtt = MqttSettings()
+            simulator = Simulator(mqtt=mqtt)
+            await simulator.start()
+            stack.push_async_callback(simulator.stop)
+            demo_file = settings.data_dir / "demo.toml"
+            demo_file.write_text(simulator.config_toml, encoding="utf-8")
+            cfg = parse_config(simulator.config_toml, demo_file)
+        elif settings.config is not None:
+            cfg = load_config(settings.config)
+        else:
+            cfg = Config()
+
+        url = settings.database_url or cfg.database.url
+        embedded = url is None
+        if url is None:
+            pg = EmbeddedPostgres()
+            url = await pg.start(settings.data_dir)
+            stack.push_async_callback(pg.stop)
+        store = await Store.open(
+            url,
+            embedded=embedded,
+            retention_days=cfg.database.retention_days,
+            rollup_retention_days=cfg.database.rollup_retention_days,
+        )
+        stack.push_async_callback(store.close)
+        index = await sync_config(store.pool, cfg)
+
+        hub = Hub()
+        writer = SampleWriter(store, settings.data_dir / "spool")
+        collectors, mqtt_ingest = build_collectors(cfg, index, hub)
+        run = Running(store, hub, writer, collectors, mqtt_ingest, cfg, index, simulator)
+
+        async with asyncio.TaskGroup() as tg:
+            sub = hub.subscribe("store", maxsize=64)
+            writer_task = tg.create_task(writer.run(sub), name="writer")
+            jobs: list[asyncio.Task[None]] = [
+                tg.create_task(c.run(), name=f"collector {c.enterprise}/{c.device.code}")
+                for c in collectors
+            ]
+            if mqtt_ingest is not None:
+                jobs.append(tg.create_task(mqtt_ingest.run(), name="mqtt"))
+            jobs.append(tg.create_task(_every(MAINTAIN_EVERY_S, store.maintain), name="maintain"))
+            try:
+                yield run
+            finally:
+                for job in jobs:
+                    job.cancel()
+                await asyncio.gather(*jobs, return_exceptions=True)
+                sub.close()  # the writer drains what was received, then stops
+                await writer_task
+
+
+async def _every(period: float, job: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        try:
+            await job()
+        except Exception:  # a failed maintenance run must not stop ingest; it retries next period
+            log.exception("maintenance failed")
+        await asyncio.sleep(period)
+
+
+def build_app(
+    settings: Settings, ready: Callable[[Running], None] | None = None
+) -> web.Application:
+    """The web application, owning the whole runtime through one cleanup context."""
+
+    async def services(app: web.Application) -> AsyncIterator[None]:
+        async with running(settings) as run:
+            sim = run.simulator
+
+            async def scenario(name: str, target: str | None, params: dict[str, float]) -> None:
+                assert sim is not None
+                await sim.set_scenario(name, target, **params)
+
+            app[SERVICES] = Services(
+                store=run.store,
+                hub=run.hub,
+                points=run.points,
+                collectors=run.collector_health,
+                writer=lambda: run.writer.stats,
+                scenario=scenario if sim is not None else None,
+            )
+            if ready is not None:
+                ready(run)
+            yield
+
+    return make_app(services)
