@@ -327,9 +327,15 @@ def parse_config(text: str, file: Path | str = "<config>") -> Config:
         problems = []
         for err in exc.errors(include_url=False):
             loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x in _UNION_TAGS))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                # Point at the discriminating key itself, not at the whole table.
+                key = err.get("ctx", {}).get("discriminator", "").strip("'")
+                loc = (*loc, key)
+                expected = err.get("ctx", {}).get("expected_tags", "")
+                msg = f"must be one of {expected}"
             path = _dotted(loc)
             value = _lookup(raw, loc)
-            msg = err["msg"].removeprefix("Value error, ")
             problems.append(ConfigProblem(path, _line_for(lines, loc), msg, value))
         raise ConfigError(file, problems) from None
 

@@ -1,0 +1,148 @@
+"""The configuration file: the README's example is valid; bad files are refused precisely."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streams.config import ConfigError, ModbusDevice, OpcUaDevice, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MINIMAL = """\
+[[enterprises]]
+code = "E1"
+name = "甲"
+region = "320116"
+
+  [[enterprises.devices]]
+  code = "PLC1"
+  protocol = "modbus"
+  host = "127.0.0.1"
+
+    [[enterprises.devices.points]]
+    code = "P1"
+    name = "液位"
+    table = "holding"
+    address = 0
+"""
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", text, flags=re.S)
+    assert blocks, "README.md has no toml example"
+    return max(blocks, key=len)
+
+
+def test_readme_example_is_a_valid_config() -> None:
+    cfg = parse_config(readme_example(), "README.md")
+    e = cfg.enterprises[0]
+    assert [d.protocol for d in e.devices] == ["modbus", "opcua", "mqtt"]
+    plc = e.devices[0]
+    assert isinstance(plc, ModbusDevice)
+    assert plc.points[0].scale == 0.01
+    assert plc.points[1].word_order == "little"
+    dcs = e.devices[1]
+    assert isinstance(dcs, OpcUaDevice) and dcs.points[0].node == "ns=2;s=E1.TK1.PT"
+    assert cfg.database.retention_days == 30
+    assert e.cameras[0].points == ["GD-1"]
+
+
+def _problems(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "plant.toml")
+    return str(info.value)
+
+
+def test_bad_value_names_file_line_path_value_and_expectation() -> None:
+    text = MINIMAL.replace("address = 0", "address = 70000")
+    message = _problems(text)
+    line = text.splitlines().index("    address = 70000") + 1
+    assert f"plant.toml:{line}: enterprises[0].devices[0].points[0].address" in message
+    assert "less than or equal to 65535" in message
+    assert "(got 70000)" in message
+
+
+def test_unknown_key_is_refused_with_its_line() -> None:
+    text = MINIMAL.replace('  host = "127.0.0.1"', '  host = "127.0.0.1"\n  hots = "x"')
+    message = _problems(text)
+    assert (
+        "plant.toml:10: enterprises[0].devices[0].hots: Extra inputs are not permitted" in message
+    )
+
+
+def test_limits_out_of_order_are_refused() -> None:
+    text = MINIMAL + "    limits = { hh = 1.0, h = 2.0 }\n"
+    assert "limit hh=1.0 must be greater than h=2.0" in _problems(text)
+
+
+def test_modbus_point_without_address_is_refused() -> None:
+    text = MINIMAL.replace("    address = 0\n", "")
+    assert "point 'P1': a modbus point needs table and address" in _problems(text)
+
+
+def test_reference_to_unknown_hazard_source_is_refused() -> None:
+    text = MINIMAL.replace('  host = "127.0.0.1"', '  host = "127.0.0.1"\n  hazard_source = "HS9"')
+    assert "unknown hazard source 'HS9'" in _problems(text)
+
+
+def test_duplicate_point_codes_are_refused() -> None:
+    text = MINIMAL + (
+        '    [[enterprises.devices.points]]\n    code = "P1"\n    name = "x"\n'
+        '    table = "holding"\n    address = 1\n'
+    )
+    assert "point code 'P1' is used twice" in _problems(text)
+
+
+def test_mqtt_device_needs_broker_settings() -> None:
+    text = MINIMAL.replace('protocol = "modbus"\n  host = "127.0.0.1"', 'protocol = "mqtt"')
+    text = text.replace('    table = "holding"\n    address = 0\n', "")
+    assert "has mqtt devices but there is no [mqtt] table" in _problems(text)
+
+
+def test_toml_syntax_error_gives_its_line() -> None:
+    message = _problems(MINIMAL.replace('name = "液位"', 'name = "液位'))
+    assert "TOML syntax error" in message
+    assert "plant.toml:13:" in message
+
+
+def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "missing.toml")
+
+
+def _anjian(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "anjian.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_config_command_accepts_a_good_file(tmp_path: Path) -> None:
+    good = tmp_path / "plant.toml"
+    good.write_text(readme_example(), encoding="utf-8")
+    result = _anjian("check-config", str(good), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "OK — 1 enterprises, 3 devices, 4 points" in result.stdout
+
+
+def test_bad_config_stops_serve_with_exit_code_2_before_starting(tmp_path: Path) -> None:
+    bad = tmp_path / "plant.toml"
+    bad.write_text(MINIMAL.replace('protocol = "modbus"', 'protocol = "profibus"'), "utf-8")
+    for args in (["check-config", str(bad)], ["serve", "--config", str(bad)]):
+        result = _anjian(*args, cwd=tmp_path)
+        assert result.returncode == 2
+        assert (
+            f"{bad}:8: enterprises[0].devices[0].protocol: must be one of 'modbus', 'opcua', "
+            "'mqtt' (got 'profibus')" in result.stderr
+        )
+    assert not (tmp_path / "data").exists()  # serve started nothing
