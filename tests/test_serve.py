@@ -1,4 +1,4 @@
-"""`anjian serve`: the demo plant end to end, and a clean stop on SIGTERM that flushes the writer."""
+"""`anjian serve`: the demo end to end, and a clean stop on SIGTERM that flushes the writer."""
 
 from __future__ import annotations
 
