@@ -117,3 +117,48 @@ async def test_serve_prints_url_and_stops_cleanly_on_sigterm_flushing_the_writer
     # Everything published before the signal (and what came after, up to the stop) is stored.
     assert stored >= published
     assert not list((tmp_path / "data" / "spool").glob("*.batch"))
+
+
+async def test_simulate_prints_endpoints_and_switches_scenarios_from_stdin(tmp_path: Path) -> None:
+    from pymodbus.client import AsyncModbusTcpClient
+
+    modbus_port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "anjian.cli", "simulate",
+        "--modbus-port", str(modbus_port), "--opcua-port", str(free_port()),
+        "--write-config", str(tmp_path / "plant.toml"),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    stdout = proc.stdout
+
+    async def line_with(text: str) -> str:
+        while True:
+            line = (await asyncio.wait_for(stdout.readline(), 60)).decode()
+            assert line, f"simulate ended before printing {text!r}"
+            if text in line:
+                return line
+
+    try:
+        assert f"PLC101: modbus://127.0.0.1:{modbus_port}" in await line_with("PLC101:")
+        await line_with("switch scenario")
+        assert (tmp_path / "plant.toml").exists()
+        async with AsyncModbusTcpClient("127.0.0.1", port=modbus_port) as plc:
+            assert not (await plc.read_holding_registers(0, count=2, device_id=1)).isError()
+
+        proc.stdin.write(b"leak NOSUCHTANK rate_g_s=500\n")
+        assert "unknown tank" in await line_with("cannot switch")
+        proc.stdin.write(b"comm_loss PLC101\n")
+        await line_with("scenario: comm_loss PLC101")
+        async with AsyncModbusTcpClient("127.0.0.1", port=modbus_port, retries=0) as plc:
+            assert not plc.connected
+        proc.stdin.write(b"normal\n")
+        await line_with("scenario: normal")
+        async with AsyncModbusTcpClient("127.0.0.1", port=modbus_port) as plc:
+            assert plc.connected
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -56,6 +56,7 @@ async function render() {
       el("tr", {}, el("th", {}, t("code")), el("th", {}, t("name")), el("th", {}, t("value")),
         el("th", {}, t("unit")), el("th", {}, t("quality"))));
     const points = await getJSON(`/api/points?enterprise=${encodeURIComponent(e.code)}`);
+    points.sort((a, b) => a.code.localeCompare(b.code));
     for (const p of points) {
       const tr = el("tr", { "data-point": p.id }, el("td", {}, p.code), el("td", {}, p.name),
         el("td", { class: "value" }, "—"), el("td", {}, p.unit), el("td", { class: "quality" }, ""));
