@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -133,15 +134,23 @@ class ModbusCollector(DeviceCollector):
         hub: Hub,
         *,
         backoff: Backoff | None = None,
+        stagger: bool = False,
         free_run: bool = False,
         on_tick: TickObserver | None = None,
     ) -> None:
-        """`free_run` polls back to back instead of on the period grid (for benchmarks);
-        `on_tick(tick_ns, start_ns)` is told the scheduled and actual start of each poll."""
+        """Polls tick at `phase_ns + k * period` ns since the epoch: by default every tick is a
+        whole multiple of the period. With `stagger` the phase is a fixed fraction of the period
+        drawn from a hash of the device's name, so that devices with the same period do not all
+        poll in the same millisecond (Prometheus spreads scrapes the same way).
+        `free_run` polls back to back instead (benchmarks); `on_tick(tick_ns, start_ns)` is told
+        the scheduled and actual start of each poll."""
         super().__init__(enterprise, device, point_ids, hub, backoff=backoff)
         self.device = device
         self.free_run = free_run
         self.on_tick = on_tick
+        self.period_ns = round(device.period_s * 1e9)
+        spread = zlib.crc32(self._name.encode()) / 2**32 if stagger else 0.0
+        self.phase_ns = int(spread * self.period_ns)
         configs = [p.config for p in self.points]
         self.blocks = plan_blocks(configs, device.byte_order, device.word_order, device.max_block)
         self._by_code = {p.config.code: p.config for p in self.points}
@@ -157,7 +166,6 @@ class ModbusCollector(DeviceCollector):
     # -- polling ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        period_ns = round(self.device.period_s * 1e9)
         while True:
             client = AsyncModbusTcpClient(
                 self.device.host,
@@ -176,7 +184,7 @@ class ModbusCollector(DeviceCollector):
                         f"cannot connect to {self.device.host}:{self.device.port}"
                     )
                 self._client = client
-                await self._poll_forever(client, period_ns)
+                await self._poll_forever(client)
             except Exception as exc:
                 reason = _describe(exc)
             finally:
@@ -185,14 +193,16 @@ class ModbusCollector(DeviceCollector):
             await self.failed(reason)
             await self.sleep_backoff()
 
-    async def _poll_forever(self, client: AsyncModbusTcpClient, period_ns: int) -> NoReturn:
+    async def _poll_forever(self, client: AsyncModbusTcpClient) -> NoReturn:
+        task = asyncio.current_task()
+        period, phase = self.period_ns, self.phase_ns
         while True:
             if self.free_run:
                 tick = time.time_ns()
             else:
                 now = time.time_ns()
                 # The next grid point strictly in the future: a late tick is skipped, never bunched.
-                tick = (now // period_ns + 1) * period_ns
+                tick = ((now - phase) // period + 1) * period + phase
                 await asyncio.sleep((tick - now) / 1e9)
             start = time.time_ns()
             if self.on_tick is not None:
@@ -200,6 +210,10 @@ class ModbusCollector(DeviceCollector):
             batch = await self.poll(client, start)
             await self.succeeded()
             await self.publish(batch)
+            if task is not None and task.cancelling():
+                # Python 3.11's wait_for (inside pymodbus) can swallow a cancellation that
+                # races with a reply; honour it here or the collector would never stop.
+                raise asyncio.CancelledError
 
     async def poll(self, client: AsyncModbusTcpClient, ts_ns: int) -> SampleBatch:
         """Read every block once; the batch is stamped with `ts_ns`. Raises on any failure."""

@@ -144,14 +144,31 @@ class RegisterLayout:
             index = starts[rows, None] + np.arange(k, dtype=np.intp)[None, :]
             self.groups.append(_Group(dt, bo, wo, rows, index))
         self.width = int(max((int(g.index.max()) for g in self.groups), default=-1)) + 1
+        self._identity = bool((self.scale == 1).all() and (self.offset == 0).all())
+        self._single_registers = all(
+            g.data_type in ("int16", "uint16") and g.byte_order == "big" for g in self.groups
+        )
+        self._index = starts
+        self._unsigned = np.asarray(
+            [dt == "uint16" for dt in data_types] if n else [], bool
+        ).reshape(n)
 
     def decode(self, block: npt.ArrayLike) -> Floats:
         """Engineering values of the layout's points from a block of registers."""
         b = np.asarray(block, np.uint16)
-        raw = np.empty(self.size)
-        for g in self.groups:
-            raw[g.rows] = decode(b[g.index], g.data_type, g.byte_order, g.word_order)
-        return raw * self.scale + self.offset
+        if self._single_registers:
+            # The common case (16-bit values, big-endian bytes) is one gather and one cast.
+            raw: Floats = b[self._index].view(np.int16).astype(np.float64)
+            raw[self._unsigned] = b[self._index[self._unsigned]]
+        else:
+            raw = np.empty(self.size)
+            for g in self.groups:
+                raw[g.rows] = decode(b[g.index], g.data_type, g.byte_order, g.word_order)
+        if self._identity:
+            return raw
+        raw *= self.scale
+        raw += self.offset
+        return raw
 
     def raw(self, values: npt.ArrayLike) -> Floats:
         return (np.asarray(values, np.float64) - self.offset) / self.scale

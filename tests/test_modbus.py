@@ -356,7 +356,7 @@ async def test_failed_device_does_not_delay_healthy_one() -> None:
             healthy = on_port(healthy, server.port)
             hub = Hub()
             sub = hub.subscribe("test")
-            good = ModbusCollector("E1", healthy, ids(healthy), hub)
+            good = ModbusCollector("E1", healthy, ids(healthy), hub, stagger=False)
             bad = ModbusCollector("E1", dead, ids(dead, 10), hub, backoff=Backoff(0.05, 0.1))
             stamps: list[int] = []
             async with collecting(good, bad):
@@ -369,10 +369,10 @@ async def test_failed_device_does_not_delay_healthy_one() -> None:
         silent.close()
     assert bad.status.up is False and bad.status.failures >= 1
     period_ns = int(period * 1e9)
-    late_ms = np.array([(t % period_ns) / 1e6 for t in stamps])
+    since_tick = (np.array(stamps) - good.phase_ns) % period_ns
     # A leaked 1 s timeout would put polls far off the 200 ms grid or skip ticks.
-    assert (late_ms < 50).all(), late_ms
-    ticks = np.array(stamps) // period_ns
+    assert (since_tick < 50e6).all(), since_tick / 1e6
+    ticks = (np.array(stamps) - good.phase_ns) // period_ns
     assert (np.diff(ticks) == 1).all(), np.diff(ticks)
     assert len(stamps) >= 11
 
@@ -408,3 +408,26 @@ async def test_value_outside_the_instrument_range_is_out_of_range() -> None:
             later = await batch_where(sub, lambda b: b.value[1] == -20.5)
     assert batch.quality.tolist() == [Quality.OUT_OF_RANGE, Quality.GOOD, Quality.GOOD]
     assert later.quality.tolist() == [Quality.GOOD, Quality.OUT_OF_RANGE, Quality.GOOD]
+
+
+async def test_staggered_devices_keep_distinct_fixed_phases() -> None:
+    plant = Plant({f"D{i}": {"p0": 1.0} for i in range(3)})
+    devs = [device(f"D{i}", float_points(1), unit_id=i + 1) for i in range(3)]
+    async with serving(devs, plant) as server:
+        hub = Hub()
+        sub = hub.subscribe("test")
+        collectors = [
+            ModbusCollector("E1", on_port(d, server.port), {"p0": i}, hub, stagger=True)
+            for i, d in enumerate(devs)
+        ]
+        stamps: dict[int, list[int]] = {0: [], 1: [], 2: []}
+        async with collecting(*collectors):
+            while min(len(v) for v in stamps.values()) < 4:
+                batch = await next_batch(sub)
+                stamps[int(batch.point[0])].append(int(batch.ts[0]))
+    period_ns = int(PERIOD * 1e9)
+    phases = [c.phase_ns for c in collectors]
+    assert len(set(phases)) == 3 and all(0 <= p < period_ns for p in phases)
+    for i, c in enumerate(collectors):
+        since_tick = (np.array(stamps[i]) - c.phase_ns) % period_ns
+        assert (since_tick < 30e6).all(), since_tick / 1e6
