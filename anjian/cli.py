@@ -80,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # asyncua logs every publish at INFO and a traceback per lost connection at ERROR; our
     # collectors say a loss once, so keep only its warnings (and its errors when verbose).
     logging.getLogger("asyncua").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
+    # pymodbus logs every failed connect and timeout; a dead PLC must not flood the log.
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
     try:
         if args.command == "check-config":
             return _check_config(args.file)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -156,6 +157,10 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             if mqtt_ingest is not None:
                 jobs.append(tg.create_task(mqtt_ingest.run(), name="mqtt"))
             jobs.append(tg.create_task(_every(MAINTAIN_EVERY_S, store.maintain), name="maintain"))
+            # Everything long-lived exists now: keep it out of full collections, whose pauses
+            # would otherwise delay every collector's poll (measured: 100-180 ms).
+            gc.collect()
+            gc.freeze()
             try:
                 yield run
             finally:

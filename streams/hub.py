@@ -89,6 +89,7 @@ class LatestValues:
         self._quality = np.full(capacity, Quality.BAD, np.uint8)
         self.version = 0
         self._changed = asyncio.Event()
+        self._waiters = 0
 
     def _grow(self, needed: int) -> None:
         size = max(needed, 2 * len(self._ts))
@@ -111,8 +112,9 @@ class LatestValues:
         self._value[p] = batch.value[newer]
         self._quality[p] = batch.quality[newer]
         self.version += 1
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._waiters:  # an Event per publish costs; make one only when somebody waits
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     def get(self, points: npt.ArrayLike) -> Latest:
         p = np.asarray(points, np.int32)
@@ -129,8 +131,12 @@ class LatestValues:
         """Wait until the version moves past `since` (or the timeout); return the version."""
         if self.version == since:
             event = self._changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout)
+            self._waiters += 1
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), timeout)
+            finally:
+                self._waiters -= 1
         return self.version
 
 
