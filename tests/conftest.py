@@ -90,8 +90,8 @@ def timescale_server_url() -> str:
     url = os.environ.get("ANJIAN_TEST_TIMESCALE_URL")
     if not url:
         pytest.skip(
-            "no TimescaleDB server: set ANJIAN_TEST_TIMESCALE_URL (.ci/run sets it from "
-            "../shared/timescaledb-pg15/start) to run the storage tests against TimescaleDB"
+            "no TimescaleDB server: set ANJIAN_TEST_TIMESCALE_URL (./run test sets it from "
+            "../shared/timescaledb-pg15/start when that exists) to run the storage tests on it"
         )
     if not _answers(url):
         pytest.fail(f"ANJIAN_TEST_TIMESCALE_URL={url} does not answer")
