@@ -235,11 +235,47 @@ class DatabaseSettings(_Model):
     rollup_retention_days: Annotated[int, Field(ge=1)] = 400
 
 
+class SecuritySettings(_Model):
+    """Security policy (等保 level 3, DOMAIN.md §8): secure defaults, tunable per deployment."""
+
+    # Password rules [M: common 等保 test practice, DOMAIN.md §8].
+    password_min_length: Annotated[int, Field(ge=8)] = 8
+    password_min_classes: Annotated[int, Field(ge=1, le=4)] = 3  # of upper, lower, digit, other
+    password_history: Annotated[int, Field(ge=0)] = 5  # no reuse of the last N
+    password_max_age_days: Annotated[int, Field(ge=1)] = 90
+    # Login-failure handling (等保 8.1.4.1 b).
+    lockout_failures: Annotated[int, Field(ge=1)] = 5
+    lockout_minutes: Annotated[int, Field(ge=1)] = 30
+    login_attempts_per_minute: Annotated[int, Field(ge=1)] = 20  # per source address
+    # Idle timeout: administrators 15 min, others 30 (DOMAIN.md §8 [D] checklist).
+    idle_minutes_admin: Annotated[int, Field(ge=1, le=30)] = 15
+    idle_minutes: Annotated[int, Field(ge=1, le=30)] = 30
+    # Second factor (TOTP): mandatory for the three administrators and command leaders.
+    totp_roles: list[str] = ["sysadmin", "secadmin", "auditor", "leader"]
+    # 网络安全法 Art. 21: network logs kept at least 6 months (DOMAIN.md §8).
+    audit_retention_days: Annotated[int, Field(ge=180)] = 180
+    max_request_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> SecuritySettings:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("tls_certificate and tls_key go together")
+        for role in ("sysadmin", "secadmin", "auditor", "leader"):
+            if role not in self.totp_roles:
+                raise ValueError(
+                    f"totp_roles must include {role!r}: its second factor is mandatory"
+                )
+        return self
+
+
 class Config(_Model):
     regions: list[Region] = []
     enterprises: list[Enterprise] = []
     mqtt: MqttSettings | None = None
     database: DatabaseSettings = DatabaseSettings()
+    security: SecuritySettings = SecuritySettings()
 
     @model_validator(mode="after")
     def _references(self) -> Config:
