@@ -14,8 +14,9 @@ import itertools
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -44,31 +45,48 @@ _RETRIED: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    # Releasing a connection whose COPY the server cut off (the pool terminates it).
+    asyncpg.exceptions.InternalClientError,
 )
 
-_CLAIM_SQL = """
-INSERT INTO ingest_state AS s (writer, last_seq) VALUES ($1, $2)
-ON CONFLICT (writer) DO UPDATE SET last_seq = excluded.last_seq, updated_at = now()
-WHERE s.last_seq < excluded.last_seq
-RETURNING last_seq
+# In one round trip after the COPY: claim the unit's sequence number (no row comes back if
+# the database already has it) and keep the newest value of each point.
+_FINISH_SQL = """
+WITH claim AS (
+    INSERT INTO ingest_state AS s (writer, last_seq) VALUES ($1, $2)
+    ON CONFLICT (writer) DO UPDATE SET last_seq = excluded.last_seq, updated_at = now()
+    WHERE s.last_seq < excluded.last_seq
+    RETURNING last_seq
+), latest AS (
+    INSERT INTO latest_values AS l (point, ts, value, quality)
+    SELECT p, timestamptz '2000-01-01 00:00:00+00' + t * interval '1 microsecond',
+           nullif(v, 'NaN'), q
+    FROM unnest($3::integer[], $4::bigint[], $5::float8[], $6::smallint[]) AS u(p, t, v, q)
+    ON CONFLICT (point) DO UPDATE
+    SET ts = excluded.ts, value = excluded.value, quality = excluded.quality
+    WHERE excluded.ts >= l.ts
+)
+SELECT last_seq FROM claim
 """
 
-_LATEST_SQL = """
-INSERT INTO latest_values AS l (point, ts, value, quality)
-SELECT p, timestamptz '2000-01-01 00:00:00+00' + t * interval '1 microsecond',
-       nullif(v, 'NaN'), q
-FROM unnest($1::integer[], $2::bigint[], $3::float8[], $4::smallint[]) AS u(p, t, v, q)
-ON CONFLICT (point) DO UPDATE
-SET ts = excluded.ts, value = excluded.value, quality = excluded.quality
-WHERE excluded.ts >= l.ts
-"""
+_INT64_MIN = np.iinfo(np.int64).min
 
 
 def _newest_per_point(batch: SampleBatch) -> tuple[list[int], list[int], list[float], list[int]]:
-    """Arguments of `_LATEST_SQL`: the newest sample of each point (the later row on a tie)."""
-    order = np.lexsort((batch.ts, batch.point))
-    sorted_points = batch.point[order]
-    last = order[np.flatnonzero(np.append(sorted_points[1:] != sorted_points[:-1], True))]
+    """The point, ts, value, quality arguments of `_FINISH_SQL`: the newest sample per point."""
+    top = int(batch.point.max()) + 1
+    if int(batch.point.min()) >= 0 and top <= 4 * len(batch) + 65_536:
+        # Point ids are dense in practice: O(n) through arrays indexed by point id.
+        newest = np.full(top, _INT64_MIN)
+        np.maximum.at(newest, batch.point, batch.ts)
+        row_of = np.full(top, -1, np.intp)
+        rows = np.flatnonzero(batch.ts == newest[batch.point])
+        row_of[batch.point[rows]] = rows  # on equal timestamps one of them
+        last = row_of[row_of >= 0]
+    else:
+        order = np.lexsort((batch.ts, batch.point))
+        sorted_points = batch.point[order]
+        last = order[np.flatnonzero(np.append(sorted_points[1:] != sorted_points[:-1], True))]
     return (
         batch.point[last].tolist(),
         pg_timestamp_us(batch.ts[last]).tolist(),
@@ -83,32 +101,39 @@ def _slice(batch: SampleBatch, lo: int, hi: int) -> SampleBatch:
     )
 
 
+async def _settled(prev: asyncio.Future[bool] | None) -> bool:
+    """Whether the previous unit committed (True when there is none)."""
+    return True if prev is None else await prev
+
+
 @dataclass(slots=True)
 class _Unit:
     """Hub batches written (or spooled) together under one sequence number."""
 
     batch: SampleBatch
     parts: tuple[int, ...]  # row counts of the hub batches, to single out a refused one
-    seq: int | None = None
-    _copy: memoryview | None = field(default=None, repr=False)
+    seq: int | None = None  # taken when its COPY commits or it is spooled, in unit order
 
     @classmethod
     def of(cls, batches: Sequence[SampleBatch]) -> _Unit:
         return cls(SampleBatch.concat(batches), tuple(len(b) for b in batches))
-
-    @property
-    def copy_data(self) -> memoryview:
-        if self._copy is None:
-            self._copy = encode(self.batch)
-        return self._copy
 
 
 class _Duplicate(Exception):
     """The database already holds this sequence number."""
 
 
+class _PreviousFailed(Exception):
+    """The unit before this one was not committed: this one must not commit before it."""
+
+
 class SampleWriter:
-    """Writes hub batches to the store; spools them to disk while the database is unreachable."""
+    """Writes hub batches to the store; spools them to disk while the database is unreachable.
+
+    Units are pipelined two deep: the COPY of one runs while the one before it finishes, but
+    a unit claims its sequence number and commits only after the one before it committed;
+    if that one was spooled instead, this one is spooled behind it.
+    """
 
     def __init__(
         self,
@@ -126,9 +151,10 @@ class SampleWriter:
         self.max_rows = max_rows
         self.retry_initial = retry_initial
         self.retry_max = retry_max
-        self.timeout = timeout
+        self.timeout = timeout  # per database step; a server that hangs counts as unreachable
         self._spool = Spool(spool_dir)
-        self._lock = asyncio.Lock()  # one write unit at a time, in sequence order
+        self._lock = asyncio.Lock()  # the spool and the start-up check
+        self._tail: asyncio.Future[bool] | None = None  # outcome of the last unit submitted
         self._started = False
         self._drain_task: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
@@ -154,14 +180,22 @@ class SampleWriter:
 
     async def run(self, sub: Subscription) -> None:
         """Write the subscription's batches until it closes, coalescing what is already queued."""
-        async with self._lock:
-            await self._start()
+        await self._start()
+        in_flight: deque[tuple[asyncio.Task[None], int]] = deque()
+        next_batch: asyncio.Future[SampleBatch | None] | None = None
         try:
             closed = False
             while not closed:
-                first = await sub.get()
+                # Mark units done as they finish while waiting for the next batch.
+                next_batch = asyncio.ensure_future(sub.get())
+                while in_flight and not next_batch.done():
+                    oldest = in_flight[0][0]
+                    await asyncio.wait((next_batch, oldest), return_when=asyncio.FIRST_COMPLETED)
+                    if oldest.done():
+                        await self._settle(in_flight.popleft(), sub)
+                first = await next_batch
                 if first is None:
-                    return
+                    break
                 batches = [first]
                 rows = len(first)
                 # Take only what is waiting: a low-rate stream is written at once.
@@ -172,13 +206,25 @@ class SampleWriter:
                         break
                     batches.append(more)
                     rows += len(more)
-                try:
-                    await self._submit(_Unit.of(batches))
-                finally:
-                    for _ in batches:
-                        sub.task_done()
+                task = asyncio.create_task(self._submit(_Unit.of(batches)))
+                in_flight.append((task, len(batches)))
+                if len(in_flight) == 2:
+                    await self._settle(in_flight.popleft(), sub)
         finally:
+            if next_batch is not None:
+                next_batch.cancel()
+            while in_flight:
+                await self._settle(in_flight.popleft(), sub)
             await self.close()
+
+    @staticmethod
+    async def _settle(entry: tuple[asyncio.Task[None], int], sub: Subscription) -> None:
+        task, batches = entry
+        try:
+            await task
+        finally:
+            for _ in range(batches):
+                sub.task_done()
 
     async def write(self, batch: SampleBatch) -> None:
         """Write one batch now (or spool it); returns once it is committed or on disk."""
@@ -186,13 +232,14 @@ class SampleWriter:
 
     async def flush(self) -> None:
         """Wait until everything received so far is committed or spooled."""
+        await _settled(self._tail)
         async with self._lock:
             pass
 
     async def wait_drained(self) -> None:
         """Wait until the spool is empty (everything received is in the database)."""
-        async with self._lock:
-            await self._start()
+        await self._start()
+        await self.flush()
         while len(self._spool):
             self._drained.clear()
             await self._drained.wait()
@@ -208,55 +255,73 @@ class SampleWriter:
                     raise
             self._drain_task = None
 
-    # -- internals (the caller holds self._lock from here on) ------------------------
+    # -- writing ----------------------------------------------------------------------
 
     async def _submit(self, unit: _Unit) -> None:
         if not len(unit.batch):
             return
-        async with self._lock:
+        prev = self._tail
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._tail = done
+        committed = False
+        try:
             await self._start()
             if not len(self._spool):
                 try:
-                    await self._write_live(unit)
-                    return
+                    committed = await self._write_live(unit, prev)
                 except _RETRIED as exc:
                     self._lost(exc)
-            await self._spool_unit(unit)
+            if not committed:
+                await _settled(prev)
+                async with self._lock:
+                    await self._spool_unit(unit)
+        finally:
+            done.set_result(committed)
 
     async def _start(self) -> None:
         if self._started:
             return
-        self._started = True
-        try:
-            async with asyncio.timeout(self.timeout), self.store.pool.acquire() as conn:
-                last = await conn.fetchval(
-                    "SELECT last_seq FROM ingest_state WHERE writer = $1", self.name
+        async with self._lock:
+            if self._started:
+                return
+            self._started = True
+            try:
+                async with asyncio.timeout(self.timeout), self.store.pool.acquire() as conn:
+                    last = await conn.fetchval(
+                        "SELECT last_seq FROM ingest_state WHERE writer = $1", self.name
+                    )
+            except _RETRIED as exc:
+                # The spool's own counter keeps numbers rising until the database is back.
+                self._lost(exc)
+            else:
+                if last is not None:
+                    self._spool.observe(last)
+            if len(self._spool):
+                log.info(
+                    "%d sample batches spooled in %s from before; replaying them",
+                    len(self._spool),
+                    self._spool.directory,
                 )
-        except _RETRIED as exc:
-            # The spool's own counter keeps numbers rising until the database is back.
-            self._lost(exc)
-        else:
-            if last is not None:
-                self._spool.observe(last)
-        if len(self._spool):
-            log.info(
-                "%d sample batches spooled in %s from before; replaying them",
-                len(self._spool),
-                self._spool.directory,
-            )
-            self._start_drain()
+                self._start_drain()
 
     async def _take_seq(self) -> int:
         if self._spool.needs_reserve:
             await asyncio.to_thread(self._spool.reserve)
         return self._spool.take_seq()
 
-    async def _write_live(self, unit: _Unit) -> None:
-        unit.seq = await self._take_seq()
+    async def _write_live(self, unit: _Unit, prev: asyncio.Future[bool] | None) -> bool:
+        """Write a unit that was never tried; False (nothing written) if `prev` failed."""
         while True:
             try:
-                await self._commit(unit)
-                return
+                try:
+                    await self._transaction(unit, prev)
+                except _REJECTED:
+                    if not await _settled(prev):
+                        return False
+                    await self._commit_parts(unit)
+                return True
+            except _PreviousFailed:
+                return False
             except _Duplicate:
                 # Our counter is behind the database's (a spool directory that lost its
                 # counter while the clock stepped back): move past it and write afresh.
@@ -265,7 +330,7 @@ class SampleWriter:
                         "SELECT last_seq FROM ingest_state WHERE writer = $1", self.name
                     )
                 self._spool.observe(int(last))
-                unit.seq = await self._take_seq()
+                unit.seq = None
 
     async def _spool_unit(self, unit: _Unit) -> None:
         if unit.seq is None:
@@ -274,25 +339,27 @@ class SampleWriter:
         self.rows_spooled += len(unit.batch)
         self._start_drain()
 
-    async def _commit(self, unit: _Unit) -> None:
-        """Write a unit in one transaction with its sequence number; raise _Duplicate if the
-        database already has it; refused rows go to `rejected/` and the rest is written."""
-        try:
-            b = unit.batch
-            await self.store.ensure_partitions(int(b.ts.min()), int(b.ts.max()))
-            async with (
-                asyncio.timeout(self.timeout),
-                self.store.pool.acquire() as conn,
-                conn.transaction(),
-            ):
-                await self._claim(conn, unit)
-                await conn.copy_to_table(
-                    "samples", source=unit.copy_data, columns=COLUMNS, format="binary"
-                )
-                await conn.execute(_LATEST_SQL, *_newest_per_point(b))
-        except _REJECTED:
-            await self._commit_parts(unit)
-            return
+    async def _transaction(self, unit: _Unit, prev: asyncio.Future[bool] | None) -> None:
+        """COPY a unit, then (once `prev` committed) claim its sequence number and update the
+        latest values, all in one transaction. _Duplicate: the database already has it."""
+        b = unit.batch
+        await self.store.ensure_partitions(int(b.ts.min()), int(b.ts.max()))
+        loop = asyncio.get_running_loop()
+        async with (
+            asyncio.timeout(self.timeout) as deadline,
+            self.store.pool.acquire() as conn,
+            conn.transaction(),
+        ):
+            await conn.copy_to_table("samples", source=encode(b), columns=COLUMNS, format="binary")
+            if prev is not None:
+                deadline.reschedule(None)  # the previous unit has its own deadline
+                if not await prev:
+                    raise _PreviousFailed  # rolls back: this unit goes to the spool after it
+                deadline.reschedule(loop.time() + self.timeout)
+            if unit.seq is None:
+                unit.seq = await self._take_seq()
+            if await conn.fetchval(_FINISH_SQL, self.name, unit.seq, *_newest_per_point(b)) is None:
+                raise _Duplicate(unit.seq)
         self.rows_written += len(b)
         self.batches_written += len(unit.parts)
 
@@ -300,7 +367,8 @@ class SampleWriter:
         """The unit was refused: write its hub batches one by one, each in a savepoint, and
         keep the refused ones under `rejected/` (written before COMMIT, so a retry of the
         unit after a lost COMMIT rewrites the same files)."""
-        assert unit.seq is not None
+        if unit.seq is None:
+            unit.seq = await self._take_seq()
         bounds = np.cumsum((0, *unit.parts)).tolist()
         accepted: list[SampleBatch] = []
         async with (
@@ -308,7 +376,6 @@ class SampleWriter:
             self.store.pool.acquire() as conn,
             conn.transaction(),
         ):
-            await self._claim(conn, unit)
             for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
                 part = _slice(unit.batch, lo, hi)
                 try:
@@ -318,29 +385,28 @@ class SampleWriter:
                             "samples", source=encode(part), columns=COLUMNS, format="binary"
                         )
                 except _REJECTED as exc:
-                    reason = f"{type(exc).__name__}: {exc}"
-                    path = await asyncio.to_thread(self._spool.reject, unit.seq, i, part, reason)
-                    log.error(
-                        "database refused a batch of %d samples (points %d..%d, %s); kept in %s",
-                        len(part),
-                        int(part.point.min()),
-                        int(part.point.max()),
-                        reason,
-                        path,
-                    )
-                    self.rows_rejected += len(part)
-                    self.last_error = reason
+                    await self._reject(unit.seq, i, part, exc)
                 else:
                     accepted.append(part)
-            if accepted:
-                await conn.execute(_LATEST_SQL, *_newest_per_point(SampleBatch.concat(accepted)))
+            newest = _newest_per_point(SampleBatch.concat(accepted)) if accepted else ([],) * 4
+            if await conn.fetchval(_FINISH_SQL, self.name, unit.seq, *newest) is None:
+                raise _Duplicate(unit.seq)
         self.rows_written += sum(len(p) for p in accepted)
         self.batches_written += len(accepted)
 
-    async def _claim(self, conn: asyncpg.Connection, unit: _Unit) -> None:
-        # The row lock taken here also serialises two processes that share a writer name.
-        if await conn.fetchval(_CLAIM_SQL, self.name, unit.seq) is None:
-            raise _Duplicate(unit.seq)
+    async def _reject(self, seq: int, part: int, batch: SampleBatch, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        path = await asyncio.to_thread(self._spool.reject, seq, part, batch, reason)
+        log.error(
+            "database refused a batch of %d samples (points %d..%d, %s); kept in %s",
+            len(batch),
+            int(batch.point.min()),
+            int(batch.point.max()),
+            reason,
+            path,
+        )
+        self.rows_rejected += len(batch)
+        self.last_error = reason
 
     # -- outage and replay ---------------------------------------------------------------
 
@@ -383,7 +449,10 @@ class SampleWriter:
             return True
         unit = _Unit(entry.batch, entry.parts, seq)
         try:
-            await self._commit(unit)
+            try:
+                await self._transaction(unit, None)
+            except _REJECTED:
+                await self._commit_parts(unit)
         except _Duplicate:
             log.info("spooled batch %d was committed before; dropping its file", seq)
         except _RETRIED as exc:
