@@ -336,6 +336,14 @@ async def test_app_role_appends_and_reads_but_cannot_alter(
     audit: AuditLog, superuser: asyncpg.Connection
 ) -> None:
     await _fill(audit, 2)
+    role = await superuser.fetchrow(
+        "SELECT rolcanlogin, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = 'anjian_app'"
+    )
+    assert tuple(role) == (False, False, False)
+    owned = await superuser.fetchval(
+        "SELECT count(*) FROM pg_class WHERE relowner = 'anjian_app'::regrole"
+    )
+    assert owned == 0
     for statement in (
         "UPDATE audit_log SET result = 'ok'",
         "DELETE FROM audit_log",

@@ -10,7 +10,8 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -130,6 +131,9 @@ def _stored_row(r: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+Break = Literal["hash", "prev_hash", "gap", "order", "anchor"]
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
     """The outcome of walking the chain: intact with `records` checked, or the first break."""
@@ -137,7 +141,7 @@ class VerifyResult:
     ok: bool
     records: int
     seq: int | None = None  # the first broken record
-    what: Literal["hash", "prev_hash", "gap", "order", "anchor"] | None = None
+    what: Break | None = None
     reason: str | None = None
     last_hash: bytes | None = None  # the head, for keeping outside the database
 
@@ -170,7 +174,7 @@ class ChainVerifier:
         self.records = 0
         self.broken: VerifyResult | None = None
 
-    def _break(self, seq: int, what: Any, reason: str) -> VerifyResult:
+    def _break(self, seq: int, what: Break, reason: str) -> VerifyResult:
         self.broken = VerifyResult(False, self.records, seq, what, reason)
         return self.broken
 
@@ -427,7 +431,7 @@ class AuditLog:
 
     async def export(
         self, *, start: datetime | None, end: datetime | None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """A contiguous stretch of the chain in seq order (verifiable offline), streamed."""
         where, args = _filters(start, end)
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
@@ -582,15 +586,17 @@ async def export_audit(request: web.Request) -> web.StreamResponse:
     if format == "csv":
         buffer.write("\ufeff")
         writer.writerow(EXPORT_COLUMNS)
-    async for row in audit.export(start=start, end=end):
-        if format == "csv":
-            writer.writerow([_csv_cell(name, row[name]) for name in EXPORT_COLUMNS])
-        else:
-            buffer.write(canonical_json(row) + "\n")
-        if buffer.tell() >= 64 * 1024:
-            await response.write(buffer.getvalue().encode("utf-8"))
-            buffer.seek(0)
-            buffer.truncate()
+    # aclosing: a client that hangs up mid-file gives the connection back at once.
+    async with aclosing(audit.export(start=start, end=end)) as rows:
+        async for row in rows:
+            if format == "csv":
+                writer.writerow([_csv_cell(name, row[name]) for name in EXPORT_COLUMNS])
+            else:
+                buffer.write(canonical_json(row) + "\n")
+            if buffer.tell() >= 64 * 1024:
+                await response.write(buffer.getvalue().encode("utf-8"))
+                buffer.seek(0)
+                buffer.truncate()
     await response.write(buffer.getvalue().encode("utf-8"))
     await response.write_eof()
     return response
