@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pyotp
 import pytest
-from aiohttp import ClientResponse, ClientSession, CookieJar, web
+from aiohttp import ClientResponse, ClientSession, CookieJar, TCPConnector, web
 from aiohttp.test_utils import TestServer
 from argon2 import PasswordHasher
 from pydantic import ValidationError
@@ -134,7 +137,9 @@ class Env:
 
     async def user(self, totp_secret: str | None = None) -> User:
         http = ClientSession(
-            base_url=str(self.server.make_url("/")), cookie_jar=CookieJar(unsafe=True)
+            base_url=str(self.server.make_url("/")),
+            cookie_jar=CookieJar(unsafe=True),
+            connector=TCPConnector(ssl=False),  # the TLS test's certificate is self-signed
         )
         self.sessions.append(http)
         return User(http, totp=None if totp_secret is None else pyotp.TOTP(totp_secret))
@@ -175,7 +180,9 @@ def settings(**changes: Any) -> SecuritySettings:
     return SecuritySettings(**changes)
 
 
-async def start_env(database_url: str, security: SecuritySettings) -> tuple[Env, Store]:
+async def start_env(
+    database_url: str, security: SecuritySettings, tls: ssl.SSLContext | None = None
+) -> tuple[Env, Store]:
     store = await Store.open(database_url)
     await store.pool.execute(
         "INSERT INTO enterprises (code, name, region) VALUES"
@@ -190,7 +197,7 @@ async def start_env(database_url: str, security: SecuritySettings) -> tuple[Env,
         routes[app.router.add_route(r.method, r.path, r.handler)] = r
     app.middlewares.append(_guard(routes))
     server = TestServer(app)
-    await server.start_server()
+    await server.start_server(ssl=tls)
     return Env(store.pool, accounts, server, security), store
 
 
@@ -313,6 +320,58 @@ async def test_login_sets_a_fresh_httponly_strict_cookie_every_time(env: Env) ->
     stored = [bytes(r["id_hash"]) for r in await env.pool.fetch("SELECT id_hash FROM sessions")]
     assert len(stored) == 1 and second.encode() not in stored
     assert (await user.call("GET", "/probe/E1"))[0] == 200
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> ssl.SSLContext:
+    """A server TLS context with a throw-away self-signed certificate."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def test_cookie_is_secure_when_the_request_came_over_tls(
+    database_url: str, tls: ssl.SSLContext
+) -> None:
+    e, store = await start_env(database_url, settings(), tls)
+    try:
+        await e.account("li", Role.DUTY_OFFICER)
+        user = await e.user()
+        async with user.http.post(
+            "/api/auth/login", json={"username": "li", "password": GOOD}
+        ) as r:
+            assert r.status == 200
+            header = r.headers["Set-Cookie"]
+        assert "Secure" in header and "HttpOnly" in header and "SameSite=Strict" in header
+        assert (await user.call("GET", "/probe/E1"))[0] == 200
+    finally:
+        for s in e.sessions:
+            await s.close()
+        await e.server.close()
+        await store.close()
 
 
 async def test_unknown_user_and_wrong_password_get_the_same_answer(env: Env) -> None:
