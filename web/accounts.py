@@ -407,7 +407,7 @@ class Accounts:
             self._decoy = await _hash(self.hasher, secrets.token_urlsafe(16))
         return self._decoy
 
-    async def session(self, cookie: str, *, touch: bool = True) -> Principal | None:
+    async def session(self, cookie: str) -> Principal | None:
         """The principal of a session cookie; None when there is no such session.
 
         Raises `AccountError("session_expired")` (and deletes the session) after the role's
@@ -443,7 +443,7 @@ class Accounts:
                 "session_expired",
                 "the session ended after inactivity: please sign in again",
             )
-        if touch and row["stale"]:
+        if row["stale"]:
             await self.pool.execute(
                 "UPDATE sessions SET last_seen_at = now() WHERE id_hash = $1", key
             )
