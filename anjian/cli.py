@@ -7,21 +7,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
+import contextlib
+import getpass
+import importlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from streams.config import ConfigError, MqttSettings, load_config
+from streams.config import Config, ConfigError, MqttSettings, SecuritySettings, load_config
 
 if TYPE_CHECKING:
     from collectors.sim.runner import Simulator
+    from streams.store import Store
 
 log = logging.getLogger("anjian")
 REPO = Path(__file__).resolve().parent.parent
@@ -61,14 +64,26 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
 
     mig = sub.add_parser("migrate", help="apply the database migrations and exit")
-    mig.add_argument("--config", type=Path)
-    mig.add_argument("--data-dir", type=Path, default=Path("data"))
-    mig.add_argument("--database-url", default=None)
+    _database_options(mig)
+
+    admin = sub.add_parser("admin", help="administration: `admin init` creates the 三员 accounts")
+    admin_sub = admin.add_subparsers(dest="action", required=True)
+    _database_options(admin_sub.add_parser("init", help="create the three administrators"))
+
+    audit = sub.add_parser("audit", help="the audit log: `audit verify` checks its hash chain")
+    audit_sub = audit.add_subparsers(dest="action", required=True)
+    _database_options(audit_sub.add_parser("verify", help="walk the chain; exit 1 if broken"))
 
     bench = sub.add_parser("bench", help="run a benchmark from tests/bench (ingest, modbus)")
     bench.add_argument("name")
     bench.add_argument("args", nargs=argparse.REMAINDER)
     return p
+
+
+def _database_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path)
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--database-url", default=None, help="default: $ANJIAN_DATABASE_URL")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_simulate(args))
         if args.command == "migrate":
             return asyncio.run(_migrate(args))
+        if args.command == "admin":
+            return asyncio.run(_admin_init(args))
+        if args.command == "audit":
+            return asyncio.run(_audit_verify(args))
         if args.command == "bench":
             return _bench(args.name, args.args)
     except ConfigError as exc:
@@ -128,10 +147,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _serve_async(settings: object) -> int:
-    from anjian.runtime import Settings, build_app
+    from anjian.runtime import Running, Settings, build_app, security_settings, ssl_context
 
     assert isinstance(settings, Settings)
-    app = build_app(settings)
+    tls = ssl_context(security_settings(settings))
+    demo: list[Running] = []
+    app = build_app(settings, ready=demo.append)
     runner = web.AppRunner(app, handle_signals=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -139,9 +160,16 @@ async def _serve_async(settings: object) -> int:
         loop.add_signal_handler(sig, stop.set)
     await runner.setup()  # runs the cleanup contexts: database, plant, collectors
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls)
         await site.start()
-        print(f"anjian console: http://{settings.host}:{settings.port}/", flush=True)
+        if demo and demo[0].demo_accounts:
+            print(
+                "demo accounts (README): duty / Duty@2026!, enterprise / Enterprise@2026! …; "
+                f"administrators' TOTP secrets in {settings.data_dir / 'demo-accounts.txt'}",
+                flush=True,
+            )
+        scheme = "https" if tls else "http"
+        print(f"anjian console: {scheme}://{settings.host}:{settings.port}/", flush=True)
         await stop.wait()
         log.info("stopping: flushing the writer")
     finally:
@@ -228,45 +256,84 @@ async def _scenario_prompt(sim: Simulator) -> None:
             print(f"cannot switch: {exc}", flush=True)
 
 
-async def _migrate(args: argparse.Namespace) -> int:
+@contextlib.asynccontextmanager
+async def _store(args: argparse.Namespace) -> AsyncIterator[tuple[Store, Config | None]]:
+    """The store the server would use (migrated), for the one-shot commands."""
     from streams.embedded import EmbeddedPostgres
-    from streams.registry import sync_config
     from streams.store import Store
 
     cfg = load_config(args.config) if args.config else None
     url = _database_url(args.database_url) or (cfg.database.url if cfg else None)
-    pg = None
-    if url is None:
-        pg = EmbeddedPostgres()
-        args.data_dir.mkdir(parents=True, exist_ok=True)
-        url = await pg.start(args.data_dir)
-    try:
-        store = await Store.open(url, embedded=pg is not None)
-        try:
-            if cfg is not None:
-                index = await sync_config(store.pool, cfg)
-                print(f"registry: {len(index)} points")
-            print(f"migrated ({store.mode})")
-        finally:
-            await store.close()
-    finally:
-        if pg is not None:
-            await pg.stop()
+    embedded = url is None
+    async with contextlib.AsyncExitStack() as stack:
+        if url is None:
+            pg = EmbeddedPostgres()
+            args.data_dir.mkdir(parents=True, exist_ok=True)
+            url = await pg.start(args.data_dir)
+            stack.push_async_callback(pg.stop)
+        store = await Store.open(url, embedded=embedded)
+        stack.push_async_callback(store.close)
+        yield store, cfg
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    from streams.registry import sync_config
+
+    async with _store(args) as (store, cfg):
+        if cfg is not None:
+            index = await sync_config(store.pool, cfg)
+            print(f"registry: {len(index)} points")
+        print(f"migrated ({store.mode})")
     return 0
 
 
+async def _admin_init(args: argparse.Namespace) -> int:
+    from web.accounts import AlreadyInitialised, admin_init
+    from web.audit import AuditLog
+
+    async with _store(args) as (store, cfg):
+        security = cfg.security if cfg else SecuritySettings()
+        audit = AuditLog(store.pool)
+        who = f"os:{getpass.getuser()}"
+        try:
+            created = await admin_init(store.pool, security)
+        except AlreadyInitialised as exc:
+            await audit.record(
+                principal=None, username=who, source="cli", action="admin.init",
+                result="refused", detail={"reason": str(exc)},
+            )  # fmt: skip
+            print(f"admin init: {exc}", file=sys.stderr)
+            return 1
+        await audit.record(
+            principal=None, username=who, source="cli", action="admin.init",
+            target=",".join(c.username for c in created), result="ok",
+        )  # fmt: skip
+    print("The three administrators (三员). Shown once: store them safely now.")
+    print("Each must change the one-time password at first sign-in.")
+    for c in created:
+        print(f"  {c.role:9} user {c.username:9} one-time password {c.password}")
+        print(f"            TOTP secret {c.totp_secret}  ({c.totp_uri})")
+    return 0
+
+
+async def _audit_verify(args: argparse.Namespace) -> int:
+    from web.audit import verify_command
+
+    async with _store(args) as (store, _cfg):
+        return await verify_command(store.url)
+
+
 def _bench(name: str, argv: list[str]) -> int:
-    file = REPO / "tests" / "bench" / f"bench_{name}.py"
+    bench_dir = REPO / "tests" / "bench"
+    file = bench_dir / f"bench_{name}.py"
     if not file.exists():
-        known = sorted(p.stem.removeprefix("bench_") for p in file.parent.glob("bench_*.py"))
+        known = sorted(p.stem.removeprefix("bench_") for p in bench_dir.glob("bench_*.py"))
         print(f"no benchmark {name!r}; known: {', '.join(known)}", file=sys.stderr)
         return 2
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    line = asyncio.run(module.main(argv))
-    print(line)
+    # Imported by name (not from a file spec) so that worker processes can import it too.
+    sys.path.insert(0, str(bench_dir))
+    module = importlib.import_module(f"bench_{name}")
+    print(asyncio.run(module.main(argv)), flush=True)
     return 0
 
 

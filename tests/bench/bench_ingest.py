@@ -180,9 +180,8 @@ async def main(argv: Sequence[str]) -> str:
             finally:
                 await _drop(args.server, db)
     line = f"bench ingest: ours={ours:.0f} ceiling={ceiling:.0f} ratio={ours / ceiling:.2f}"
-    print(line, flush=True)
     return line
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1:]))
+    print(asyncio.run(main(sys.argv[1:])))
