@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from streams.config import (
     MqttDevice,
     MqttSettings,
     OpcUaDevice,
+    SecuritySettings,
     load_config,
     parse_config,
 )
@@ -38,10 +40,13 @@ from streams.embedded import EmbeddedPostgres
 from streams.registry import PointIndex, sync_config
 from streams.store import Store
 from streams.writer import SampleWriter
+from web.accounts import ACCOUNTS, Accounts, DemoAccount, ensure_demo_accounts
 from web.app import SERVICES, Services, make_app
+from web.audit import AUDIT, AuditLog
 
 log = logging.getLogger("anjian")
 MAINTAIN_EVERY_S = 60.0
+AUDIT_PRUNE_EVERY_S = 24 * 3600.0
 
 
 @dataclass
@@ -77,6 +82,9 @@ class Running:
     config: Config
     points: PointIndex
     simulator: Simulator | None
+    audit: AuditLog
+    accounts: Accounts
+    demo_accounts: list[DemoAccount]
 
     def collector_health(self) -> list[dict[str, Any]]:
         statuses = [c.status for c in self.collectors]
@@ -141,11 +149,29 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
         )
         stack.push_async_callback(store.close)
         index = await sync_config(store.pool, cfg)
+        audit = AuditLog(store.pool)
+        accounts = Accounts(store.pool, cfg.security)
+        demo_accounts: list[DemoAccount] = []
+        if settings.demo and cfg.enterprises:
+            demo_accounts = await ensure_demo_accounts(store.pool, cfg.enterprises[0].code)
+            _write_demo_accounts(settings.data_dir / "demo-accounts.txt", demo_accounts)
 
         hub = Hub()
         writer = SampleWriter(store, settings.data_dir / "spool")
         collectors, mqtt_ingest = build_collectors(cfg, index, hub)
-        run = Running(store, hub, writer, collectors, mqtt_ingest, cfg, index, simulator)
+        run = Running(
+            store,
+            hub,
+            writer,
+            collectors,
+            mqtt_ingest,
+            cfg,
+            index,
+            simulator,
+            audit,
+            accounts,
+            demo_accounts,
+        )
 
         async with asyncio.TaskGroup() as tg:
             sub = hub.subscribe("store", maxsize=64)
@@ -157,6 +183,12 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             if mqtt_ingest is not None:
                 jobs.append(tg.create_task(mqtt_ingest.run(), name="mqtt"))
             jobs.append(tg.create_task(_every(MAINTAIN_EVERY_S, store.maintain), name="maintain"))
+            retention = cfg.security.audit_retention_days
+
+            async def prune_audit() -> None:
+                await audit.prune(retention)
+
+            jobs.append(tg.create_task(_every(AUDIT_PRUNE_EVERY_S, prune_audit), name="audit"))
             # Everything long-lived exists now: keep it out of full collections, whose pauses
             # would otherwise delay every collector's poll (measured: 100-180 ms).
             gc.collect()
@@ -180,6 +212,31 @@ async def _every(period: float, job: Callable[[], Awaitable[None]]) -> None:
         await asyncio.sleep(period)
 
 
+def _write_demo_accounts(file: Path, accounts: list[DemoAccount]) -> None:
+    """The demo's accounts (with the administrators' TOTP secrets), readable by the owner only."""
+    lines = ["# anjian demo accounts (demo only; see README). username role password [totp]"]
+    for a in accounts:
+        lines.append(f"{a.username} {a.role} {a.password} {a.totp_uri or ''}".rstrip())
+    file.touch(mode=0o600)
+    file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def security_settings(settings: Settings) -> SecuritySettings:
+    """The security policy the web server starts with (the demo uses the defaults)."""
+    if settings.config is not None and not settings.demo:
+        return load_config(settings.config).security
+    return SecuritySettings()
+
+
+def ssl_context(security: SecuritySettings) -> ssl.SSLContext | None:
+    if security.tls_certificate is None or security.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(security.tls_certificate, security.tls_key)
+    return context
+
+
 def build_app(
     settings: Settings, ready: Callable[[Running], None] | None = None
 ) -> web.Application:
@@ -201,8 +258,10 @@ def build_app(
                 writer=lambda: run.writer.stats,
                 scenario=scenario if sim is not None else None,
             )
+            app[AUDIT] = run.audit
+            app[ACCOUNTS] = run.accounts
             if ready is not None:
                 ready(run)
             yield
 
-    return make_app(services)
+    return make_app(services, security_settings(settings))

@@ -312,8 +312,10 @@ async def sync_config(pool: asyncpg.Pool, cfg: Config) -> PointIndex:
     )
 
 
-async def list_enterprises(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-    """Enterprises with their region and the size of their live tree, JSON-ready."""
+async def list_enterprises(
+    pool: asyncpg.Pool, enterprise: str | None = None
+) -> list[dict[str, Any]]:
+    """Enterprises (all, or the one given) with their region and live tree's size, JSON-ready."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(
             """
@@ -326,8 +328,10 @@ async def list_enterprises(pool: asyncpg.Pool) -> list[dict[str, Any]]:
                    (SELECT count(*) FROM points p
                     WHERE p.enterprise_id = e.id AND NOT p.retired) AS points
             FROM enterprises e LEFT JOIN regions r ON r.code = e.region
+            WHERE $1::text IS NULL OR e.code = $1
             ORDER BY e.code
-            """
+            """,
+            enterprise,
         )
     return [dict(r) for r in rows]
 

@@ -9,6 +9,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -117,3 +118,20 @@ def port() -> int:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# The demo accounts (web.accounts.DEMO_ACCOUNTS): username → password.
+DUTY = ("duty", "Duty@2026!")
+ENTERPRISE = ("enterprise", "Enterprise@2026!")
+
+
+async def sign_in(client: Any, username: str, password: str, totp: str | None = None) -> str:
+    """Sign a test client in (its cookie jar keeps the session); returns the CSRF token, which
+    is also set as the client's default X-CSRF-Token header where the client allows it."""
+    body = {"username": username, "password": password}
+    if totp is not None:
+        body["totp"] = totp
+    r = await client.post("/api/auth/login", json=body)
+    assert r.status == 200, await r.text()
+    token: str = (await r.json())["csrf_token"]
+    return token

@@ -9,6 +9,7 @@ import pytest
 from playwright.async_api import Browser, async_playwright, expect
 from pymodbus.client import AsyncModbusTcpClient
 
+from tests.conftest import DUTY
 from tests.test_spine import Spine, spine  # noqa: F401 - the fixture is shared
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -49,6 +50,15 @@ async def test_page_lists_enterprises_and_updates_live_values(
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     await page.goto(str(spine.client.make_url("/")))
 
+    # Nothing is shown before signing in; a wrong password is refused with a message.
+    await expect(page.locator("#login")).to_be_visible()
+    await page.fill("input[name=username]", DUTY[0])
+    await page.fill("input[name=password]", "wrong-Password1")
+    await page.click("#login button[type=submit]")
+    await expect(page.locator("#login-error")).to_have_text("用户名或密码错误")
+    await page.fill("input[name=password]", DUTY[1])
+    await page.click("#login button[type=submit]")
+
     section = page.locator("section[data-enterprise=E9]")
     await expect(section.locator("h2")).to_have_text("测试化工有限公司 (E9)")
     level_id = spine.run.points.id("E9", "TK1.LT")
@@ -64,4 +74,10 @@ async def test_page_lists_enterprises_and_updates_live_values(
     await page.locator("#lang").click()
     await expect(page.locator("h1")).to_have_text("anjian · Major hazard live monitoring")
     await expect(page.locator(f"tr[data-point='{level_id}'] td.quality")).to_have_text("good")
-    assert errors == []
+
+    await page.locator("#logout").click()
+    await expect(page.locator("#login")).to_be_visible()
+    await expect(page.locator("section[data-enterprise=E9]")).to_have_count(0)
+    # The browser reports the refused login (401) and /api/auth/me after sign-out as console
+    # errors of failed loads; anything else would be a script error.
+    assert [e for e in errors if "401" not in e] == []

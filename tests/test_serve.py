@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 
 from anjian.runtime import Running, Settings, build_app
-from tests.conftest import free_port
+from streams.registry import sync_config
+from streams.store import Store
+from tests.conftest import DUTY, free_port, sign_in
 from tests.test_config import readme_example
+from web.accounts import ensure_demo_accounts
 
 
 async def test_demo_serves_every_enterprise_over_its_protocol(
@@ -28,6 +30,8 @@ async def test_demo_serves_every_enterprise_over_its_protocol(
     )
     async with TestClient(TestServer(app)) as client:
         run = holder[0]
+        assert {a.username for a in run.demo_accounts} >= {"duty", "sysadmin", "auditor"}
+        await sign_in(client, *DUTY)
         protocols = {d.protocol for e in run.config.enterprises for d in e.devices}
         assert protocols >= {"modbus", "opcua"}
         deadline = time.monotonic() + 20
@@ -48,12 +52,6 @@ async def test_demo_serves_every_enterprise_over_its_protocol(
         assert (tmp_path / "demo.toml").exists()  # the matching config, for the operator to read
 
 
-def _get(url: str) -> dict[str, object]:
-    with urllib.request.urlopen(url, timeout=5) as r:
-        data: dict[str, object] = json.loads(r.read())
-        return data
-
-
 async def test_serve_prints_url_and_stops_cleanly_on_sigterm_flushing_the_writer(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -72,6 +70,12 @@ async def test_serve_prints_url_and_stops_cleanly_on_sigterm_flushing_the_writer
     await device.start()
     config = tmp_path / "plant.toml"
     config.write_text(text, encoding="utf-8")
+    store = await Store.open(database_url)  # migrate first, so an account can exist
+    try:
+        await sync_config(store.pool, cfg)
+        await ensure_demo_accounts(store.pool, "E1")
+    finally:
+        await store.close()
     web_port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -92,16 +96,16 @@ async def test_serve_prints_url_and_stops_cleanly_on_sigterm_flushing_the_writer
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 60)
         assert line.decode().strip() == f"anjian console: http://127.0.0.1:{web_port}/"
-        url = f"http://127.0.0.1:{web_port}/api/health"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            health = await asyncio.to_thread(_get, url)
-            ingest = health["ingest"]
-            assert isinstance(ingest, dict)
-            if int(ingest["samples_total"]) >= 20:
-                break
-            await asyncio.sleep(0.1)
-        published = int(ingest["samples_total"])
+        base = f"http://127.0.0.1:{web_port}"
+        async with aiohttp.ClientSession(base, cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await sign_in(http, *DUTY)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                health = await (await http.get("/api/health")).json()
+                if int(health["ingest"]["samples_total"]) >= 20:
+                    break
+                await asyncio.sleep(0.1)
+        published = int(health["ingest"]["samples_total"])
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:

@@ -17,7 +17,8 @@ from pymodbus.client import AsyncModbusTcpClient
 from anjian.runtime import Running, Settings, build_app
 from collectors.sim.modbus_server import ModbusSimServer
 from streams.config import parse_config
-from tests.conftest import free_port
+from tests.conftest import DUTY, free_port, sign_in
+from web.accounts import ensure_demo_accounts
 
 CONFIG = """
 [[regions]]
@@ -93,6 +94,8 @@ async def spine(database_url: str, tmp_path: Path) -> AsyncIterator[Spine]:
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
+        await ensure_demo_accounts(holder[0].store.pool, "E9")
+        await sign_in(client, *DUTY)
         yield Spine(client, holder[0], device, database_url)
     finally:
         await client.close()

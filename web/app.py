@@ -7,6 +7,7 @@ the collectors in cleanup contexts and hands them over through the typed keys be
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import math
@@ -20,10 +21,26 @@ from typing import Any
 
 import numpy as np
 from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streams import Hub, Quality
+from streams.config import SecuritySettings
 from streams.registry import PointIndex, list_enterprises, list_points
 from streams.store import Store
+from web.audit import AUDIT, AUDIT_ROUTES
+from web.auth import ADMIN_ROUTES, AUTH_ROUTES, authenticate
+from web.security import (
+    ANONYMOUS,
+    BODY,
+    PRINCIPAL,
+    ROUTE,
+    TOPICS,
+    Handler,
+    Permission,
+    Principal,
+    Route,
+    json_error,
+)
 
 log = logging.getLogger("anjian.web")
 STATIC = Path(__file__).parent / "static"
@@ -53,14 +70,15 @@ SERVICES = web.AppKey("services", Services)
 _RATE = web.AppKey("ingest_rate", deque[tuple[float, int]])
 
 
-class BadRequest(web.HTTPBadRequest):
-    """A 400 whose body says, in JSON, what was wrong."""
+def BadRequest(message: str) -> web.HTTPException:
+    return json_error(web.HTTPBadRequest, message)
 
-    def __init__(self, message: str) -> None:
-        super().__init__(
-            text=json.dumps({"error": message}, ensure_ascii=False),
-            content_type="application/json",
-        )
+
+def NotFound(message: str) -> web.HTTPException:
+    return json_error(web.HTTPNotFound, message)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -129,19 +147,26 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
+def _principal(request: web.Request) -> Principal:
+    principal: Principal = request.get(PRINCIPAL, ANONYMOUS)
+    return principal
+
+
 async def enterprises(request: web.Request) -> web.Response:
-    return _json(await list_enterprises(_services(request).store.pool))
+    scope = _principal(request).enterprise
+    return _json(await list_enterprises(_services(request).store.pool, scope))
 
 
 def _enterprise_param(request: web.Request, required: bool) -> str | None:
-    enterprise = request.query.get("enterprise")
+    """The ?enterprise= parameter; another enterprise's code answers 404 like an unknown one."""
+    principal = _principal(request)
+    enterprise = request.query.get("enterprise", principal.enterprise)
     if enterprise is None and required:
         raise BadRequest("enterprise is required, e.g. ?enterprise=E001")
-    if enterprise is not None and enterprise not in _enterprise_codes(_services(request)):
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": f"no enterprise {enterprise!r}"}, ensure_ascii=False),
-            content_type="application/json",
-        )
+    if enterprise is not None and (
+        enterprise not in _enterprise_codes(_services(request)) or not principal.sees(enterprise)
+    ):
+        raise NotFound(f"no enterprise {enterprise!r}")
     return enterprise
 
 
@@ -157,10 +182,12 @@ async def points(request: web.Request) -> web.Response:
 async def series(request: web.Request) -> web.Response:
     s = _services(request)
     raw_id = request.match_info["id"]
-    if not raw_id.isdigit() or int(raw_id) not in s.points:
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": f"no point {raw_id!r}"}), content_type="application/json"
-        )
+    if (
+        not raw_id.isdigit()
+        or int(raw_id) not in s.points
+        or not _principal(request).sees(s.points.info(int(raw_id)).enterprise)
+    ):
+        raise NotFound(f"no point {raw_id!r}")
     point = int(raw_id)
     now = time.time_ns()
     q = request.query
@@ -216,36 +243,35 @@ async def latest(request: web.Request) -> web.Response:
     return _json({"enterprise": enterprise, "values": _rows(s, ids)})
 
 
+class ScenarioBody(BaseModel):
+    """A scenario of the simulated plant: e.g. leak at TK101 with rate_g_s=500."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="normal, leak, stuck, out_of_range, comm_loss or wind")
+    target: str | None = Field(None, description="the tank, point or device it acts on")
+    params: dict[str, float] = {}
+
+
 async def demo_scenario(request: web.Request) -> web.Response:
     s = _services(request)
     if s.scenario is None:
-        raise web.HTTPNotFound(
-            text=json.dumps({"error": "not running the demo plant"}),
-            content_type="application/json",
-        )
-    usage = (
-        'send {"name": "<scenario>", "target": "<tank, point or device>", '
-        '"params": {"rate_g_s": 500}}'
-    )
+        raise NotFound("not running the demo plant")
+    body = request[BODY]
+    assert isinstance(body, ScenarioBody)
     try:
-        body = await request.json()
-        name, target = str(body["name"]), body.get("target")
-        params = {str(k): float(v) for k, v in (body.get("params") or {}).items()}
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-        raise BadRequest(usage) from None
-    try:
-        await s.scenario(name, None if target is None else str(target), params)
+        await s.scenario(body.name, body.target, body.params)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise BadRequest(str(exc).strip("'\"")) from None
-    return _json({"scenario": name, "target": target, "params": params})
+    return _json({"scenario": body.name, "target": body.target, "params": body.params})
 
 
 class _LiveClient:
     """One WebSocket client: its subscriptions and what it was last sent."""
 
-    def __init__(self, ws: web.WebSocketResponse, s: Services) -> None:
+    def __init__(self, ws: web.WebSocketResponse, s: Services, principal: Principal) -> None:
         self.ws = ws
         self.s = s
+        self.principal = principal
         self.topics: dict[str, np.ndarray[Any, np.dtype[np.int32]]] = {}
         self.sent_ts: dict[str, np.ndarray[Any, np.dtype[np.int64]]] = {}
         self.wake = asyncio.Event()
@@ -264,8 +290,13 @@ class _LiveClient:
         enterprises = _enterprise_codes(self.s)
         for topic in topics:
             kind, _, arg = topic.partition(":")
-            if kind != "points" or arg not in enterprises:
+            permission = TOPICS.get(kind)
+            # Another enterprise's topic is as unknown as one that does not exist.
+            if kind != "points" or arg not in enterprises or not self.principal.sees(arg):
                 await self.error(f"unknown topic {topic!r}: use points:<enterprise code>")
+                continue
+            if permission is None or not self.principal.can(permission):
+                await self.error(f"topic {topic!r} needs permission {permission}")
                 continue
             if msg["op"] == "subscribe":
                 ids = np.array(sorted(self.s.points.for_enterprise(arg).values()), np.int32)
@@ -323,7 +354,7 @@ class _LiveClient:
 async def live(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
-    client = _LiveClient(ws, _services(request))
+    client = _LiveClient(ws, _services(request), _principal(request))
     pump = asyncio.create_task(client.pump())
     try:
         async for msg in ws:
@@ -345,20 +376,213 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document(request.app[ROUTES]))
+
+
+# Every HTTP route, with the permission it needs, declared here and nowhere else.
+SPINE_ROUTES: list[Route] = [
+    Route("GET", "/", index, None, "The console page (it signs in before loading any data)"),
+    Route("GET", "/api/health", health, Permission.SYSTEM_READ, "Pipeline health"),
+    Route("GET", "/api/enterprises", enterprises, Permission.MONITOR_READ, "Enterprises"),
+    Route(
+        "GET",
+        "/api/points",
+        points,
+        Permission.MONITOR_READ,
+        "Monitoring points",
+        query={"enterprise": "enterprise code (default: all you may see)"},
+    ),
+    Route(
+        "GET",
+        "/api/points/{id}/series",
+        series,
+        Permission.MONITOR_READ,
+        "A point's series downsampled to at most `buckets` buckets",
+        query={
+            "start": "RFC 3339 or epoch ms (default: end - 1 h)",
+            "end": "RFC 3339 or epoch ms (default: now)",
+            "buckets": f"1..{MAX_BUCKETS} (default {DEFAULT_BUCKETS})",
+        },
+    ),
+    Route(
+        "GET",
+        "/api/latest",
+        latest,
+        Permission.MONITOR_READ,
+        "Latest values of an enterprise",
+        query={"enterprise": "enterprise code"},
+    ),
+    Route(
+        "POST",
+        "/api/demo/scenario",
+        demo_scenario,
+        Permission.SYSTEM_CONTROL,
+        "Switch the demo plant's scenario",
+        body=ScenarioBody,
+    ),
+    Route(
+        "GET", "/ws", live, Permission.SELF, "Live values over WebSocket (topics: points:<code>)"
+    ),
+    Route("GET", "/api/openapi.json", openapi, Permission.SELF, "This API as OpenAPI 3.1"),
+]
+# Static files of the console are public: they hold no data.
+STATIC_PREFIX = "/static/"
+
+ROUTES = web.AppKey("routes", list[Route])
+_BY_MATCH = web.AppKey("routes_by_match", dict[object, Route])
+
+
+def openapi_document(routes: list[Route]) -> dict[str, Any]:
+    """OpenAPI 3.1 from the same route table and body schemas the server enforces."""
+    paths: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        op: dict[str, Any] = {
+            "summary": r.summary,
+            "x-permission": r.permission.value if r.permission else None,
+            "responses": {"200": {"description": "OK"}},
+        }
+        if r.permission is not None:
+            op["security"] = [{"session": []}, {"token": []}]
+            op["responses"] |= {
+                "401": {"description": "not signed in"},
+                "403": {"description": "permission missing"},
+            }
+        params = [
+            {
+                "name": n,
+                "in": "query",
+                "required": False,
+                "description": d,
+                "schema": {"type": "string"},
+            }
+            for n, d in r.query.items()
+        ]
+        params += [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            for n in _path_params(r.path)
+        ]
+        if params:
+            op["parameters"] = params
+        if r.body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": r.body.model_json_schema()}},
+            }
+            op["responses"]["400"] = {"description": "the body names the bad field"}
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "anjian 安监", "version": "0.1.0"},
+        "components": {
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": "anjian_session"},
+                "token": {"type": "http", "scheme": "bearer"},
+            }
+        },
+        "paths": paths,
+    }
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
+
+
+def _source(request: web.Request) -> str | None:
+    return request.remote
+
+
 @web.middleware
-async def security_headers(
-    request: web.Request, handler: Callable[[web.Request], Any]
-) -> web.StreamResponse:
-    response: web.StreamResponse = await handler(request)
-    response.headers.setdefault(
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate, check the route's permission and CSRF, validate the body, audit changes."""
+    route = request.app[_BY_MATCH].get(request.match_info.route)
+    if route is None:
+        if request.path.startswith(STATIC_PREFIX) or request.match_info.http_exception:
+            return await handler(request)  # static files, and aiohttp's own 404/405
+        raise json_error(web.HTTPNotFound, f"no route {request.path!r}")
+    request[ROUTE] = route
+    changes = request.method not in SAFE_METHODS
+    principal = ANONYMOUS
+    status = 500
+    try:
+        principal = await authenticate(request)
+        request[PRINCIPAL] = principal
+        if route.permission is not None and not principal.can(route.permission):
+            if principal.account_id is None and principal.token_id is None:
+                raise json_error(web.HTTPUnauthorized, "sign in first", code="unauthenticated")
+            raise json_error(
+                web.HTTPForbidden,
+                f"your role may not do this (needs {route.permission})",
+                code="forbidden",
+            )
+        if changes and principal.csrf_token is not None:
+            sent = request.headers.get("X-CSRF-Token", "")
+            if not hmac.compare_digest(sent, principal.csrf_token):
+                raise json_error(
+                    web.HTTPForbidden, "missing or wrong X-CSRF-Token header", code="csrf"
+                )
+        if route.body is not None:
+            request[BODY] = await _validated_body(request, route.body)
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        if changes and not route.self_audited:
+            await request.app[AUDIT].record(
+                principal=principal if principal is not ANONYMOUS else None,
+                source=_source(request),
+                action=f"{request.method} {route.path}",
+                target=request.path,
+                result="ok" if status < 400 else f"refused {status}",
+                detail=None,
+            )
+
+
+async def _validated_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    try:
+        raw = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("the body is not JSON") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(x) for x in first["loc"]) or "<body>"
+        raise json_error(
+            web.HTTPBadRequest,
+            f"{field}: {first['msg']}",
+            field=field,
+            errors=[
+                {"field": ".".join(str(x) for x in e["loc"]), "message": e["msg"]}
+                for e in exc.errors(include_url=False)
+            ],
+        ) from None
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPException as exc:
+        _harden(exc.headers)
+        raise
+    _harden(response.headers)
+    return response
+
+
+def _harden(headers: Any) -> None:
+    headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'",
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     )
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    return response
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Cache-Control", "no-store")
 
 
 async def _ingest_rate(app: web.Application) -> AsyncIterator[None]:
@@ -375,19 +599,24 @@ async def _ingest_rate(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
 
 
-def make_app(services_ctx: Callable[[web.Application], AsyncIterator[None]]) -> web.Application:
-    """The web application; `services_ctx` is a cleanup context that sets app[SERVICES]."""
-    app = web.Application(middlewares=[security_headers])
+def make_app(
+    services_ctx: Callable[[web.Application], AsyncIterator[None]],
+    security: SecuritySettings | None = None,
+) -> web.Application:
+    """The web application; `services_ctx` is a cleanup context that sets app[SERVICES]
+    (and the AUDIT and ACCOUNTS services the security routes use)."""
+    security = security or SecuritySettings()
+    app = web.Application(
+        middlewares=[security_headers, guard], client_max_size=security.max_request_bytes
+    )
     app[_RATE] = deque(maxlen=11)
     app.cleanup_ctx.append(services_ctx)
     app.cleanup_ctx.append(_ingest_rate)
-    app.router.add_get("/api/health", health)
-    app.router.add_get("/api/enterprises", enterprises)
-    app.router.add_get("/api/points", points)
-    app.router.add_get("/api/points/{id}/series", series)
-    app.router.add_get("/api/latest", latest)
-    app.router.add_post("/api/demo/scenario", demo_scenario)
-    app.router.add_get("/ws", live)
-    app.router.add_get("/", index)
-    app.router.add_static("/static/", STATIC)
+    routes = [*SPINE_ROUTES, *AUTH_ROUTES, *ADMIN_ROUTES, *AUDIT_ROUTES]
+    app[ROUTES] = routes
+    by_match: dict[object, Route] = {}
+    for r in routes:
+        by_match[app.router.add_route(r.method, r.path, r.handler)] = r
+    app[_BY_MATCH] = by_match
+    app.router.add_static(STATIC_PREFIX, STATIC)
     return app
