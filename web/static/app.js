@@ -7,6 +7,10 @@ const TEXT = {
     samples: "采集速率", mode: "数据库", up: "在线设备", down: "离线设备",
     GOOD: "正常", UNCERTAIN: "可疑", BAD: "坏值", COMM_FAIL: "通讯中断", STALE: "数据陈旧",
     OUT_OF_RANGE: "超量程",
+    signin: "登录", logout: "退出", username: "用户名", password: "密码", totp: "动态口令",
+    bad_credentials: "用户名或密码错误", locked: "账号已锁定，请稍后再试或联系安全管理员",
+    totp_required: "请输入动态口令", bad_totp: "动态口令错误", session_expired: "会话已超时，请重新登录",
+    too_many: "尝试过于频繁，请稍后再试",
   },
   en: {
     title: "anjian · Major hazard live monitoring", switch: "中文", code: "Tag", name: "Name",
@@ -14,11 +18,18 @@ const TEXT = {
     samples: "ingest", mode: "database", up: "devices up", down: "devices down",
     GOOD: "good", UNCERTAIN: "uncertain", BAD: "bad", COMM_FAIL: "comm. loss", STALE: "stale",
     OUT_OF_RANGE: "out of range",
+    signin: "Sign in", logout: "Sign out", username: "User name", password: "Password",
+    totp: "One-time code", bad_credentials: "Wrong user name or password",
+    locked: "Account locked: try later or ask the security administrator",
+    totp_required: "Enter your one-time code", bad_totp: "Wrong one-time code",
+    session_expired: "Session timed out: sign in again", too_many: "Too many attempts: wait a minute",
   },
 };
 let lang = localStorage.getItem("anjian.lang") || "zh-CN";
 const t = (key) => TEXT[lang][key] ?? key;
 const rows = new Map(); // point id -> <tr>
+let csrf = null; // echoed in X-CSRF-Token on every state-changing request
+let socket = null;
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -27,11 +38,32 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-async function getJSON(url) {
-  const response = await fetch(url, { credentials: "same-origin" });
-  if (!response.ok) throw new Error(`${url}: ${response.status}`);
-  return response.json();
+class HttpError extends Error {
+  constructor(status, body) {
+    super(body?.error ?? String(status));
+    this.status = status;
+    this.code = body?.code;
+  }
 }
+
+async function call(method, url, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
+  const response = await fetch(url, {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = new HttpError(response.status, data);
+    if (response.status === 401 && url !== "/api/auth/login") showLogin(error.code);
+    throw error;
+  }
+  return data;
+}
+
+const getJSON = (url) => call("GET", url);
 
 function setValue(id, value, quality) {
   const tr = rows.get(id);
@@ -45,8 +77,7 @@ function setValue(id, value, quality) {
 async function render() {
   document.documentElement.lang = lang;
   document.title = t("title");
-  document.querySelector("[data-i18n=title]").textContent = t("title");
-  document.getElementById("lang").textContent = t("switch");
+  translateStatic();
   const main = document.getElementById("enterprises");
   main.replaceChildren();
   rows.clear();
@@ -76,32 +107,89 @@ async function render() {
 
 function connect(topics) {
   const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+  socket = ws;
   ws.onopen = () => ws.send(JSON.stringify({ op: "subscribe", topics }));
   ws.onmessage = (event) => {
     const msg = JSON.parse(event.data);
     if (msg.type === "points") for (const [id, , value, quality] of msg.values) setValue(id, value, quality);
   };
-  ws.onclose = () => setTimeout(() => connect(topics), 2000);
+  ws.onclose = () => { if (socket === ws) setTimeout(() => connect(topics), 2000); };
 }
 
+let healthAllowed = true;
 async function health() {
+  if (!csrf || !healthAllowed) return;
   try {
     const h = await getJSON("/api/health");
     document.getElementById("health").textContent =
       `${t("mode")}: ${h.database.mode} · ${t("samples")}: ${h.ingest.samples_per_s}/s · ` +
       `${t("up")}: ${h.collectors.up} · ${t("down")}: ${h.collectors.down}`;
   } catch (err) {
-    document.getElementById("health").textContent = String(err);
+    if (err.status === 403) healthAllowed = false; // enterprise users do not see the pipeline
+    document.getElementById("health").textContent = "";
   }
 }
+
+function showLogin(code) {
+  csrf = null;
+  const old = socket;
+  socket = null;
+  old?.close();
+  document.getElementById("enterprises").replaceChildren();
+  document.getElementById("login").hidden = false;
+  document.getElementById("logout").hidden = true;
+  document.getElementById("who").textContent = "";
+  document.getElementById("login-error").textContent = code ? t(code) : "";
+}
+
+async function signedIn(me) {
+  csrf = me.csrf_token;
+  healthAllowed = true;
+  document.getElementById("login").hidden = true;
+  document.getElementById("logout").hidden = false;
+  document.getElementById("who").textContent = `${me.account.username} (${me.account.role})`;
+  connect(await render());
+  await health();
+}
+
+function translateStatic() {
+  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  document.getElementById("lang").textContent = t("switch");
+}
+
+document.getElementById("login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const body = { username: form.get("username"), password: form.get("password") };
+  if (form.get("totp")) body.totp = form.get("totp");
+  try {
+    await signedIn(await call("POST", "/api/auth/login", body));
+  } catch (err) {
+    if (err.code === "totp_required") document.getElementById("totp-row").hidden = false;
+    document.getElementById("login-error").textContent =
+      t(err.status === 429 ? "too_many" : err.code ?? "bad_credentials");
+  }
+});
+
+document.getElementById("logout").addEventListener("click", async () => {
+  await call("POST", "/api/auth/logout").catch(() => null);
+  showLogin();
+});
 
 document.getElementById("lang").addEventListener("click", async () => {
   lang = lang === "zh-CN" ? "en" : "zh-CN";
   localStorage.setItem("anjian.lang", lang);
-  await render();
-  await health();
+  translateStatic();
+  if (csrf) {
+    await render();
+    await health();
+  }
 });
 
-connect(await render());
-await health();
+translateStatic();
+try {
+  await signedIn(await call("GET", "/api/auth/me"));
+} catch {
+  showLogin();
+}
 setInterval(health, 2000);
