@@ -3,6 +3,7 @@ table, CSRF, enterprise isolation on every resource, audit of changes, hardening
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -360,3 +361,39 @@ async def test_admin_init_and_audit_verify_commands(database_url: str, tmp_path:
         await conn.close()
     code, out, _ = await anjian("audit", "verify")
     assert code == 1 and f"BROKEN at record {first}" in out
+
+
+async def test_background_polling_does_not_keep_an_idle_session_alive(app: App) -> None:
+    async with app.client() as client:
+        await sign_in(client, *DUTY)
+        conn = await asyncpg.connect(app.db)
+        try:
+            # The duty officer walked away 29 minutes ago (idle limit 30); the page still polls.
+            await conn.execute("UPDATE sessions SET last_seen_at = now() - interval '29 minutes'")
+            r = await client.get("/api/health", headers={"X-Anjian-Background": "1"})
+            assert r.status == 200
+            await conn.execute(
+                "UPDATE sessions SET last_seen_at = last_seen_at - interval '2 minutes'"
+            )
+        finally:
+            await conn.close()
+        r = await client.get("/api/health", headers={"X-Anjian-Background": "1"})
+        assert r.status == 401 and (await r.json())["code"] == "session_expired"
+
+
+async def test_live_feed_closes_when_its_session_ends(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import web.app
+
+    monkeypatch.setattr(web.app, "SESSION_CHECK_S", 0.1)
+    async with app.client() as client:
+        csrf = await sign_in(client, *DUTY)
+        ws = await client.ws_connect("/ws")
+        await ws.send_json({"op": "subscribe", "topics": ["points:E9"]})
+        assert (await ws.receive_json())["type"] == "subscribed"
+        r = await client.post("/api/auth/logout", headers={"X-CSRF-Token": csrf})
+        assert r.status == 200
+        while not ws.closed:
+            await asyncio.wait_for(ws.receive(), 5)
+        assert ws.close_code == 4401

@@ -407,11 +407,12 @@ class Accounts:
             self._decoy = await _hash(self.hasher, secrets.token_urlsafe(16))
         return self._decoy
 
-    async def session(self, cookie: str) -> Principal | None:
+    async def session(self, cookie: str, *, activity: bool = True) -> Principal | None:
         """The principal of a session cookie; None when there is no such session.
 
         Raises `AccountError("session_expired")` (and deletes the session) after the role's
-        idle time.
+        idle time. Only `activity` (a person acting, not a page polling or a live feed) counts
+        as use that keeps the session from idling out.
         """
         key = digest(cookie)
         s = self.settings
@@ -443,7 +444,7 @@ class Accounts:
                 "session_expired",
                 "the session ended after inactivity: please sign in again",
             )
-        if row["stale"]:
+        if row["stale"] and activity:
             await self.pool.execute(
                 "UPDATE sessions SET last_seen_at = now() WHERE id_hash = $1", key
             )

@@ -29,9 +29,19 @@ from web.security import (
     json_error,
 )
 
-__all__ = ["ACCOUNTS", "ADMIN_ROUTES", "AUTH_ROUTES", "COOKIE", "authenticate"]
+__all__ = [
+    "ACCOUNTS",
+    "ADMIN_ROUTES",
+    "AUTH_ROUTES",
+    "BACKGROUND_HEADER",
+    "COOKIE",
+    "authenticate",
+    "session_alive",
+]
 
 COOKIE = "anjian_session"
+# Sent by the console on requests no person asked for (status polling): not activity.
+BACKGROUND_HEADER = "X-Anjian-Background"
 log = logging.getLogger("anjian.auth")
 
 Username = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{1,31}$")]
@@ -91,6 +101,18 @@ def _json(data: Any, status: int = 200) -> web.Response:
 # -- who is asking ---------------------------------------------------------------------------
 
 
+async def session_alive(request: web.Request) -> bool:
+    """Whether the cookie session of a long-lived request (a WebSocket) is still valid,
+    without counting as activity; token and anonymous requests stay valid."""
+    cookie = request.cookies.get(COOKIE)
+    if not cookie or request.headers.get("Authorization"):
+        return True
+    try:
+        return await request.app[ACCOUNTS].session(cookie, activity=False) is not None
+    except AccountError:
+        return False
+
+
 async def authenticate(request: web.Request) -> Principal:
     """The principal of a request: a bearer token, else a session cookie, else ANONYMOUS.
 
@@ -124,7 +146,9 @@ async def authenticate(request: web.Request) -> Principal:
     if not cookie:
         return ANONYMOUS
     try:
-        principal = await accounts.session(cookie)
+        # A console's own polling says so; it must not keep an unattended session alive.
+        background = request.headers.get(BACKGROUND_HEADER) == "1"
+        principal = await accounts.session(cookie, activity=not background)
     except AccountError as exc:
         route = request.get(ROUTE)
         if route is not None and route.permission is None:

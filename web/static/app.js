@@ -46,10 +46,11 @@ class HttpError extends Error {
   }
 }
 
-async function call(method, url, body) {
+async function call(method, url, body, background = false) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && csrf) headers["X-CSRF-Token"] = csrf;
+  if (background) headers["X-Anjian-Background"] = "1"; // polling is not a person acting
   const response = await fetch(url, {
     method, headers, credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -113,14 +114,17 @@ function connect(topics) {
     const msg = JSON.parse(event.data);
     if (msg.type === "points") for (const [id, , value, quality] of msg.values) setValue(id, value, quality);
   };
-  ws.onclose = () => { if (socket === ws) setTimeout(() => connect(topics), 2000); };
+  ws.onclose = (event) => {
+    if (event.code === 4401) showLogin("session_expired");
+    else if (socket === ws) setTimeout(() => connect(topics), 2000);
+  };
 }
 
 let healthAllowed = true;
 async function health() {
   if (!csrf || !healthAllowed) return;
   try {
-    const h = await getJSON("/api/health");
+    const h = await call("GET", "/api/health", undefined, true);
     document.getElementById("health").textContent =
       `${t("mode")}: ${h.database.mode} · ${t("samples")}: ${h.ingest.samples_per_s}/s · ` +
       `${t("up")}: ${h.collectors.up} · ${t("down")}: ${h.collectors.down}`;
