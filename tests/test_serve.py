@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from anjian.runtime import Running, Settings, build_app
+from streams.config import parse_config
 from streams.registry import sync_config
 from streams.store import Store
 from tests.conftest import DUTY, free_port, sign_in
@@ -160,6 +164,66 @@ async def test_simulate_prints_endpoints_and_switches_scenarios_from_stdin(tmp_p
         await line_with("scenario: normal")
         async with AsyncModbusTcpClient("127.0.0.1", port=modbus_port) as plc:
             assert plc.connected
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A throw-away self-signed certificate for 127.0.0.1 and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_serve_over_tls_from_the_config(
+    database_url: str, tmp_path: Path, tls_files: tuple[Path, Path]
+) -> None:
+    cert, key = tls_files
+    text = readme_example().replace(
+        '# tls_certificate = "/etc/anjian/tls.crt"\n# tls_key = "/etc/anjian/tls.key"',
+        f'tls_certificate = "{cert}"\ntls_key = "{key}"',
+    )
+    assert str(cert) in text
+    config = tmp_path / "plant.toml"
+    config.write_text(text, encoding="utf-8")
+    store = await Store.open(database_url)
+    try:
+        await sync_config(store.pool, parse_config(text))
+        await ensure_demo_accounts(store.pool, "E1")
+    finally:
+        await store.close()
+    web_port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "anjian.cli", "serve", "--config", str(config),
+        "--port", str(web_port), "--data-dir", str(tmp_path / "data"),
+        env={**os.environ, "ANJIAN_DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line.decode().strip() == f"anjian console: https://127.0.0.1:{web_port}/"
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with aiohttp.ClientSession(
+            f"https://127.0.0.1:{web_port}",
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            connector=aiohttp.TCPConnector(ssl=trust),
+        ) as https:
+            r = await https.post("/api/auth/login", json={"username": DUTY[0], "password": DUTY[1]})
+            assert r.status == 200
+            cookie = r.cookies["anjian_session"]
+            assert cookie["secure"] and cookie["httponly"]
+            assert cookie["samesite"] == "Strict"
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:
