@@ -1,22 +1,5 @@
 """The pure, vectorised alarm evaluator: (rules, condition state, samples or a time) → (new
 condition state, the conditions that changed). No I/O and no clock: time is an argument.
-
-Every condition of every point follows one state machine. A *raw* violation is decided from the
-samples (limits with deadband hysteresis, rate of change, quality, range, flat line, forecast) or
-from time (stale); it becomes *active* after it has persisted `on_delay` and clears after it has
-been absent `off_delay` (bad quality's T is its on-delay). A change's timestamp is the moment it
-matured (`since + delay`), so it does not depend on when a later sample or tick discovered it:
-the result is the same whether a series arrives in one batch, in many, or interleaved with ticks.
-
-Samples of one point are applied in order. A batch is grouped with a stable argsort by point;
-samples of equal rank within their point form a *level* of distinct points, and levels are
-applied one after the other, each vectorised across its points.
-
-Memory (EvalState): per point 10 × (bool raw + bool active + int64 since) = 100 B, 10 float64
-and 5 int64 history/aggregate columns = 120 B and a flag: 221 B, so 22 MB for 100,000 points.
-Rate of change and forecast use exponentially weighted running aggregates (O(1) per point, no
-sample ring: a one-hour window at 1 Hz would otherwise cost 3,600 samples per point); the
-flat-line detector keeps the current run's min, max and start.
 """
 
 from __future__ import annotations
@@ -32,6 +15,23 @@ from alarms.rules import NS, RuleArrays
 from streams.batch import SampleBatch
 from streams.quality import Quality
 
+# Every condition of every point follows one state machine. A *raw* violation is decided from the
+# samples (limits with deadband hysteresis, rate of change, quality, range, flat line, forecast) or
+# from time (stale); it becomes *active* after it has persisted `on_delay` and clears after it has
+# been absent `off_delay` (bad quality's T is its on-delay). A change's timestamp is the moment it
+# matured (`since + delay`), so it does not depend on when a later sample or tick discovered it:
+# the result is the same whether a series arrives in one batch, in many, or interleaved with ticks.
+#
+# Samples of one point are applied in order. A batch is grouped with a stable argsort by point;
+# samples of equal rank within their point form a *level* of distinct points, and levels are
+# applied one after the other, each vectorised across its points.
+#
+# Memory (EvalState): per point 10 × (bool raw + bool active + int64 since) = 100 B, 10 float64
+# and 5 int64 history/aggregate columns = 120 B and a flag: 221 B, so 22 MB for 100,000 points.
+# Rate of change and forecast use exponentially weighted running aggregates (O(1) per point, no
+# sample ring: a one-hour window at 1 Hz would otherwise cost 3,600 samples per point); the
+# flat-line detector keeps the current run's min, max and start.
+
 Bools = npt.NDArray[np.bool_]
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -40,7 +40,6 @@ Index = npt.NDArray[np.intp]
 _HH, _H = Condition.HH, Condition.H
 _ROC, _BAD, _STALE = Condition.ROC, Condition.BAD_QUALITY, Condition.STALE
 _STUCK, _OOR, _FC = Condition.STUCK, Condition.OUT_OF_RANGE, Condition.FORECAST
-_SIGN = np.array([1.0, 1.0, -1.0, -1.0])  # HH, H, L, LL: see RuleArrays
 _GOOD = np.uint8(Quality.GOOD)
 _QOOR = np.uint8(Quality.OUT_OF_RANGE)
 _MIN_FIT_WEIGHT = 2.0
