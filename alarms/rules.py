@@ -303,6 +303,20 @@ class AlarmSettings(_Model):
     points: dict[str, RuleOverride] = {}
 
 
+def alarm_settings(table: Mapping[str, Any]) -> AlarmSettings:
+    """Validate an `[alarms]` table; RuleError names each bad key and value."""
+    try:
+        return AlarmSettings.model_validate(table)
+    except ValidationError as exc:
+        raise RuleError(
+            [
+                f"[alarms].{'.'.join(str(x) for x in err['loc'])}: "
+                f"{str(err['msg']).removeprefix('Value error, ')} (got {err.get('input')!r})"
+                for err in exc.errors(include_url=False)
+            ]
+        ) from None
+
+
 def rules_from_config(
     cfg: Config,
     point_ids: Mapping[tuple[str, str], int],
@@ -311,12 +325,12 @@ def rules_from_config(
     """One rule per configured point that has an id, from its limits, range, kind, gas, unit and
     the device's period; gas detectors without limits get the GB/T 50493 defaults.
 
-    `settings` defaults to `cfg.alarms` when the config model carries an `[alarms]` table.
+    `settings` defaults to the config's `[alarms]` table (`cfg.alarms`, a plain mapping that
+    streams/config.py keeps unvalidated, as streams must not import alarms) when it has one.
     Raises RuleError listing every problem.
     """
     if settings is None:
-        found = getattr(cfg, "alarms", None)
-        settings = found if isinstance(found, AlarmSettings) else AlarmSettings()
+        settings = alarm_settings(getattr(cfg, "alarms", None) or {})
     problems: list[str] = []
     known = {f"{e.code}/{p.code}" for e, _, p in cfg.points()}
     for key in settings.points:

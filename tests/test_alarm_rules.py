@@ -23,6 +23,7 @@ from alarms.rules import (
     RuleError,
     RuleOverride,
     Stale,
+    alarm_settings,
     rules_from_config,
 )
 from streams.config import parse_config
@@ -277,6 +278,16 @@ def test_config_errors_are_collected_and_name_each_point() -> None:
     assert "point E1/GT-1: gas 'XYZ' is not in the OEL table" in msg
     assert "point E1/GD-1: H 30 %LEL is above the 一级 maximum 25 %LEL" in msg
     assert len(info.value.problems) == 4
+
+
+def test_a_bad_alarms_table_is_refused_naming_key_and_value() -> None:
+    with pytest.raises(RuleError) as info:
+        alarm_settings(
+            {"defaults": {"on_delay_s": "soon"}, "points": {"E1/LT-1": {"hh": 1, "x": 2}}}
+        )
+    msg = str(info.value)
+    assert "[alarms].defaults.on_delay_s" in msg and "'soon'" in msg
+    assert "[alarms].points.E1/LT-1.x: Extra inputs are not permitted" in msg
 
 
 # ---------------------------------------------------------------------------------------------
