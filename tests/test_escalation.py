@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from hypothesis import given
@@ -40,7 +40,9 @@ def raised(point: int = 7, priority: Priority = Priority.EMERGENCY, at: int = T0
 
 
 def run(
-    alarms: list[tuple[int, sm.Alarm]], times_s: list[float], policy: EscalationPolicy = POLICY
+    alarms: Sequence[tuple[int, sm.Alarm]],
+    times_s: Sequence[float],
+    policy: EscalationPolicy = POLICY,
 ) -> tuple[list[Notification], dict[int, EscalationState]]:
     """Call the scheduler at each time (seconds after T0), threading the sent state through."""
     sent: dict[int, EscalationState] = {}
