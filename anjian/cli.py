@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from alarms.rules import RuleError
 from streams.config import Config, ConfigError, MqttSettings, SecuritySettings, load_config
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_audit_verify(args))
         if args.command == "bench":
             return _bench(args.name, args.args)
-    except ConfigError as exc:
+    except (ConfigError, RuleError) as exc:
         print(exc, file=sys.stderr)
         return 2
     raise AssertionError(args.command)

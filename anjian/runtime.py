@@ -20,6 +20,10 @@ from typing import Any
 
 from aiohttp import web
 
+from alarms.engine import AlarmEngine
+from alarms.rules import AlarmSettings, RuleArrays, rules_from_config
+from alarms.warning_desk import WarningDesk
+from alarms.warnings import Duty, Recipient
 from collectors import DeviceCollector
 from collectors.modbus import ModbusCollector
 from collectors.mqtt import MqttIngest
@@ -41,8 +45,10 @@ from streams.registry import PointIndex, sync_config
 from streams.store import Store
 from streams.writer import SampleWriter
 from web.accounts import ACCOUNTS, Accounts, DemoAccount, ensure_demo_accounts
+from web.alarms import ENGINE, POINTS
 from web.app import SERVICES, Services, make_app
 from web.audit import AUDIT, AuditLog
+from web.warnings import DESK
 
 log = logging.getLogger("anjian")
 MAINTAIN_EVERY_S = 60.0
@@ -85,6 +91,8 @@ class Running:
     audit: AuditLog
     accounts: Accounts
     demo_accounts: list[DemoAccount]
+    alarms: AlarmEngine
+    warnings: WarningDesk
 
     def collector_health(self) -> list[dict[str, Any]]:
         statuses = [c.status for c in self.collectors]
@@ -156,26 +164,38 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             demo_accounts = await ensure_demo_accounts(store.pool, cfg.enterprises[0].code)
             _write_demo_accounts(settings.data_dir / "demo-accounts.txt", demo_accounts)
 
+        rules = rules_from_config(
+            cfg,
+            {(p.enterprise, p.code): p.id for p in index},
+            AlarmSettings.model_validate(cfg.alarms),
+        )
+        engine = AlarmEngine(store.pool, RuleArrays.build(rules))
+        restored = await engine.restore()
+        log.info("alarm engine: %d rules, %d alarms restored", len(rules), restored)
+        grades = {(e.code, h.code): h.grade for e in cfg.enterprises for h in e.hazard_sources}
+        people = {
+            (e.code, h.code): [
+                Recipient(Duty(r.duty), r.name, r.username, r.phone) for r in h.responsible
+            ]
+            for e in cfg.enterprises
+            for h in e.hazard_sources
+        }
+        desk = WarningDesk(store.pool, engine, index, grades, people)
+        log.info("warning desk: %d open warnings restored", await desk.restore())
+
         hub = Hub()
         writer = SampleWriter(store, settings.data_dir / "spool")
         collectors, mqtt_ingest = build_collectors(cfg, index, hub)
         run = Running(
-            store,
-            hub,
-            writer,
-            collectors,
-            mqtt_ingest,
-            cfg,
-            index,
-            simulator,
-            audit,
-            accounts,
-            demo_accounts,
-        )
+            store, hub, writer, collectors, mqtt_ingest, cfg, index, simulator, audit, accounts,
+            demo_accounts, engine, desk,
+        )  # fmt: skip
 
         async with asyncio.TaskGroup() as tg:
             sub = hub.subscribe("store", maxsize=64)
             writer_task = tg.create_task(writer.run(sub), name="writer")
+            alarm_sub = hub.subscribe("alarms", maxsize=64)
+            engine_task = tg.create_task(engine.run(alarm_sub), name="alarms")
             jobs: list[asyncio.Task[None]] = [
                 tg.create_task(c.run(), name=f"collector {c.enterprise}/{c.device.code}")
                 for c in collectors
@@ -183,6 +203,8 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             if mqtt_ingest is not None:
                 jobs.append(tg.create_task(mqtt_ingest.run(), name="mqtt"))
             jobs.append(tg.create_task(_every(MAINTAIN_EVERY_S, store.maintain), name="maintain"))
+            jobs.append(tg.create_task(engine.ticker(), name="alarm ticker"))
+            jobs.append(tg.create_task(desk.run(), name="warning desk"))
             retention = cfg.security.audit_retention_days
 
             async def prune_audit() -> None:
@@ -200,7 +222,9 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
                     job.cancel()
                 await asyncio.gather(*jobs, return_exceptions=True)
                 sub.close()  # the writer drains what was received, then stops
+                alarm_sub.close()
                 await writer_task
+                await engine_task
 
 
 async def _every(period: float, job: Callable[[], Awaitable[None]]) -> None:
@@ -260,6 +284,9 @@ def build_app(
             )
             app[AUDIT] = run.audit
             app[ACCOUNTS] = run.accounts
+            app[ENGINE] = run.alarms
+            app[DESK] = run.warnings
+            app[POINTS] = run.points
             if ready is not None:
                 ready(run)
             yield

@@ -154,6 +154,15 @@ class MqttDevice(_DeviceBase):
 Device = Annotated[ModbusDevice | OpcUaDevice | MqttDevice, Field(discriminator="protocol")]
 
 
+class ResponsiblePerson(_Model):
+    """One of a hazard source's three 包保责任人 (warnings are pushed to them first)."""
+
+    duty: Literal["principal", "technical", "operational"]  # 主要 / 技术 / 操作负责人
+    name: str
+    username: str | None = None  # their anjian account, when they have one
+    phone: str | None = None
+
+
 class HazardSource(_Model):
     """A major hazard source (重大危险源), GB 18218-2018."""
 
@@ -161,6 +170,7 @@ class HazardSource(_Model):
     name: str
     unit_type: Literal["storage", "production"] = "storage"  # 储存单元 / 生产单元
     grade: Literal[1, 2, 3, 4] | None = None  # 一级 .. 四级
+    responsible: list[ResponsiblePerson] = []
     lon: float | None = None
     lat: float | None = None
 
@@ -276,6 +286,9 @@ class Config(_Model):
     mqtt: MqttSettings | None = None
     database: DatabaseSettings = DatabaseSettings()
     security: SecuritySettings = SecuritySettings()
+    # Alarm rule defaults and per-point overrides; validated by alarms.rules.AlarmSettings
+    # (streams knows nothing of alarms).
+    alarms: dict[str, Any] = {}
 
     @model_validator(mode="after")
     def _references(self) -> Config:

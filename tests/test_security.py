@@ -130,7 +130,7 @@ def test_every_route_of_the_application_declares_a_permission() -> None:
             assert (route.method, path) in declared, f"{route.method} {path} has no declaration"
     for route in application[ROUTES]:
         assert route.summary, f"{route.method} {route.path} has no summary"
-    assert set(TOPICS) == {"points"}
+    assert set(TOPICS) == {"points", "alarms", "warnings"}  # what /ws serves, each declared
 
 
 async def test_role_by_route_matrix(app: App) -> None:

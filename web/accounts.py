@@ -40,7 +40,12 @@ TOUCH_INTERVAL_S = 5.0
 # Machines get business permissions only, never an administrator's, and no "self".
 TOKEN_PERMISSIONS: frozenset[Permission] = frozenset().union(
     *(ROLE_PERMISSIONS[r] for r in BUSINESS_ROLES)
-) - {Permission.SELF}
+) - {  # a person answers for alarm and warning handling
+    Permission.SELF,
+    Permission.ALARM_OPERATE,
+    Permission.WARNING_ANSWER,
+    Permission.WARNING_REVIEW,
+}
 SELF_ONLY = frozenset({Permission.SELF})
 ADMIN_USERNAMES: Mapping[Role, str] = {
     Role.SYSADMIN: "sysadmin",

@@ -27,6 +27,7 @@ from streams import Hub, Quality
 from streams.config import SecuritySettings
 from streams.registry import PointIndex, list_enterprises, list_points
 from streams.store import Store
+from web.alarms import ALARM_ROUTES, ENGINE
 from web.audit import AUDIT, AUDIT_ROUTES
 from web.auth import ADMIN_ROUTES, AUTH_ROUTES, authenticate, session_alive
 from web.security import (
@@ -41,6 +42,7 @@ from web.security import (
     Route,
     json_error,
 )
+from web.warnings import DESK, WARNING_ROUTES
 
 log = logging.getLogger("anjian.web")
 STATIC = Path(__file__).parent / "static"
@@ -271,10 +273,14 @@ async def demo_scenario(request: web.Request) -> web.Response:
 class _LiveClient:
     """One WebSocket client: its subscriptions and what it was last sent."""
 
-    def __init__(self, ws: web.WebSocketResponse, s: Services, principal: Principal) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, app: web.Application, principal: Principal
+    ) -> None:
         self.ws = ws
-        self.s = s
+        self.app = app
+        self.s = app[SERVICES]
         self.principal = principal
+        self.feeds: dict[str, asyncio.Task[None]] = {}
         self.topics: dict[str, np.ndarray[Any, np.dtype[np.int32]]] = {}
         self.sent_ts: dict[str, np.ndarray[Any, np.dtype[np.int64]]] = {}
         self.wake = asyncio.Event()
@@ -294,9 +300,15 @@ class _LiveClient:
         for topic in topics:
             kind, _, arg = topic.partition(":")
             permission = TOPICS.get(kind)
+            if topic in ("alarms", "warnings") and permission and self.principal.can(permission):
+                if msg["op"] == "subscribe":
+                    self.follow(topic)
+                else:
+                    self.unfollow(topic)
+                continue
             # Another enterprise's topic is as unknown as one that does not exist.
             if kind != "points" or arg not in enterprises or not self.principal.sees(arg):
-                await self.error(f"unknown topic {topic!r}: use points:<enterprise code>")
+                await self.error(f"unknown topic {topic!r}: use points:<enterprise code> or alarms")
                 continue
             if permission is None or not self.principal.can(permission):
                 await self.error(f"topic {topic!r} needs permission {permission}")
@@ -308,8 +320,38 @@ class _LiveClient:
             else:
                 self.topics.pop(topic, None)
                 self.sent_ts.pop(topic, None)
-        await self.ws.send_json({"type": "subscribed", "topics": sorted(self.topics)})
+        subscribed = sorted([*self.topics, *self.feeds])
+        await self.ws.send_json({"type": "subscribed", "topics": subscribed})
         self.wake.set()
+
+    def follow(self, topic: str) -> None:
+        if topic not in self.feeds:
+            self.feeds[topic] = asyncio.create_task(self._forward(topic))
+
+    def unfollow(self, topic: str | None = None) -> None:
+        for name in [topic] if topic else list(self.feeds):
+            if (task := self.feeds.pop(name, None)) is not None:
+                task.cancel()
+
+    def _allowed(self, view: dict[str, Any]) -> bool:
+        if "enterprise" in view:
+            return self.principal.sees(view["enterprise"])
+        point = view["point"]
+        return point in self.s.points and self.principal.sees(self.s.points.info(point).enterprise)
+
+    async def _forward(self, topic: str) -> None:
+        """Every alarm or warning event this principal may see, in order (never coalesced)."""
+        source = self.app[ENGINE] if topic == "alarms" else self.app[DESK]
+        queue = source.listen()
+        try:
+            while (views := await queue.get()) is not None:
+                mine = [v for v in views if self._allowed(v)]
+                if mine:
+                    await self.ws.send_json({"type": topic, "events": mine})
+            # Fell behind: the console reloads from GET /api/alarms or /api/warnings.
+            await self.ws.send_json({"type": f"{topic}_resync"})
+        finally:
+            source.unlisten(queue)
 
     async def error(self, message: str) -> None:
         await self.ws.send_json({"type": "error", "message": message})
@@ -357,7 +399,7 @@ class _LiveClient:
 async def live(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
-    client = _LiveClient(ws, _services(request), _principal(request))
+    client = _LiveClient(ws, request.app, _principal(request))
     pump = asyncio.create_task(client.pump())
     watch = asyncio.create_task(_end_with_session(request, ws))
     try:
@@ -374,6 +416,7 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     finally:
         pump.cancel()
         watch.cancel()
+        client.unfollow()
     return ws
 
 
@@ -626,7 +669,9 @@ def make_app(
     app[_RATE] = deque(maxlen=11)
     app.cleanup_ctx.append(services_ctx)
     app.cleanup_ctx.append(_ingest_rate)
-    routes = [*SPINE_ROUTES, *AUTH_ROUTES, *ADMIN_ROUTES, *AUDIT_ROUTES]
+    routes = [
+        *SPINE_ROUTES, *AUTH_ROUTES, *ADMIN_ROUTES, *AUDIT_ROUTES, *ALARM_ROUTES, *WARNING_ROUTES,
+    ]  # fmt: skip
     app[ROUTES] = routes
     by_match: dict[object, Route] = {}
     for r in routes:

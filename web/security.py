@@ -43,6 +43,11 @@ class Permission(StrEnum):
     SELF = "self"
     # Monitoring data (business roles; enterprise users only their own enterprise).
     MONITOR_READ = "monitor:read"  # enterprises, points, latest values, series, live values
+    # Alarm handling in the centre: acknowledge, shelve, remove from and return to service.
+    ALARM_OPERATE = "alarm:operate"
+    # Early warnings: the enterprise signs, answers and clears its own; the centre reviews.
+    WARNING_ANSWER = "warning:answer"
+    WARNING_REVIEW = "warning:review"
     # Operations (system administrator): health of the pipeline, demo plant control.
     SYSTEM_READ = "system:read"
     SYSTEM_CONTROL = "system:control"
@@ -56,7 +61,11 @@ class Permission(StrEnum):
 
 _BUSINESS = frozenset({Permission.SELF, Permission.MONITOR_READ})
 # The centre's staff also see the pipeline's health (the console's status bar).
-_CENTRE = _BUSINESS | {Permission.SYSTEM_READ}
+_CENTRE = _BUSINESS | {
+    Permission.SYSTEM_READ,
+    Permission.ALARM_OPERATE,
+    Permission.WARNING_REVIEW,
+}
 
 # The one permission table (role → permissions). Administrators get no business permission.
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
@@ -64,7 +73,7 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.SHIFT_LEADER: _CENTRE,
     Role.EXPERT: _BUSINESS,
     Role.LEADER: _CENTRE,
-    Role.ENTERPRISE: _BUSINESS,
+    Role.ENTERPRISE: _BUSINESS | {Permission.WARNING_ANSWER},
     Role.PUBLIC: frozenset(),
     Role.SYSADMIN: frozenset(
         {
@@ -121,7 +130,11 @@ class Route:
 
 
 # WebSocket topics (`<kind>:<argument>`) and the permission each needs.
-TOPICS: Mapping[str, Permission] = {"points": Permission.MONITOR_READ}
+TOPICS: Mapping[str, Permission] = {
+    "points": Permission.MONITOR_READ,
+    "alarms": Permission.MONITOR_READ,
+    "warnings": Permission.MONITOR_READ,
+}
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 ROUTE = web.RequestKey("route", Route)

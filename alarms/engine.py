@@ -1,0 +1,267 @@
+"""The alarm engine: the imperative shell around the pure evaluator and state machine.
+
+It consumes the hub losslessly, evaluates each batch at once, runs the ISA-18.2 state machine only
+for alarms whose condition changed, stores every alarm and transition in PostgreSQL (restored
+exactly at start-up) and tells listeners (the WebSocket topic `alarms`) about every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+
+from alarms import state as sm
+from alarms.evaluator import EvalState, evaluate, tick
+from alarms.model import AlarmEvent, Condition, ConditionChange, Priority
+from alarms.rules import RuleArrays
+from streams import Subscription
+
+log = logging.getLogger("anjian.alarms")
+Key = tuple[int, Condition]
+TICK_S = 1.0
+# A listener that falls this far behind is dropped (it resynchronises from the API).
+LISTENER_BACKLOG = 1000
+
+
+def _ts(ns: int | None) -> datetime | None:
+    return None if ns is None else datetime.fromtimestamp(ns / 1e9, UTC)
+
+
+def _iso(ns: int | None) -> str | None:
+    t = _ts(ns)
+    return None if t is None else t.isoformat(timespec="milliseconds")
+
+
+def _num(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def event_view(alarm_id: int, e: AlarmEvent) -> dict[str, Any]:
+    return {
+        "alarm": alarm_id,
+        "point": e.point,
+        "condition": e.condition.name,
+        "kind": e.kind.value,
+        "from": e.from_state.value,
+        "to": e.to_state.value,
+        "ts": _iso(e.ts_ns),
+        "value": _num(e.value),
+        "priority": int(e.priority),
+        "who": e.who,
+        "why": e.why,
+        "detail": e.detail,
+    }
+
+
+class AlarmEngine:
+    """Owns every alarm's state; all changes go through it, one at a time."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        rules: RuleArrays,
+        *,
+        settings: sm.StateSettings = sm.DEFAULT_SETTINGS,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.pool = pool
+        self.rules = rules
+        self.settings = settings
+        self.clock = clock
+        self.alarms: dict[Key, sm.Alarm] = {}
+        self.ids: dict[Key, int] = {}
+        self.keys: dict[int, Key] = {}
+        self.eval = EvalState.initial(rules, clock())
+        self._lock = asyncio.Lock()
+        self._listeners: set[asyncio.Queue[list[dict[str, Any]] | None]] = set()
+
+    # -- start-up -------------------------------------------------------------------------
+
+    async def restore(self) -> int:
+        """Load every stored alarm; active conditions are seeded into the evaluator, so a
+        condition that persisted across the restart raises no duplicate (and one that ended
+        while we were down clears)."""
+        rows = await self.pool.fetch("SELECT id, record FROM alarms")
+        for row in rows:
+            alarm = sm.from_row(json.loads(row["record"]))
+            key = (alarm.point, alarm.condition)
+            self.alarms[key] = alarm
+            self.ids[key] = row["id"]
+            self.keys[row["id"]] = key
+            if alarm.active and alarm.point < self.rules.size:
+                self.eval.active[alarm.point, alarm.condition] = True
+                self.eval.raw[alarm.point, alarm.condition] = True
+        return len(rows)
+
+    # -- the flow of samples ----------------------------------------------------------------
+
+    async def run(self, sub: Subscription) -> None:
+        """Evaluate every batch of the subscription until it closes."""
+        async for batch in sub:
+            async with self._lock:
+                self.eval, changes = evaluate(self.rules, self.eval, batch)
+                if changes:
+                    await self._apply_changes(changes)
+
+    async def ticker(self, period_s: float = TICK_S) -> None:
+        """Time-driven work: stale points, maturing delays, shelving expiry, re-alarm."""
+        while True:
+            await asyncio.sleep(period_s)
+            await self.tick()
+
+    async def tick(self) -> None:
+        now = self.clock()
+        async with self._lock:
+            self.eval, changes = tick(self.rules, self.eval, now)
+            if changes:
+                await self._apply_changes(changes)
+            due = [
+                k
+                for k, a in self.alarms.items()
+                if (d := sm.next_deadline_ns(a, realarm_s=self.settings.realarm_s)) is not None
+                and d <= now
+            ]
+            updates: list[tuple[sm.Alarm, list[AlarmEvent]]] = []
+            for k in due:
+                alarm, events = sm.tick(
+                    self.alarms[k], now, realarm_s=self.settings.realarm_s,
+                    realarm_priorities=self.settings.realarm_priorities,
+                )  # fmt: skip
+                updates.append((alarm, events))
+            await self._commit(updates)
+
+    async def _apply_changes(self, changes: Iterable[ConditionChange]) -> None:
+        updates: list[tuple[sm.Alarm, list[AlarmEvent]]] = []
+        for c in changes:
+            key = (c.point, c.condition)
+            alarm = self.alarms.get(key)
+            if alarm is None:
+                if not c.active:
+                    continue
+                alarm = sm.Alarm(
+                    point=c.point,
+                    condition=c.condition,
+                    priority=Priority(int(self.rules.priority[c.point, c.condition])),
+                )
+            alarm, events = sm.on_condition(alarm, c.active, c.ts_ns, c.value)
+            if c.detail and events:
+                events = [replace(e, detail={**e.detail, **c.detail}) for e in events]
+            updates.append((alarm, events))
+        await self._commit(updates)
+
+    # -- operator actions ---------------------------------------------------------------------
+
+    def key_of(self, alarm_id: int) -> Key:
+        try:
+            return self.keys[alarm_id]
+        except KeyError:
+            raise KeyError(f"no alarm {alarm_id}") from None
+
+    async def operate(
+        self,
+        alarm_ids: Iterable[int],
+        op: Callable[[sm.Alarm, int], tuple[sm.Alarm, list[AlarmEvent]]],
+    ) -> list[sm.Alarm]:
+        """Apply one operation (acknowledge, shelve…) to alarms, all or none; returns them."""
+        async with self._lock:
+            now = self.clock()
+            updates = [op(self.alarms[self.key_of(i)], now) for i in alarm_ids]
+            await self._commit(updates)
+            return [a for a, _ in updates]
+
+    # -- persistence and notification ------------------------------------------------------
+
+    async def _commit(self, updates: list[tuple[sm.Alarm, list[AlarmEvent]]]) -> None:
+        changed = [
+            (a, ev) for a, ev in updates if ev or self.alarms.get((a.point, a.condition)) != a
+        ]
+        if not changed:
+            return
+        views: list[dict[str, Any]] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            for alarm, events in changed:
+                key = (alarm.point, alarm.condition)
+                alarm_id = await conn.fetchval(
+                    "INSERT INTO alarms (point, condition, state, active, priority, raised_at,"
+                    " updated_at, record) VALUES ($1, $2, $3, $4, $5, $6, now(), $7::jsonb)"
+                    " ON CONFLICT (point, condition) DO UPDATE SET state = excluded.state,"
+                    " active = excluded.active, priority = excluded.priority,"
+                    " raised_at = excluded.raised_at, updated_at = now(),"
+                    " record = excluded.record RETURNING id",
+                    alarm.point, int(alarm.condition), alarm.state.value, alarm.active,
+                    int(alarm.priority), _ts(alarm.raised_at_ns), json.dumps(sm.to_row(alarm)),
+                )  # fmt: skip
+                if events:
+                    await conn.executemany(
+                        "INSERT INTO alarm_events (alarm, point, condition, kind, from_state,"
+                        " to_state, ts, value, priority, who, why, detail)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb)",
+                        [
+                            (alarm_id, e.point, int(e.condition), e.kind.value,
+                             e.from_state.value, e.to_state.value, _ts(e.ts_ns), _num(e.value),
+                             int(e.priority), e.who, e.why, json.dumps(e.detail))
+                            for e in events
+                        ],
+                    )  # fmt: skip
+                self.ids[key] = alarm_id
+                self.keys[alarm_id] = key
+                views += [event_view(alarm_id, e) for e in events]
+        for alarm, _ in changed:
+            self.alarms[(alarm.point, alarm.condition)] = alarm
+        if views:
+            self._notify(views)
+
+    def listen(self) -> asyncio.Queue[list[dict[str, Any]] | None]:
+        """A queue of event lists for one listener; None means it fell behind and was dropped."""
+        queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(LISTENER_BACKLOG)
+        self._listeners.add(queue)
+        return queue
+
+    def unlisten(self, queue: asyncio.Queue[list[dict[str, Any]] | None]) -> None:
+        self._listeners.discard(queue)
+
+    def _notify(self, views: list[dict[str, Any]]) -> None:
+        for queue in list(self._listeners):
+            try:
+                queue.put_nowait(views)
+            except asyncio.QueueFull:
+                # A slow console never slows the engine: it is told to reload instead.
+                self._listeners.discard(queue)
+                queue.get_nowait()
+                queue.put_nowait(None)
+
+    # -- views --------------------------------------------------------------------------------
+
+    def view(self, alarm_id: int, info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        a = self.alarms[self.keys[alarm_id]]
+        return {
+            "id": alarm_id,
+            "point": a.point,
+            **(info or {}),
+            "condition": a.condition.name,
+            "class": self.rules.class_of(a.point, a.condition).value
+            if a.point < self.rules.size
+            else None,
+            "state": a.state.value,
+            "active": a.active,
+            "priority": int(a.priority),
+            "value": _num(a.value),
+            "raised_at": _iso(a.raised_at_ns),
+            "value_at_raise": _num(a.value_at_raise),
+            "acked_by": a.acked_by,
+            "acked_at": _iso(a.acked_at_ns),
+            "ack_comment": a.ack_comment,
+            "shelved_until": _iso(a.shelving.until_ns) if a.shelving else None,
+            "shelve_reason": a.shelving.reason if a.shelving else None,
+            "out_of_service": a.out_of_service is not None,
+            "suppressed": a.suppressed_reason,
+        }

@@ -1,0 +1,223 @@
+"""Alarms end to end with the simulated plant: a leak raises the downwind detector's 一级 then
+二级 alarm on a WebSocket, acknowledgement, clearing, communication loss, shelving expiry and a
+restart that restores every alarm without duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import ClientSession, ClientWebSocketResponse, CookieJar
+from aiohttp.test_utils import TestServer
+
+from anjian.runtime import Running, Settings, build_app
+from collectors.sim.runner import Simulator
+from tests.conftest import DUTY, sign_in
+from web.accounts import ensure_demo_accounts
+
+# Quick quality alarms and a deadband of 5 % of the instrument range, for a test that runs in
+# seconds; the detector GD-102 (Cl2, 0–3 mg/m³; 一级 1, 二级 2 mg/m³) is 14 m east of TK101.
+ALARMS = """
+[alarms.defaults]
+bad_quality_after_s = 1.0
+
+[alarms.points."E1/GD-102"]
+deadband_pct = 5.0
+"""
+WEST_WIND = {"direction_deg": 270.0, "speed_m_s": 2.0}
+LEVEL_1_LEAK = 0.018  # g/s: GD-102 reads about 1.5 mg/m³
+LEVEL_2_LEAK = 0.03  # g/s: GD-102 reads about 2.5 mg/m³ (within its 0–3 range)
+
+
+@dataclass
+class Plant:
+    sim: Simulator
+    config: Path
+    db: str
+    tmp: Path
+
+    async def start(self) -> tuple[TestServer, Running, ClientSession, str]:
+        holder: list[Running] = []
+        app = build_app(
+            Settings(config=self.config, data_dir=self.tmp / "data", database_url=self.db),
+            ready=holder.append,
+        )
+        server = TestServer(app)
+        await server.start_server()
+        await ensure_demo_accounts(holder[0].store.pool, "E1")
+        http = ClientSession(
+            f"http://{server.host}:{server.port}", cookie_jar=CookieJar(unsafe=True)
+        )
+        csrf = await sign_in(http, *DUTY)
+        return server, holder[0], http, csrf
+
+
+@pytest.fixture
+async def plant(database_url: str, tmp_path: Path) -> AsyncIterator[Plant]:
+    sim = Simulator(mqtt=None)
+    await sim.start()
+    await sim.set_scenario("wind", None, **WEST_WIND)
+    config = tmp_path / "plant.toml"
+    config.write_text(sim.config_toml + ALARMS, encoding="utf-8")
+    try:
+        yield Plant(sim, config, database_url, tmp_path)
+    finally:
+        await sim.stop()
+
+
+class Feed:
+    """The `alarms` topic of one WebSocket, read event by event (a message may hold several)."""
+
+    def __init__(self, ws: ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.pending: list[dict[str, Any]] = []
+
+    async def next(self, want: Callable[[dict[str, Any]], bool], timeout: float = 20) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.pending:
+                e = self.pending.pop(0)
+                if want(e):
+                    return e
+            left = max(0.1, deadline - time.monotonic())
+            msg = await asyncio.wait_for(self.ws.receive_json(), left)
+            if msg.get("type") == "alarms":
+                self.pending += msg["events"]
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+async def test_leak_raises_level_1_then_level_2_and_clears_after_the_leak(plant: Plant) -> None:
+    server, run, http, csrf = await plant.start()
+    try:
+        gd102 = run.points.id("E1", "GD-102")
+        ws = await http.ws_connect("/ws")
+        await ws.send_json({"op": "subscribe", "topics": ["alarms"]})
+        assert (await ws.receive_json())["topics"] == ["alarms"]
+        feed = Feed(ws)
+
+        await plant.sim.set_scenario("leak", "TK101", rate_g_s=LEVEL_1_LEAK)
+        h = await feed.next(lambda e: e["point"] == gd102 and e["kind"] == "raised")
+        assert h["condition"] == "H" and h["priority"] == 2
+        assert 1.0 < h["value"] < 2.0
+        await plant.sim.set_scenario("leak", "TK101", rate_g_s=LEVEL_2_LEAK)
+        hh = await feed.next(lambda e: e["point"] == gd102 and e["kind"] == "raised")
+        assert hh["condition"] == "HH" and hh["priority"] == 1
+
+        r = await http.post(
+            f"/api/alarms/{hh['alarm']}/ack", json={"comment": "现场核实"},
+            headers={"X-CSRF-Token": csrf},
+        )  # fmt: skip
+        assert r.status == 200, await r.text()
+        assert (await r.json())["state"] == "acked"
+        ack = await feed.next(lambda e: e["kind"] == "acknowledged")
+        assert (ack["alarm"], ack["who"], ack["why"]) == (hh["alarm"], "duty", "现场核实")
+
+        await plant.sim.set_scenario("normal", None)
+        cleared = {
+            (await feed.next(lambda e: e["point"] == gd102 and e["kind"] == "cleared"))["to"]
+            for _ in range(2)
+        }
+        # The acknowledged 二级 alarm returns to normal; the unacknowledged 一级 one waits.
+        assert cleared == {"normal", "rtn_unack"}
+        board = await (await http.get("/api/alarms")).json()
+        states = {a["condition"]: a["state"] for a in board["alarms"] if a["point"] == gd102}
+        assert states == {"H": "rtn_unack"}
+        detail = await (await http.get(f"/api/alarms/{hh['alarm']}")).json()
+        assert [e["kind"] for e in detail["events"]][::-1] == [
+            "raised", "acknowledged", "cleared",
+        ]  # fmt: skip
+        await ws.close()
+    finally:
+        await http.close()
+        await server.close()
+
+
+async def test_communication_loss_raises_quality_alarm_and_clears_on_recovery(
+    plant: Plant,
+) -> None:
+    server, run, http, _csrf = await plant.start()
+    try:
+        gd101 = run.points.id("E1", "GD-101")
+        ws = await http.ws_connect("/ws")
+        await ws.send_json({"op": "subscribe", "topics": ["alarms"]})
+        await ws.receive_json()
+        feed = Feed(ws)
+        await plant.sim.set_scenario("comm_loss", "GDS101")
+        raised = await feed.next(lambda e: e["point"] == gd101 and e["condition"] == "BAD_QUALITY")
+        assert raised["kind"] == "raised"
+        await plant.sim.set_scenario("normal", None)
+        cleared = await feed.next(lambda e: e["point"] == gd101 and e["condition"] == "BAD_QUALITY")
+        assert cleared["kind"] == "cleared"
+        await ws.close()
+    finally:
+        await http.close()
+        await server.close()
+
+
+async def test_shelving_expires_on_time_and_restart_restores_without_duplicates(
+    plant: Plant,
+) -> None:
+    server, run, http, csrf = await plant.start()
+    gd102 = run.points.id("E1", "GD-102")
+    try:
+        await plant.sim.set_scenario("leak", "TK101", rate_g_s=LEVEL_2_LEAK)
+
+        async def raised() -> bool:
+            board = await (await http.get("/api/alarms")).json()
+            return any(a["point"] == gd102 and a["condition"] == "HH" for a in board["alarms"])
+
+        await _until(raised)
+        board = await (await http.get("/api/alarms")).json()
+        hh = next(a for a in board["alarms"] if a["point"] == gd102 and a["condition"] == "HH")
+        r = await http.post(
+            f"/api/alarms/{hh['id']}/shelve", json={"reason": "标定", "duration_s": 1.5},
+            headers={"X-CSRF-Token": csrf},
+        )  # fmt: skip
+        assert r.status == 200 and (await r.json())["state"] == "shelved"
+        shelved_at = time.monotonic()
+
+        async def back() -> bool:
+            a = await (await http.get(f"/api/alarms/{hh['id']}")).json()
+            return bool(a["state"] == "unack")
+
+        await _until(back, timeout=10)
+        # Expiry is checked every second: back within 1.5 s + one tick (+ slack for the loop).
+        assert time.monotonic() - shelved_at < 4.0
+    finally:
+        await http.close()
+        await server.close()
+
+    # Restart with the leak still on: the same alarms, same ids, no second "raised".
+    server, run, http, _csrf = await plant.start()
+    try:
+        await asyncio.sleep(2.0)  # several polls of the still-active condition
+        again = await (await http.get(f"/api/alarms/{hh['id']}")).json()
+        assert again["state"] == "unack" and again["condition"] == "HH"
+        conn = await asyncpg.connect(plant.db)
+        try:
+            kinds = [
+                r["kind"]
+                for r in await conn.fetch(
+                    "SELECT kind FROM alarm_events WHERE alarm = $1 ORDER BY id", hh["id"]
+                )
+            ]
+        finally:
+            await conn.close()
+        assert kinds == ["raised", "shelved", "unshelved", "raised"]
+    finally:
+        await http.close()
+        await server.close()

@@ -1,0 +1,288 @@
+"""Alarm routes: the list and detail of alarms, operator actions, and the alarm KPIs.
+
+Enterprise users see only their own enterprise's alarms (anything else is 404); the centre's
+duty officers, shift leaders and leaders acknowledge, shelve and take alarms out of service.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import numpy as np
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from alarms import state as sm
+from alarms.engine import AlarmEngine, event_view
+from alarms.kpi import EventColumns, kpis
+from alarms.model import AlarmEvent, AlarmState, Condition
+from streams.registry import PointIndex
+from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
+
+ENGINE = web.AppKey("alarm_engine", AlarmEngine)
+POINTS = web.AppKey("alarm_points", PointIndex)
+MAX_EVENTS = 500
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AckBody(_Body):
+    comment: Annotated[str, Field(max_length=500)] = ""
+
+
+class BulkAckBody(_Body):
+    ids: Annotated[list[int], Field(min_length=1, max_length=1000)]
+    comment: Annotated[str, Field(max_length=500)] = ""
+
+
+class ShelveBody(_Body):
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    duration_s: Annotated[float, Field(gt=0)] | None = None
+    one_shot: bool = False
+
+
+class ReasonBody(_Body):
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False))
+
+
+def _principal(request: web.Request) -> Principal:
+    principal: Principal = request[PRINCIPAL]
+    return principal
+
+
+def _info(points: PointIndex, point: int) -> dict[str, Any]:
+    if point not in points:
+        return {"enterprise": None, "code": None, "name": None, "unit": None}
+    p = points.info(point)
+    return {
+        "enterprise": p.enterprise,
+        "hazard_source": p.hazard_source,
+        "code": p.code,
+        "name": p.name,
+        "unit": p.unit,
+        "limits": p.limits.model_dump(),
+    }
+
+
+def _visible(request: web.Request, point: int) -> bool:
+    points = request.app[POINTS]
+    return point in points and _principal(request).sees(points.info(point).enterprise)
+
+
+def _alarm_id(request: web.Request) -> int:
+    """The {id} of the path, as 404 when it does not exist or is another enterprise's."""
+    raw = request.match_info["id"]
+    engine = request.app[ENGINE]
+    if raw.isdigit() and int(raw) in engine.keys and _visible(request, engine.keys[int(raw)][0]):
+        return int(raw)
+    raise json_error(web.HTTPNotFound, f"no alarm {raw!r}")
+
+
+def _time(raw: str | None, name: str) -> int | None:
+    if raw is None:
+        return None
+    try:
+        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, f"{name}={raw!r} is not an RFC 3339 time") from None
+    return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1e9)
+
+
+async def list_alarms(request: web.Request) -> web.Response:
+    engine, points, q = request.app[ENGINE], request.app[POINTS], request.query
+    states = set(q["state"].split(",")) if "state" in q else None
+    if states is not None and not states <= {s.value for s in AlarmState}:
+        raise json_error(
+            web.HTTPBadRequest,
+            f"state={q['state']!r}: use {', '.join(s.value for s in AlarmState)}",
+        )
+    priority = q.get("priority")
+    if priority is not None and priority not in ("1", "2", "3", "4"):
+        raise json_error(web.HTTPBadRequest, f"priority={priority!r} must be 1, 2, 3 or 4")
+    enterprise = q.get("enterprise")
+    start, end = _time(q.get("from"), "from"), _time(q.get("to"), "to")
+    out = []
+    for alarm_id, (point, _cond) in sorted(engine.keys.items()):
+        a = engine.alarms[(point, _cond)]
+        if not _visible(request, point):
+            continue
+        info = _info(points, point)
+        if enterprise is not None and info["enterprise"] != enterprise:
+            continue
+        if states is None and a.state is AlarmState.NORMAL:
+            continue  # by default the board: every alarm that is not normal
+        if states is not None and a.state.value not in states:
+            continue
+        if priority is not None and int(a.priority) != int(priority):
+            continue
+        raised = a.raised_at_ns or 0
+        if (start is not None and raised < start) or (end is not None and raised >= end):
+            continue
+        out.append(engine.view(alarm_id, info))
+    out.sort(key=lambda v: (v["priority"], v["raised_at"] or ""), reverse=False)
+    out.sort(key=lambda v: v["priority"])
+    return _json({"alarms": out})
+
+
+async def get_alarm(request: web.Request) -> web.Response:
+    alarm_id = _alarm_id(request)
+    engine = request.app[ENGINE]
+    point = engine.keys[alarm_id][0]
+    rows = await engine.pool.fetch(
+        "SELECT point, condition, kind, from_state, to_state, ts, value, priority, who, why,"
+        " detail FROM alarm_events WHERE alarm = $1 ORDER BY id DESC LIMIT $2",
+        alarm_id, MAX_EVENTS,
+    )  # fmt: skip
+    events = [
+        {
+            "kind": r["kind"], "from": r["from_state"], "to": r["to_state"],
+            "ts": r["ts"].isoformat(timespec="milliseconds"), "value": r["value"],
+            "priority": r["priority"], "who": r["who"], "why": r["why"],
+            "detail": json.loads(r["detail"]),
+        }
+        for r in rows
+    ]  # fmt: skip
+    return _json({**engine.view(alarm_id, _info(request.app[POINTS], point)), "events": events})
+
+
+def _operation(
+    build: Callable[
+        [web.Request, str], Callable[[sm.Alarm, int], tuple[sm.Alarm, list[AlarmEvent]]]
+    ],
+) -> Callable[[web.Request], Any]:
+    async def handler(request: web.Request) -> web.Response:
+        alarm_id = _alarm_id(request)
+        who = _principal(request).username
+        engine = request.app[ENGINE]
+        try:
+            (alarm,) = await engine.operate([alarm_id], build(request, who))
+        except sm.AlarmOperationError as exc:
+            raise json_error(web.HTTPConflict, str(exc)) from None
+        point = alarm.point
+        return _json(engine.view(alarm_id, _info(request.app[POINTS], point)))
+
+    return handler
+
+
+def _ack(request: web.Request, who: str) -> Callable[[sm.Alarm, int], Any]:
+    body = request[BODY]
+    assert isinstance(body, AckBody)
+    return lambda a, now: sm.acknowledge(a, who, body.comment or None, now)
+
+
+def _shelve(request: web.Request, who: str) -> Callable[[sm.Alarm, int], Any]:
+    body = request[BODY]
+    assert isinstance(body, ShelveBody)
+    if (body.duration_s is None) == (not body.one_shot):
+        raise json_error(web.HTTPBadRequest, "give duration_s, or one_shot: true (not both)")
+    engine = request.app[ENGINE]
+    return lambda a, now: sm.shelve(
+        a, who, body.reason, now, duration_s=body.duration_s, one_shot=body.one_shot,
+        max_s=engine.settings.max_shelve_s,
+    )  # fmt: skip
+
+
+def _unshelve(request: web.Request, who: str) -> Callable[[sm.Alarm, int], Any]:
+    return lambda a, now: sm.unshelve(a, who, now)
+
+
+def _remove(request: web.Request, who: str) -> Callable[[sm.Alarm, int], Any]:
+    body = request[BODY]
+    assert isinstance(body, ReasonBody)
+    return lambda a, now: sm.remove_from_service(a, who, body.reason, now)
+
+
+def _restore(request: web.Request, who: str) -> Callable[[sm.Alarm, int], Any]:
+    return lambda a, now: sm.return_to_service(a, who, now)
+
+
+async def bulk_ack(request: web.Request) -> web.Response:
+    body = request[BODY]
+    assert isinstance(body, BulkAckBody)
+    engine = request.app[ENGINE]
+    for raw in body.ids:
+        if raw not in engine.keys or not _visible(request, engine.keys[raw][0]):
+            raise json_error(web.HTTPNotFound, f"no alarm {raw}")
+    who = _principal(request).username
+    comment = body.comment or None
+
+    def ack(a: sm.Alarm, now: int) -> tuple[sm.Alarm, list[AlarmEvent]]:
+        # In a bulk acknowledgement an alarm that has gone normal meanwhile is skipped.
+        return (a, []) if a.state is AlarmState.NORMAL else sm.acknowledge(a, who, comment, now)
+
+    try:
+        alarms = await engine.operate(body.ids, ack)
+    except sm.AlarmOperationError as exc:
+        raise json_error(web.HTTPConflict, str(exc)) from None
+    return _json({"acknowledged": len(alarms)})
+
+
+async def alarm_kpi(request: web.Request) -> web.Response:
+    engine, points, q = request.app[ENGINE], request.app[POINTS], request.query
+    now = engine.clock()
+    end = _time(q.get("to"), "to") or now
+    start = _time(q.get("from"), "from") or end - 24 * 3600 * 10**9
+    if start >= end:
+        raise json_error(web.HTTPBadRequest, "from must be before to")
+    scope = _principal(request).enterprise
+    area = q.get("area", scope)
+    if scope is not None and area != scope:
+        raise json_error(web.HTTPNotFound, f"no area {area!r}")
+    lookback = start - 600 * 10**9  # floods under way at the start are carried in
+    rows = await engine.pool.fetch(
+        "SELECT ts, point, condition, priority, kind FROM alarm_events"
+        " WHERE (ts >= $1 AND ts < $2) OR (kind = 'raised' AND alarm IN"
+        "  (SELECT id FROM alarms WHERE active)) ORDER BY ts",
+        datetime.fromtimestamp(lookback / 1e9, UTC), datetime.fromtimestamp(end / 1e9, UTC),
+    )  # fmt: skip
+    area_of = {p.id: p.enterprise for p in points}
+    if area is not None:
+        rows = [r for r in rows if area_of.get(r["point"]) == area]
+    events = EventColumns.of(
+        np.array([int(r["ts"].timestamp() * 1e9) for r in rows], np.int64),
+        np.array([r["point"] for r in rows], np.int64),
+        np.array([r["condition"] for r in rows], np.int64),
+        np.array([r["priority"] for r in rows], np.int64),
+        [r["kind"] for r in rows],
+    )
+    return _json(kpis(events, start, end, area_of))
+
+
+ALARM_ROUTES = [
+    Route(
+        "GET", "/api/alarms", list_alarms, Permission.MONITOR_READ,
+        "Alarms: by default every alarm that is not normal, by priority then time",
+        query={"state": "comma-separated states", "priority": "1..4",
+               "enterprise": "enterprise code", "from": "raised at or after (RFC 3339)",
+               "to": "raised before (RFC 3339)"},
+    ),
+    Route("GET", "/api/alarms/kpi", alarm_kpi, Permission.MONITOR_READ,
+          "Alarm KPIs (ISA-18.2 / EEMUA 191) over a period",
+          query={"from": "RFC 3339 (default: to - 24 h)", "to": "RFC 3339 (default: now)",
+                 "area": "enterprise code"}),
+    Route("GET", "/api/alarms/{id}", get_alarm, Permission.MONITOR_READ,
+          "An alarm with its event history"),
+    Route("POST", "/api/alarms/ack", bulk_ack, Permission.ALARM_OPERATE,
+          "Acknowledge several alarms", body=BulkAckBody),
+    Route("POST", "/api/alarms/{id}/ack", _operation(_ack), Permission.ALARM_OPERATE,
+          "Acknowledge (确认) an alarm", body=AckBody),
+    Route("POST", "/api/alarms/{id}/shelve", _operation(_shelve), Permission.ALARM_OPERATE,
+          "Shelve (搁置) an alarm for a time, or until it next clears", body=ShelveBody),
+    Route("POST", "/api/alarms/{id}/unshelve", _operation(_unshelve), Permission.ALARM_OPERATE,
+          "Unshelve an alarm"),
+    Route("POST", "/api/alarms/{id}/remove", _operation(_remove), Permission.ALARM_OPERATE,
+          "Remove an alarm from service (停用)", body=ReasonBody),
+    Route("POST", "/api/alarms/{id}/restore", _operation(_restore), Permission.ALARM_OPERATE,
+          "Return an alarm to service"),
+]  # fmt: skip
+
+__all__ = ["ALARM_ROUTES", "ENGINE", "POINTS", "Condition", "event_view"]
