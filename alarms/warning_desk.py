@@ -1,0 +1,222 @@
+"""The warning desk: the imperative shell of early warnings (预警).
+
+Every few seconds it turns the alarm engine's alarms and the data quality into the pure rules'
+inputs, issues, updates and escalates warnings, stores each in PostgreSQL (restored at start-up)
+and tells listeners (the WebSocket topic `warnings`). Operators' steps come through `act`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+
+from alarms import warnings as wm
+from alarms.engine import AlarmEngine
+from alarms.model import AlarmClass, AlarmState, Condition
+from alarms.warning_rules import WarningRules, load_warning_rules
+from streams.registry import PointIndex
+
+log = logging.getLogger("anjian.warnings")
+EVALUATE_EVERY_S = 5.0
+_QUALITY = {Condition.BAD_QUALITY, Condition.STALE}
+
+
+def _gas_hazard(unit: str) -> wm.GasHazard | None:
+    unit = unit.replace(" ", "").lower()
+    if unit == "%lel":
+        return wm.GasHazard.FLAMMABLE
+    if unit in ("mg/m3", "mg/m³", "ppm"):
+        return wm.GasHazard.TOXIC
+    return None
+
+
+def _dt(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, UTC)
+
+
+class WarningDesk:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        engine: AlarmEngine,
+        points: PointIndex,
+        grades: Mapping[tuple[str, str], int | None],
+        recipients: Mapping[tuple[str, str], Sequence[wm.Recipient]] | None = None,
+        *,
+        rules: WarningRules | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.pool = pool
+        self.engine = engine
+        self.points = points
+        self.grades = grades  # (enterprise, hazard source) → GB 18218 grade
+        self.recipients = recipients or {}  # (enterprise, hazard source) → 包保责任人
+        self.rules = rules or load_warning_rules()
+        self.clock = clock
+        self.warnings: dict[int, wm.Warning] = {}
+        self._lock = asyncio.Lock()
+        self._listeners: set[asyncio.Queue[list[dict[str, Any]] | None]] = set()
+
+    async def restore(self) -> int:
+        rows = await self.pool.fetch("SELECT id, record FROM warnings WHERE state <> 'closed'")
+        for r in rows:
+            self.warnings[r["id"]] = wm.from_row({**json.loads(r["record"]), "id": r["id"]})
+        return len(rows)
+
+    def inputs(self, now_ns: int) -> wm.WarningInputs:
+        """The rules' view of the present: active alarms and data quality per hazard source."""
+        alarms: dict[tuple[str, str | None], list[wm.ActiveAlarm]] = defaultdict(list)
+        quality: dict[tuple[str, str | None], dict[int, dict[str, Any]]] = defaultdict(dict)
+        for (point, condition), a in self.engine.alarms.items():
+            if not a.active or point not in self.points:
+                continue
+            p = self.points.info(point)
+            where = (p.enterprise, p.hazard_source)
+            since = a.condition_ts_ns or a.raised_at_ns or now_ns
+            if condition in _QUALITY:
+                quality[where].setdefault(point, {"code": p.code, "name": p.name})[
+                    "offline_since_ns"
+                ] = since
+            elif condition is Condition.STUCK:
+                quality[where].setdefault(point, {"code": p.code, "name": p.name})[
+                    "stuck_since_ns"
+                ] = since
+            elif condition is Condition.OUT_OF_RANGE:
+                quality[where].setdefault(point, {"code": p.code, "name": p.name})[
+                    "out_of_range_since_ns"
+                ] = since
+            elif a.state is not AlarmState.NORMAL or a.active:
+                alarms[where].append(
+                    wm.ActiveAlarm(
+                        point=point, code=p.code, condition=condition,
+                        alarm_class=self.engine.rules.class_of(point, condition)
+                        if point < self.engine.rules.size else AlarmClass.PROCESS,
+                        priority=a.priority, kind=p.kind or "", raised_at_ns=since, name=p.name,
+                        gas=_gas_hazard(p.unit) if p.kind == "gas" or p.gas else None,
+                        acknowledged=a.acked_at_ns is not None,
+                    )
+                )  # fmt: skip
+        enterprises: dict[str, set[str | None]] = defaultdict(set)
+        for p in self.points:
+            enterprises[p.enterprise].add(p.hazard_source)
+        return wm.WarningInputs(
+            tuple(
+                wm.EnterpriseInputs(
+                    code=e,
+                    sources=tuple(
+                        wm.SourceInputs(
+                            code=src,
+                            grade=self.grades.get((e, src)) if src else None,
+                            alarms=tuple(alarms.get((e, src), ())),
+                            quality=tuple(
+                                wm.PointQuality(point=pid, **q)
+                                for pid, q in quality.get((e, src), {}).items()
+                            ),
+                        )
+                        for src in sorted(sources, key=lambda s: s or "")
+                    ),
+                )
+                for e, sources in sorted(enterprises.items())
+            )
+        )
+
+    async def run(self, period_s: float = EVALUATE_EVERY_S) -> None:
+        while True:
+            try:
+                await self.evaluate()
+            except Exception:  # a bad evaluation must not stop the desk; it retries
+                log.exception("warning evaluation failed")
+            await asyncio.sleep(period_s)
+
+    async def evaluate(self) -> None:
+        now = self.clock()
+        async with self._lock:
+            findings = wm.evaluate_warnings(self.inputs(now), self.rules, now)
+            live = [w for w in self.warnings.values() if w.live]
+            result = wm.reconcile(live, findings, now)
+            updated = {w.id: w for w in result.updated}
+            for wid, stored in self.warnings.items():
+                w = updated.get(wid, stored)
+                due = wm.next_due_ns(w, self.rules)
+                if due is not None and due <= now:
+                    updated[wid] = wm.tick(w, now, self.rules)
+            issued = [self._push(w, now) for w in result.issued]
+            await self._store([*issued, *updated.values()])
+
+    def _push(self, w: wm.Warning, now: int) -> wm.Warning:
+        """To the source's 包保责任人; without any on record it stays issued (and escalates)."""
+        people = self.recipients.get((w.enterprise, w.hazard_source or ""), ())
+        if not people:
+            log.warning("warning %s: no 包保责任人 configured to push it to", w.key)
+            return w
+        return wm.push(w, people, now, self.rules)
+
+    async def act(
+        self, warning_id: int, step: Callable[[wm.Warning, int], wm.Warning]
+    ) -> wm.Warning:
+        async with self._lock:
+            w = step(self.warnings[warning_id], self.clock())
+            await self._store([w])
+            return self.warnings[warning_id]
+
+    async def _store(self, changed: list[wm.Warning]) -> None:
+        if not changed:
+            return
+        views = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            for w in changed:
+                row = wm.to_row(w)
+                record = json.dumps(row, ensure_ascii=False)
+                if w.id is None:
+                    wid = await conn.fetchval(
+                        "INSERT INTO warnings (enterprise, hazard_source, level, state,"
+                        " dedupe_key, issued_at, updated_at, record)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, now(), $7::jsonb) RETURNING id",
+                        w.enterprise, w.hazard_source, w.level.value, w.state.value, w.key,
+                        _dt(w.issued_at_ns), record,
+                    )  # fmt: skip
+                    w = wm.from_row({**row, "id": wid})
+                else:
+                    await conn.execute(
+                        "UPDATE warnings SET state = $2, level = $3, updated_at = now(),"
+                        " record = $4::jsonb WHERE id = $1",
+                        w.id, w.state.value, w.level.value, record,
+                    )  # fmt: skip
+                assert w.id is not None
+                self.warnings[w.id] = w
+                views.append(self.view(w))
+        for w in list(self.warnings.values()):
+            if w.state is wm.WarningState.CLOSED:
+                del self.warnings[w.id]  # type: ignore[arg-type]
+        self._notify(views)
+
+    def view(self, w: wm.Warning) -> dict[str, Any]:
+        row = wm.to_row(w)
+        deadline = wm.next_due_ns(w, self.rules)
+        row["deadline"] = _dt(deadline).isoformat(timespec="seconds") if deadline else None
+        return row
+
+    def listen(self) -> asyncio.Queue[list[dict[str, Any]] | None]:
+        queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(1000)
+        self._listeners.add(queue)
+        return queue
+
+    def unlisten(self, queue: asyncio.Queue[list[dict[str, Any]] | None]) -> None:
+        self._listeners.discard(queue)
+
+    def _notify(self, views: list[dict[str, Any]]) -> None:
+        for queue in list(self._listeners):
+            try:
+                queue.put_nowait(views)
+            except asyncio.QueueFull:
+                self._listeners.discard(queue)
+                queue.get_nowait()
+                queue.put_nowait(None)

@@ -1,0 +1,133 @@
+"""The warning desk on a real database with an injected clock: a persisting 二级 gas alarm
+issues an orange warning, the enterprise signs, the feedback deadline passes and the warning is
+escalated; a restart restores it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from alarms import warnings as wm
+from alarms.engine import AlarmEngine
+from alarms.rules import RuleArrays, rules_from_config
+from alarms.warning_desk import WarningDesk
+from streams import Hub, SampleBatch, Subscription
+from streams.config import parse_config
+from streams.registry import PointIndex, sync_config
+from streams.store import Store
+
+CONFIG = """
+[[enterprises]]
+code = "E9"
+name = "甲化工"
+region = "320116"
+  [[enterprises.hazard_sources]]
+  code = "HS1"
+  name = "液氨储罐区"
+  grade = 2
+  responsible = [
+    { duty = "principal", name = "王总", username = "enterprise" },
+    { duty = "technical", name = "李工" },
+    { duty = "operational", name = "张班长", phone = "13800000000" },
+  ]
+  [[enterprises.devices]]
+  code = "GDS1"
+  protocol = "modbus"
+  host = "127.0.0.1"
+  hazard_source = "HS1"
+    [[enterprises.devices.points]]
+    code = "GD-1"
+    name = "液氨储罐区有毒气体检测器"
+    kind = "gas"
+    gas = "NH3"
+    unit = "mg/m3"
+    table = "input"
+    address = 0
+    range = [0, 60]
+    limits = { hh = 40, h = 20 }
+"""
+T0 = 1_796_000_000 * 10**9
+MIN = 60 * 10**9
+
+
+@dataclass
+class Desk:
+    store: Store
+    hub: Hub
+    engine: AlarmEngine
+    desk: WarningDesk
+    points: PointIndex
+    now: list[int]
+    sub: Subscription
+
+
+@pytest.fixture
+async def d(database_url: str) -> AsyncIterator[Desk]:
+    cfg = parse_config(CONFIG)
+    store = await Store.open(database_url)
+    index = await sync_config(store.pool, cfg)
+    now = [T0]
+    rules = rules_from_config(cfg, {(p.enterprise, p.code): p.id for p in index})
+    engine = AlarmEngine(store.pool, RuleArrays.build(rules), clock=lambda: now[0])
+    hs = cfg.enterprises[0].hazard_sources[0]
+    people = [wm.Recipient(wm.Duty(r.duty), r.name, r.username, r.phone) for r in hs.responsible]
+    desk = WarningDesk(
+        store.pool, engine, index, {("E9", "HS1"): 2}, {("E9", "HS1"): people},
+        clock=lambda: now[0],
+    )  # fmt: skip
+    hub = Hub()
+    sub = hub.subscribe("alarms")
+    task = asyncio.create_task(engine.run(sub))
+    try:
+        yield Desk(store, hub, engine, desk, index, now, sub)
+    finally:
+        sub.close()
+        await task
+        await store.close()
+
+
+async def _reading(d: Desk, value: float, at: int) -> None:
+    await d.hub.publish(SampleBatch.of(at, [d.points.id("E9", "GD-1")], [value]))
+    await d.sub.join()  # the engine has evaluated it
+
+
+async def test_persisting_level_2_gas_alarm_issues_orange_then_escalates(d: Desk) -> None:
+    await _reading(d, 45.0, T0)  # above 二级 (HH 40 mg/m³)
+    d.now[0] = T0 + 10 * MIN
+    await d.desk.evaluate()
+    assert not d.desk.warnings  # 10 minutes: not yet
+
+    d.now[0] = T0 + 16 * MIN  # past T₁ = 15 min without disposal feedback
+    await d.desk.evaluate()
+    (w,) = d.desk.warnings.values()
+    assert (w.enterprise, w.hazard_source, w.level) == ("E9", "HS1", wm.WarningLevel.ORANGE)
+    assert w.rule == "orange.critical_unhandled"
+    assert w.state is wm.WarningState.PUSHED
+    await d.desk.evaluate()
+    assert len(d.desk.warnings) == 1  # the persisting finding issues nothing new
+
+    d.now[0] = T0 + 17 * MIN
+    assert w.id is not None
+    signed = await d.desk.act(
+        w.id, lambda x, now: wm.sign(x, wm.Actor("enterprise", "enterprise", "E9"), now,
+                                     d.desk.rules)
+    )  # fmt: skip
+    assert signed.state is wm.WarningState.SIGNED
+
+    d.now[0] = T0 + (17 + 31) * MIN  # the orange feedback deadline (30 min) has passed
+    await d.desk.evaluate()
+    late = d.desk.warnings[w.id]
+    assert "feedback" in late.overdue
+    assert [s.action for s in late.steps][-1] is wm.StepAction.ESCALATED
+
+    # A restart restores the warning exactly, and its record is in the database.
+    again = WarningDesk(
+        d.store.pool, d.engine, d.points, {("E9", "HS1"): 2}, clock=lambda: d.now[0]
+    )
+    assert await again.restore() == 1
+    assert again.warnings[w.id] == late
+    stored = await d.store.pool.fetchval("SELECT state FROM warnings WHERE id = $1", w.id)
+    assert stored == "signed"
