@@ -20,8 +20,10 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from alarms import state as sm
+from alarms.escalation import EscalationPolicy, EscalationState, due_notifications
 from alarms.evaluator import EvalState, evaluate, tick
 from alarms.model import AlarmEvent, Condition, ConditionChange, Priority
+from alarms.notify import Notifier
 from alarms.rules import RuleArrays
 from streams import Subscription
 
@@ -81,8 +83,18 @@ class AlarmEngine:
         self.ids: dict[Key, int] = {}
         self.keys: dict[int, Key] = {}
         self.eval = EvalState.initial(rules, clock())
+        # Escalation of unacknowledged alarms up the duty roster (set by `escalate_with`).
+        self.policy: EscalationPolicy | None = None
+        self.notifier: Notifier | None = None
+        self.point_names: Mapping[int, str] = {}
+        self._escalation: dict[int, EscalationState] = {}
         self._lock = asyncio.Lock()
         self._listeners: set[asyncio.Queue[list[dict[str, Any]] | None]] = set()
+
+    def escalate_with(
+        self, policy: EscalationPolicy, notifier: Notifier, point_names: Mapping[int, str]
+    ) -> None:
+        self.policy, self.notifier, self.point_names = policy, notifier, point_names
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -138,6 +150,13 @@ class AlarmEngine:
                 )  # fmt: skip
                 updates.append((alarm, events))
             await self._commit(updates)
+            if self.policy is not None and self.notifier is not None:
+                pairs = [(self.ids[k], a) for k, a in self.alarms.items() if k in self.ids]
+                notes, self._escalation = due_notifications(
+                    pairs, self._escalation, self.policy, now, self.point_names
+                )
+                for note in notes:
+                    self.notifier.submit(note)  # channel I/O never runs under the lock
 
     async def _apply_changes(self, changes: Iterable[ConditionChange]) -> None:
         updates: list[tuple[sm.Alarm, list[AlarmEvent]]] = []

@@ -14,11 +14,12 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
 
-from alarms.escalation import Notification
+from alarms.escalation import DEFAULT_POLICY, EscalationPolicy, Notification
 
 log = logging.getLogger("anjian.notify")
 
@@ -369,3 +370,43 @@ class Notifier:
             return False
         self._broken.discard(channel.name)
         return True
+
+
+class WebhookTarget(BaseModel):
+    """A receiver of signed notifications (`[[notify.webhooks]]`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "webhook"
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    secret: Annotated[str, Field(min_length=16)]
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+
+class SmsTarget(WebhookTarget):
+    """An SMS gateway: a webhook flavour with phone numbers per roster role (`[notify.sms]`)."""
+
+    name: str = "sms"
+    roster: dict[str, list[str]]
+
+
+class NotifySettings(BaseModel):
+    """The `[notify]` table: escalation policy and delivery channels besides the WebSocket."""
+
+    model_config = ConfigDict(extra="forbid")
+    escalation: EscalationPolicy = DEFAULT_POLICY
+    webhooks: list[WebhookTarget] = []
+    sms: SmsTarget | None = None
+
+    def channels(self, session: aiohttp.ClientSession) -> list[Channel]:
+        out: list[Channel] = [
+            WebhookChannel(w.url, w.secret, timeout_s=w.timeout_s, session=session, name=w.name)
+            for w in self.webhooks
+        ]
+        if self.sms is not None:
+            s = self.sms
+            out.append(
+                SmsGatewayChannel(
+                    s.url, s.secret, s.roster, timeout_s=s.timeout_s, session=session, name=s.name
+                )
+            )
+        return out

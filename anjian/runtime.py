@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from alarms.engine import AlarmEngine
+from alarms.notify import Notifier, NotifySettings, WebSocketChannel
 from alarms.rules import AlarmSettings, RuleArrays, rules_from_config
 from alarms.warning_desk import WarningDesk
 from alarms.warnings import Duty, Recipient
@@ -45,7 +47,7 @@ from streams.registry import PointIndex, sync_config
 from streams.store import Store
 from streams.writer import SampleWriter
 from web.accounts import ACCOUNTS, Accounts, DemoAccount, ensure_demo_accounts
-from web.alarms import ENGINE, POINTS
+from web.alarms import ENGINE, NOTIFICATIONS, POINTS
 from web.app import SERVICES, Services, make_app
 from web.audit import AUDIT, AuditLog
 from web.warnings import DESK
@@ -93,6 +95,7 @@ class Running:
     demo_accounts: list[DemoAccount]
     alarms: AlarmEngine
     warnings: WarningDesk
+    notifications: WebSocketChannel
 
     def collector_health(self) -> list[dict[str, Any]]:
         statuses = [c.status for c in self.collectors]
@@ -183,12 +186,19 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
         desk = WarningDesk(store.pool, engine, index, grades, people)
         log.info("warning desk: %d open warnings restored", await desk.restore())
 
+        notify = NotifySettings.model_validate(cfg.notify)
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        ws_channel = WebSocketChannel()
+        notifier = Notifier([ws_channel, *notify.channels(http)])
+        stack.push_async_callback(notifier.drain)
+        engine.escalate_with(notify.escalation, notifier, {p.id: p.code for p in index})
+
         hub = Hub()
         writer = SampleWriter(store, settings.data_dir / "spool")
         collectors, mqtt_ingest = build_collectors(cfg, index, hub)
         run = Running(
             store, hub, writer, collectors, mqtt_ingest, cfg, index, simulator, audit, accounts,
-            demo_accounts, engine, desk,
+            demo_accounts, engine, desk, ws_channel,
         )  # fmt: skip
 
         async with asyncio.TaskGroup() as tg:
@@ -286,6 +296,7 @@ def build_app(
             app[ACCOUNTS] = run.accounts
             app[ENGINE] = run.alarms
             app[DESK] = run.warnings
+            app[NOTIFICATIONS] = run.notifications
             app[POINTS] = run.points
             if ready is not None:
                 ready(run)

@@ -289,6 +289,8 @@ class Config(_Model):
     # Alarm rule defaults and per-point overrides; validated by alarms.rules.AlarmSettings
     # (streams knows nothing of alarms).
     alarms: dict[str, Any] = {}
+    # Escalation policy and notification channels; validated by alarms.notify.NotifySettings.
+    notify: dict[str, Any] = {}
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from anjian.runtime import Running, Settings, build_app
 from tests.conftest import DUTY, ENTERPRISE, free_port, sign_in
 from web.accounts import DemoAccount, ensure_demo_accounts
-from web.app import ROUTES, STATIC_PREFIX
+from web.app import FEEDS, ROUTES, STATIC_PREFIX
 from web.security import ROLE_PERMISSIONS, TOPICS, Permission, Role, Route
 
 # Two enterprises whose devices are never reached: the registry is what scoping is about.
@@ -130,7 +130,7 @@ def test_every_route_of_the_application_declares_a_permission() -> None:
             assert (route.method, path) in declared, f"{route.method} {path} has no declaration"
     for route in application[ROUTES]:
         assert route.summary, f"{route.method} {route.path} has no summary"
-    assert set(TOPICS) == {"points", "alarms", "warnings"}  # what /ws serves, each declared
+    assert set(TOPICS) == {"points", *FEEDS}  # every topic /ws serves is declared
 
 
 async def test_role_by_route_matrix(app: App) -> None:

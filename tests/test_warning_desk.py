@@ -131,3 +131,37 @@ async def test_persisting_level_2_gas_alarm_issues_orange_then_escalates(d: Desk
     assert again.warnings[w.id] == late
     stored = await d.store.pool.fetchval("SELECT state FROM warnings WHERE id = $1", w.id)
     assert stored == "signed"
+
+
+async def test_unacknowledged_alarm_escalates_up_the_roster_until_acknowledged(d: Desk) -> None:
+    from alarms import state as sm
+    from alarms.escalation import EscalationPolicy
+    from alarms.notify import Notifier, WebSocketChannel
+
+    policy = EscalationPolicy.model_validate(
+        {"timing": {"1": {"t1_s": 120, "t2_s": 300}, "2": {"t1_s": 300, "t2_s": 600}}}
+    )
+    channel = WebSocketChannel()
+    feed = channel.listen()
+    notifier = Notifier([channel])
+    d.engine.escalate_with(policy, notifier, {d.points.id("E9", "GD-1"): "GD-1"})
+    await _reading(d, 45.0, T0)  # HH (priority 1) and H (priority 2)
+
+    d.now[0] = T0 + 119 * 10**9
+    await d.engine.tick()
+    await notifier.drain()
+    assert feed.empty()
+    d.now[0] = T0 + 121 * 10**9  # past T1 of the priority-1 alarm
+    await d.engine.tick()
+    await notifier.drain()
+    (note,) = await feed.get()
+    assert (note["condition"], note["role"], note["attempt"]) == ("HH", "shift_leader", 1)
+
+    hh = next(i for i, k in d.engine.keys.items() if k[1].name == "HH")
+    await d.engine.operate([hh], lambda a, now: sm.acknowledge(a, "duty", None, now))
+    d.now[0] = T0 + 500 * 10**9  # HH acknowledged: only the H alarm is still due (T1 300 s)
+    await d.engine.tick()
+    await notifier.drain()
+    (note,) = await feed.get()
+    assert note["condition"] == "H"
+    assert feed.empty()

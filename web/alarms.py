@@ -19,10 +19,12 @@ from alarms import state as sm
 from alarms.engine import AlarmEngine, event_view
 from alarms.kpi import EventColumns, kpis
 from alarms.model import AlarmEvent, AlarmState, Condition
+from alarms.notify import WebSocketChannel
 from streams.registry import PointIndex
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
 
 ENGINE = web.AppKey("alarm_engine", AlarmEngine)
+NOTIFICATIONS = web.AppKey("alarm_notifications", WebSocketChannel)
 POINTS = web.AppKey("alarm_points", PointIndex)
 MAX_EVENTS = 500
 
@@ -285,4 +287,4 @@ ALARM_ROUTES = [
           "Return an alarm to service"),
 ]  # fmt: skip
 
-__all__ = ["ALARM_ROUTES", "ENGINE", "POINTS", "Condition", "event_view"]
+__all__ = ["ALARM_ROUTES", "ENGINE", "NOTIFICATIONS", "POINTS", "Condition", "event_view"]

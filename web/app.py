@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from aiohttp import WSMsgType, web
@@ -27,7 +27,7 @@ from streams import Hub, Quality
 from streams.config import SecuritySettings
 from streams.registry import PointIndex, list_enterprises, list_points
 from streams.store import Store
-from web.alarms import ALARM_ROUTES, ENGINE
+from web.alarms import ALARM_ROUTES, ENGINE, NOTIFICATIONS
 from web.audit import AUDIT, AUDIT_ROUTES
 from web.auth import ADMIN_ROUTES, AUTH_ROUTES, authenticate, session_alive
 from web.security import (
@@ -270,6 +270,19 @@ async def demo_scenario(request: web.Request) -> web.Response:
     return _json({"scenario": body.name, "target": body.target, "params": body.params})
 
 
+class _Feed(Protocol):
+    def listen(self) -> asyncio.Queue[list[dict[str, Any]] | None]: ...
+    def unlisten(self, queue: asyncio.Queue[list[dict[str, Any]] | None]) -> None: ...
+
+
+# Event topics of /ws (each declared in web.security.TOPICS) and where their events come from.
+FEEDS: dict[str, Callable[[web.Application], _Feed]] = {
+    "alarms": lambda app: app[ENGINE],
+    "warnings": lambda app: app[DESK],
+    "notifications": lambda app: app[NOTIFICATIONS],  # escalations up the duty roster
+}
+
+
 class _LiveClient:
     """One WebSocket client: its subscriptions and what it was last sent."""
 
@@ -300,7 +313,7 @@ class _LiveClient:
         for topic in topics:
             kind, _, arg = topic.partition(":")
             permission = TOPICS.get(kind)
-            if topic in ("alarms", "warnings") and permission and self.principal.can(permission):
+            if topic in FEEDS and permission and self.principal.can(permission):
                 if msg["op"] == "subscribe":
                     self.follow(topic)
                 else:
@@ -341,7 +354,7 @@ class _LiveClient:
 
     async def _forward(self, topic: str) -> None:
         """Every alarm or warning event this principal may see, in order (never coalesced)."""
-        source = self.app[ENGINE] if topic == "alarms" else self.app[DESK]
+        source = FEEDS[topic](self.app)
         queue = source.listen()
         try:
             while (views := await queue.get()) is not None:

@@ -134,6 +134,7 @@ TOPICS: Mapping[str, Permission] = {
     "points": Permission.MONITOR_READ,
     "alarms": Permission.MONITOR_READ,
     "warnings": Permission.MONITOR_READ,
+    "notifications": Permission.ALARM_OPERATE,
 }
 
 PRINCIPAL = web.RequestKey("principal", Principal)
