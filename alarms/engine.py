@@ -25,13 +25,14 @@ from alarms.evaluator import EvalState, evaluate, tick
 from alarms.model import AlarmEvent, Condition, ConditionChange, Priority
 from alarms.notify import Notifier
 from alarms.rules import RuleArrays
-from streams import Subscription
+from streams import SampleBatch, Subscription
 
 log = logging.getLogger("anjian.alarms")
 Key = tuple[int, Condition]
 TICK_S = 1.0
 # A listener that falls this far behind is dropped (it resynchronises from the API).
 LISTENER_BACKLOG = 1000
+MAX_COALESCE = 64  # hub batches evaluated in one call
 
 
 def _ts(ns: int | None) -> datetime | None:
@@ -117,12 +118,30 @@ class AlarmEngine:
     # -- the flow of samples ----------------------------------------------------------------
 
     async def run(self, sub: Subscription) -> None:
-        """Evaluate every batch of the subscription until it closes."""
-        async for batch in sub:
-            async with self._lock:
-                self.eval, changes = evaluate(self.rules, self.eval, batch)
-                if changes:
-                    await self._apply_changes(changes)
+        """Evaluate every batch of the subscription until it closes. Batches already queued are
+        evaluated together: the evaluator's cost is mostly per call, not per sample."""
+        closed = False
+        while not closed:
+            first = await sub.get()
+            if first is None:
+                return
+            batches = [first]
+            while sub.backlog and len(batches) < MAX_COALESCE:
+                more = await sub.get()
+                if more is None:
+                    closed = True
+                    break
+                batches.append(more)
+            try:
+                async with self._lock:
+                    self.eval, changes = evaluate(
+                        self.rules, self.eval, SampleBatch.concat(batches)
+                    )
+                    if changes:
+                        await self._apply_changes(changes)
+            finally:
+                for _ in batches:
+                    sub.task_done()
 
     async def ticker(self, period_s: float = TICK_S) -> None:
         """Time-driven work: stale points, maturing delays, shelving expiry, re-alarm."""
