@@ -146,3 +146,21 @@ def test_bad_config_stops_serve_with_exit_code_2_before_starting(tmp_path: Path)
             "'mqtt' (got 'profibus')" in result.stderr
         )
     assert not (tmp_path / "data").exists()  # serve started nothing
+
+
+def test_readme_alarm_and_notify_examples_are_valid() -> None:
+    import tomllib
+
+    from alarms.notify import NotifySettings
+    from alarms.rules import AlarmSettings
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [tomllib.loads(b) for b in re.findall(r"```toml\n(.*?)```", text, flags=re.S)]
+    alarms = [b["alarms"] for b in blocks if "alarms" in b]
+    notify = [b["notify"] for b in blocks if "notify" in b]
+    assert alarms and notify
+    for table in alarms:
+        settings = AlarmSettings.model_validate(table)
+        assert settings.points["E1/GD-101"].deadband_pct == 5
+    for table in notify:
+        assert NotifySettings.model_validate(table).webhooks[0].url.startswith("https://")
