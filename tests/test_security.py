@@ -4,6 +4,7 @@ table, CSRF, enterprise isolation on every resource, audit of changes, hardening
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -397,3 +398,48 @@ async def test_live_feed_closes_when_its_session_ends(
         while not ws.closed:
             await asyncio.wait_for(ws.receive(), 5)
         assert ws.close_code == 4401
+
+
+async def test_warnings_are_scoped_and_each_party_takes_only_its_own_steps(app: App) -> None:
+    from alarms import warnings as wm
+
+    desk = app.run.warnings
+    now = time.time_ns()
+    people = [wm.Recipient(wm.Duty.PRINCIPAL, "王总", "enterprise")]
+    ids = {}
+    for enterprise in ("E8", "E9"):
+        finding = wm.WarningFinding(
+            enterprise, None, wm.WarningLevel.BLUE, "blue.data_interruption", now,
+            "数据中断", "data interruption", (),
+        )  # fmt: skip
+        await desk._store([wm.push(wm.issue(finding, now), people, now, desk.rules)])
+        ids[enterprise] = next(i for i, w in desk.warnings.items() if w.enterprise == enterprise)
+
+    async with app.client() as client:
+        csrf = {"X-CSRF-Token": await sign_in(client, *ENTERPRISE)}
+        listed = await (await client.get("/api/warnings")).json()
+        assert [w["enterprise"] for w in listed["warnings"]] == ["E9"]
+        r = await client.post(f"/api/warnings/{ids['E8']}/sign", json={}, headers=csrf)
+        assert r.status == 404  # another enterprise's warning does not exist for it
+        r = await client.post(f"/api/warnings/{ids['E9']}/sign", json={}, headers=csrf)
+        assert r.status == 200 and (await r.json())["state"] == "signed"
+        r = await client.post(f"/api/warnings/{ids['E9']}/sign", json={}, headers=csrf)
+        assert r.status == 409 and (await r.json())["code"] == "already_signed"
+        r = await client.post(
+            f"/api/warnings/{ids['E9']}/feedback",
+            json={"reason": "no_such_reason", "measures": "x"}, headers=csrf,
+        )  # fmt: skip
+        assert r.status == 409 and "false_alarm" in (await r.json())["error"]
+        r = await client.post(f"/api/warnings/{ids['E9']}/review", json={}, headers=csrf)
+        assert r.status == 403  # reviewing is the regulator's
+    async with app.client() as client:
+        csrf = {"X-CSRF-Token": await sign_in(client, *DUTY)}
+        listed = await (await client.get("/api/warnings")).json()
+        assert sorted(w["enterprise"] for w in listed["warnings"]) == ["E8", "E9"]
+        r = await client.post(f"/api/warnings/{ids['E9']}/sign", json={}, headers=csrf)
+        assert r.status == 403  # signing is the enterprise's
+        r = await client.post(
+            f"/api/warnings/{ids['E8']}/regulator-clear", json={"reason": "现场核查无异常"},
+            headers=csrf,
+        )  # fmt: skip
+        assert r.status == 200 and (await r.json())["state"] == "cleared"
