@@ -26,6 +26,7 @@ from alarms.model import AlarmEvent, Condition, ConditionChange, Priority
 from alarms.notify import Notifier
 from alarms.rules import RuleArrays
 from streams import SampleBatch, Subscription
+from streams.fanout import Fanout
 
 log = logging.getLogger("anjian.alarms")
 Key = tuple[int, Condition]
@@ -90,7 +91,7 @@ class AlarmEngine:
         self.point_names: Mapping[int, str] = {}
         self._escalation: dict[int, EscalationState] = {}
         self._lock = asyncio.Lock()
-        self._listeners: set[asyncio.Queue[list[dict[str, Any]] | None]] = set()
+        self.events = Fanout(LISTENER_BACKLOG)  # every alarm event, for the WebSocket topic
 
     def escalate_with(
         self, policy: EscalationPolicy, notifier: Notifier, point_names: Mapping[int, str]
@@ -256,26 +257,7 @@ class AlarmEngine:
         for alarm, _ in changed:
             self.alarms[(alarm.point, alarm.condition)] = alarm
         if views:
-            self._notify(views)
-
-    def listen(self) -> asyncio.Queue[list[dict[str, Any]] | None]:
-        """A queue of event lists for one listener; None means it fell behind and was dropped."""
-        queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(LISTENER_BACKLOG)
-        self._listeners.add(queue)
-        return queue
-
-    def unlisten(self, queue: asyncio.Queue[list[dict[str, Any]] | None]) -> None:
-        self._listeners.discard(queue)
-
-    def _notify(self, views: list[dict[str, Any]]) -> None:
-        for queue in list(self._listeners):
-            try:
-                queue.put_nowait(views)
-            except asyncio.QueueFull:
-                # A slow console never slows the engine: it is told to reload instead.
-                self._listeners.discard(queue)
-                queue.get_nowait()
-                queue.put_nowait(None)
+            self.events.publish(views)
 
     # -- views --------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from alarms.escalation import DEFAULT_POLICY, EscalationPolicy, Notification
+from streams.fanout import Fanout
 
 log = logging.getLogger("anjian.notify")
 
@@ -298,27 +299,11 @@ class WebSocketChannel:
 
     def __init__(self, name: str = "websocket", backlog: int = LISTENER_BACKLOG) -> None:
         self.name = name
-        self.backlog = backlog
         self.status = ChannelStatus(name)
-        self._listeners: set[asyncio.Queue[list[dict[str, Any]] | None]] = set()
-
-    def listen(self) -> asyncio.Queue[list[dict[str, Any]] | None]:
-        queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(self.backlog)
-        self._listeners.add(queue)
-        return queue
-
-    def unlisten(self, queue: asyncio.Queue[list[dict[str, Any]] | None]) -> None:
-        self._listeners.discard(queue)
+        self.events = Fanout(backlog)
 
     async def send(self, notification: Notification) -> None:
-        views = [notification.as_dict()]
-        for queue in list(self._listeners):
-            try:
-                queue.put_nowait(views)
-            except asyncio.QueueFull:
-                self._listeners.discard(queue)
-                queue.get_nowait()
-                queue.put_nowait(None)
+        self.events.publish([notification.as_dict()])
         self.status.up = True
         self.status.delivered += 1
 

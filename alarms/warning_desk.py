@@ -22,6 +22,7 @@ from alarms import warnings as wm
 from alarms.engine import AlarmEngine
 from alarms.model import AlarmClass, AlarmState, Condition
 from alarms.warning_rules import WarningRules, load_warning_rules
+from streams.fanout import Fanout
 from streams.registry import PointIndex
 
 log = logging.getLogger("anjian.warnings")
@@ -63,7 +64,7 @@ class WarningDesk:
         self.clock = clock
         self.warnings: dict[int, wm.Warning] = {}
         self._lock = asyncio.Lock()
-        self._listeners: set[asyncio.Queue[list[dict[str, Any]] | None]] = set()
+        self.events = Fanout()  # every warning change, for the WebSocket topic
 
     async def restore(self) -> int:
         rows = await self.pool.fetch("SELECT id, record FROM warnings WHERE state <> 'closed'")
@@ -196,27 +197,10 @@ class WarningDesk:
         for w in list(self.warnings.values()):
             if w.state is wm.WarningState.CLOSED:
                 del self.warnings[w.id]  # type: ignore[arg-type]
-        self._notify(views)
+        self.events.publish(views)
 
     def view(self, w: wm.Warning) -> dict[str, Any]:
         row = wm.to_row(w)
         deadline = wm.next_due_ns(w, self.rules)
         row["deadline"] = _dt(deadline).isoformat(timespec="seconds") if deadline else None
         return row
-
-    def listen(self) -> asyncio.Queue[list[dict[str, Any]] | None]:
-        queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(1000)
-        self._listeners.add(queue)
-        return queue
-
-    def unlisten(self, queue: asyncio.Queue[list[dict[str, Any]] | None]) -> None:
-        self._listeners.discard(queue)
-
-    def _notify(self, views: list[dict[str, Any]]) -> None:
-        for queue in list(self._listeners):
-            try:
-                queue.put_nowait(views)
-            except asyncio.QueueFull:
-                self._listeners.discard(queue)
-                queue.get_nowait()
-                queue.put_nowait(None)

@@ -219,7 +219,7 @@ async def test_unreachable_webhook_is_counted_and_other_channels_still_deliver(
     down = webhook(f"http://127.0.0.1:{free_port()}/hook", session, name="down", retries=2)
     up = webhook(rx.url, session, name="up")
     ws = WebSocketChannel()
-    listener = ws.listen()
+    listener = ws.events.listen()
     n = notification()
     failed = await Notifier([down, up, ws]).send(n)
     assert failed == ["down"]
@@ -302,7 +302,7 @@ async def test_slow_webhook_does_not_delay_the_websocket_delivery(
 ) -> None:
     rx = await serve(Receiver(delay_s=0.5), servers)
     ws = WebSocketChannel()
-    listener = ws.listen()
+    listener = ws.events.listen()
     notifier = Notifier([webhook(rx.url, session, name="slow"), ws])
     n = notification()
     started = time.monotonic()
@@ -315,7 +315,7 @@ async def test_slow_webhook_does_not_delay_the_websocket_delivery(
 
 async def test_websocket_drops_a_listener_that_falls_behind_and_keeps_the_others() -> None:
     ws = WebSocketChannel(backlog=2)
-    slow, fast = ws.listen(), ws.listen()
+    slow, fast = ws.events.listen(), ws.events.listen()
     sent = [notification(60 + 300 * i, alarm_id=i) for i in range(4)]
     received: list[dict[str, object]] = []
     for n in sent:
@@ -340,7 +340,7 @@ async def test_a_channel_that_raises_unexpectedly_is_logged_once_and_isolated(
             raise RuntimeError(f"bug while sending {notification.key}")
 
     ws = WebSocketChannel()
-    listener = ws.listen()
+    listener = ws.events.listen()
     notifier = Notifier([Broken(), ws])
     caplog.set_level(logging.INFO, logger="anjian.notify")
     assert await notifier.send(notification()) == ["broken"]

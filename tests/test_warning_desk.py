@@ -142,7 +142,7 @@ async def test_unacknowledged_alarm_escalates_up_the_roster_until_acknowledged(d
         {"timing": {"1": {"t1_s": 120, "t2_s": 300}, "2": {"t1_s": 300, "t2_s": 600}}}
     )
     channel = WebSocketChannel()
-    feed = channel.listen()
+    feed = channel.events.listen()
     notifier = Notifier([channel])
     d.engine.escalate_with(policy, notifier, {d.points.id("E9", "GD-1"): "GD-1"})
     await _reading(d, 45.0, T0)  # HH (priority 1) and H (priority 2)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from aiohttp import WSMsgType, web
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streams import Hub, Quality
 from streams.config import SecuritySettings
+from streams.fanout import Fanout
 from streams.registry import PointIndex, list_enterprises, list_points
 from streams.store import Store
 from web.alarms import ALARM_ROUTES, ENGINE, NOTIFICATIONS
@@ -270,16 +271,11 @@ async def demo_scenario(request: web.Request) -> web.Response:
     return _json({"scenario": body.name, "target": body.target, "params": body.params})
 
 
-class _Feed(Protocol):
-    def listen(self) -> asyncio.Queue[list[dict[str, Any]] | None]: ...
-    def unlisten(self, queue: asyncio.Queue[list[dict[str, Any]] | None]) -> None: ...
-
-
 # Event topics of /ws (each declared in web.security.TOPICS) and where their events come from.
-FEEDS: dict[str, Callable[[web.Application], _Feed]] = {
-    "alarms": lambda app: app[ENGINE],
-    "warnings": lambda app: app[DESK],
-    "notifications": lambda app: app[NOTIFICATIONS],  # escalations up the duty roster
+FEEDS: dict[str, Callable[[web.Application], Fanout]] = {
+    "alarms": lambda app: app[ENGINE].events,
+    "warnings": lambda app: app[DESK].events,
+    "notifications": lambda app: app[NOTIFICATIONS].events,  # escalations up the duty roster
 }
 
 
