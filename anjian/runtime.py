@@ -23,7 +23,7 @@ from aiohttp import web
 
 from alarms.engine import AlarmEngine
 from alarms.notify import Notifier, NotifySettings, WebSocketChannel
-from alarms.rules import AlarmSettings, RuleArrays, rules_from_config
+from alarms.rules import AlarmSettings, PointRule, RuleArrays, rules_from_config
 from alarms.warning_desk import WarningDesk
 from alarms.warnings import Duty, Recipient
 from collectors import DeviceCollector
@@ -47,7 +47,7 @@ from streams.registry import PointIndex, sync_config
 from streams.store import Store
 from streams.writer import SampleWriter
 from web.accounts import ACCOUNTS, Accounts, DemoAccount, ensure_demo_accounts
-from web.alarms import ENGINE, NOTIFICATIONS, POINTS
+from web.alarms import ENGINE, NOTIFICATIONS, POINTS, RULES
 from web.app import SERVICES, Services, make_app
 from web.audit import AUDIT, AuditLog
 from web.warnings import DESK
@@ -96,6 +96,7 @@ class Running:
     alarms: AlarmEngine
     warnings: WarningDesk
     notifications: WebSocketChannel
+    rules: list[PointRule]
 
     def collector_health(self) -> list[dict[str, Any]]:
         statuses = [c.status for c in self.collectors]
@@ -198,7 +199,7 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
         collectors, mqtt_ingest = build_collectors(cfg, index, hub)
         run = Running(
             store, hub, writer, collectors, mqtt_ingest, cfg, index, simulator, audit, accounts,
-            demo_accounts, engine, desk, ws_channel,
+            demo_accounts, engine, desk, ws_channel, rules,
         )  # fmt: skip
 
         async with asyncio.TaskGroup() as tg:
@@ -296,6 +297,7 @@ def build_app(
             app[ACCOUNTS] = run.accounts
             app[ENGINE] = run.alarms
             app[DESK] = run.warnings
+            app[RULES] = run.rules
             app[NOTIFICATIONS] = run.notifications
             app[POINTS] = run.points
             if ready is not None:

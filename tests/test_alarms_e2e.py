@@ -104,6 +104,10 @@ async def test_leak_raises_level_1_then_level_2_and_clears_after_the_leak(plant:
     server, run, http, csrf = await plant.start()
     try:
         gd102 = run.points.id("E1", "GD-102")
+        rules = await (await http.get("/api/alarms/rules", params={"enterprise": "E1"})).json()
+        rule = next(r for r in rules["rules"] if r["code"] == "GD-102")
+        # GB/T 50493 setpoints from the config, the override's deadband from [alarms.points].
+        assert (rule["h"], rule["hh"], rule["deadband_pct"]) == (1.0, 2.0, 5.0)
         ws = await http.ws_connect("/ws")
         await ws.send_json({"op": "subscribe", "topics": ["alarms"]})
         assert (await ws.receive_json())["topics"] == ["alarms"]

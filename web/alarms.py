@@ -20,11 +20,13 @@ from alarms.engine import AlarmEngine, event_view
 from alarms.kpi import EventColumns, kpis
 from alarms.model import AlarmEvent, AlarmState, Condition
 from alarms.notify import WebSocketChannel
+from alarms.rules import PointRule
 from streams.registry import PointIndex
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
 
 ENGINE = web.AppKey("alarm_engine", AlarmEngine)
 NOTIFICATIONS = web.AppKey("alarm_notifications", WebSocketChannel)
+RULES = web.AppKey("alarm_rules", list[PointRule])
 POINTS = web.AppKey("alarm_points", PointIndex)
 MAX_EVENTS = 500
 
@@ -259,6 +261,23 @@ async def alarm_kpi(request: web.Request) -> web.Response:
     return _json(kpis(events, start, end, area_of))
 
 
+async def alarm_rules(request: web.Request) -> web.Response:
+    """The rule in force for each point (its limits, deadbands, delays, priorities…)."""
+    enterprise = request.query.get("enterprise")
+    points = request.app[POINTS]
+    out = []
+    for rule in request.app[RULES]:
+        if not _visible(request, rule.point):
+            continue
+        info = points.info(rule.point)
+        if enterprise is not None and info.enterprise != enterprise:
+            continue
+        out.append(
+            {"enterprise": info.enterprise, "code": info.code, **rule.model_dump(mode="json")}
+        )
+    return _json({"rules": out})
+
+
 ALARM_ROUTES = [
     Route(
         "GET", "/api/alarms", list_alarms, Permission.MONITOR_READ,
@@ -271,6 +290,8 @@ ALARM_ROUTES = [
           "Alarm KPIs (ISA-18.2 / EEMUA 191) over a period",
           query={"from": "RFC 3339 (default: to - 24 h)", "to": "RFC 3339 (default: now)",
                  "area": "enterprise code"}),
+    Route("GET", "/api/alarms/rules", alarm_rules, Permission.MONITOR_READ,
+          "The alarm rule in force for each point", query={"enterprise": "enterprise code"}),
     Route("GET", "/api/alarms/{id}", get_alarm, Permission.MONITOR_READ,
           "An alarm with its event history"),
     Route("POST", "/api/alarms/ack", bulk_ack, Permission.ALARM_OPERATE,
@@ -287,4 +308,4 @@ ALARM_ROUTES = [
           "Return an alarm to service"),
 ]  # fmt: skip
 
-__all__ = ["ALARM_ROUTES", "ENGINE", "NOTIFICATIONS", "POINTS", "Condition", "event_view"]
+__all__ = ["ALARM_ROUTES", "ENGINE", "NOTIFICATIONS", "POINTS", "RULES", "Condition", "event_view"]
