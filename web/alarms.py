@@ -132,8 +132,7 @@ async def list_alarms(request: web.Request) -> web.Response:
         if (start is not None and raised < start) or (end is not None and raised >= end):
             continue
         out.append(engine.view(alarm_id, info))
-    out.sort(key=lambda v: (v["priority"], v["raised_at"] or ""), reverse=False)
-    out.sort(key=lambda v: v["priority"])
+    out.sort(key=lambda v: (v["priority"], v["raised_at"] or ""))
     return _json({"alarms": out})
 
 
