@@ -226,6 +226,7 @@ class AlarmEngine:
         if not changed:
             return
         views: list[dict[str, Any]] = []
+        stored: list[tuple[Key, int, sm.Alarm]] = []
         async with self.pool.acquire() as conn, conn.transaction():
             for alarm, events in changed:
                 key = (alarm.point, alarm.condition)
@@ -251,11 +252,14 @@ class AlarmEngine:
                             for e in events
                         ],
                     )  # fmt: skip
-                self.ids[key] = alarm_id
-                self.keys[alarm_id] = key
+                stored.append((key, alarm_id, alarm))
                 views += [event_view(alarm_id, e) for e in events]
-        for alarm, _ in changed:
-            self.alarms[(alarm.point, alarm.condition)] = alarm
+        # Only once committed, and all at once (no await in between): readers of the API never
+        # see an id without its alarm, nor a state the database does not hold.
+        for key, alarm_id, alarm in stored:
+            self.alarms[key] = alarm
+            self.ids[key] = alarm_id
+            self.keys[alarm_id] = key
         if views:
             self.events.publish(views)
 
