@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from alarms import warnings as wm
 from alarms.warning_desk import WarningDesk
+from alarms.warning_rules import WarningRules
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
 
 DESK = web.AppKey("warning_desk", WarningDesk)
@@ -72,17 +73,19 @@ async def list_warnings(request: web.Request) -> web.Response:
     return _json({"warnings": rows})
 
 
-def _step(
-    build: Callable[[web.Request, wm.Actor], Callable[[wm.Warning, int], wm.Warning]],
-) -> Callable[[web.Request], Any]:
+# One disposal step: (warning, actor, now, rules, validated body) → the warning after it.
+Step = Callable[[wm.Warning, wm.Actor, int, WarningRules, Any], wm.Warning]
+
+
+def _step(apply: Step) -> Callable[[web.Request], Any]:
     async def handler(request: web.Request) -> web.Response:
         w = _warning(request)
         p = _principal(request)
         actor = wm.Actor(p.username, p.role.value, p.enterprise)
-        desk = request.app[DESK]
+        desk, body = request.app[DESK], request[BODY]
         assert w.id is not None
         try:
-            done = await desk.act(w.id, build(request, actor))
+            done = await desk.act(w.id, lambda x, now: apply(x, actor, now, desk.rules, body))
         except wm.WarningPermissionError as exc:
             raise json_error(web.HTTPForbidden, str(exc), code=exc.code) from None
         except wm.WarningTransitionError as exc:
@@ -92,55 +95,28 @@ def _step(
     return handler
 
 
-def _sign(request: web.Request, actor: wm.Actor) -> Callable[[wm.Warning, int], wm.Warning]:
-    body = request[BODY]
-    assert isinstance(body, CommentBody)
-    rules = request.app[DESK].rules
-    return lambda w, now: wm.sign(w, actor, now, rules, body.comment)
-
-
-def _feedback(request: web.Request, actor: wm.Actor) -> Callable[[wm.Warning, int], wm.Warning]:
-    body = request[BODY]
-    assert isinstance(body, FeedbackBody)
-    rules = request.app[DESK].rules
-    return lambda w, now: wm.submit_feedback(w, actor, now, rules, body.reason, body.measures)
-
-
-def _clear(request: web.Request, actor: wm.Actor) -> Callable[[wm.Warning, int], wm.Warning]:
-    body = request[BODY]
-    assert isinstance(body, ClearBody)
-    rules = request.app[DESK].rules
-    return lambda w, now: wm.clear(w, actor, now, rules, body.reason)
-
-
-def _review(request: web.Request, actor: wm.Actor) -> Callable[[wm.Warning, int], wm.Warning]:
-    body = request[BODY]
-    assert isinstance(body, CommentBody)
-    rules = request.app[DESK].rules
-    return lambda w, now: wm.review(w, actor, now, rules, body.comment)
-
-
-def _close(request: web.Request, actor: wm.Actor) -> Callable[[wm.Warning, int], wm.Warning]:
-    body = request[BODY]
-    assert isinstance(body, CommentBody)
-    rules = request.app[DESK].rules
-    return lambda w, now: wm.close(w, actor, now, rules, body.comment)
-
+_sign = _step(lambda w, a, now, rules, b: wm.sign(w, a, now, rules, b.comment))
+_feedback = _step(
+    lambda w, a, now, rules, b: wm.submit_feedback(w, a, now, rules, b.reason, b.measures)
+)
+_clear = _step(lambda w, a, now, rules, b: wm.clear(w, a, now, rules, b.reason))
+_review = _step(lambda w, a, now, rules, b: wm.review(w, a, now, rules, b.comment))
+_close = _step(lambda w, a, now, rules, b: wm.close(w, a, now, rules, b.comment))
 
 WARNING_ROUTES = [
     Route("GET", "/api/warnings", list_warnings, Permission.MONITOR_READ,
           "Open early warnings (预警), highest level first",
           query={"enterprise": "enterprise code"}),
-    Route("POST", "/api/warnings/{id}/sign", _step(_sign), Permission.WARNING_ANSWER,
+    Route("POST", "/api/warnings/{id}/sign", _sign, Permission.WARNING_ANSWER,
           "签收: the enterprise signs for a warning", body=CommentBody),
-    Route("POST", "/api/warnings/{id}/feedback", _step(_feedback), Permission.WARNING_ANSWER,
+    Route("POST", "/api/warnings/{id}/feedback", _feedback, Permission.WARNING_ANSWER,
           "核实/处置: the enterprise's reason code and measures", body=FeedbackBody),
-    Route("POST", "/api/warnings/{id}/clear", _step(_clear), Permission.WARNING_ANSWER,
+    Route("POST", "/api/warnings/{id}/clear", _clear, Permission.WARNING_ANSWER,
           "消警 by the enterprise once the condition has ended", body=ClearBody),
-    Route("POST", "/api/warnings/{id}/regulator-clear", _step(_clear), Permission.WARNING_REVIEW,
+    Route("POST", "/api/warnings/{id}/regulator-clear", _clear, Permission.WARNING_REVIEW,
           "消警 by the regulator, with a reason", body=ClearBody),
-    Route("POST", "/api/warnings/{id}/review", _step(_review), Permission.WARNING_REVIEW,
+    Route("POST", "/api/warnings/{id}/review", _review, Permission.WARNING_REVIEW,
           "审核/现场核查 by the regulator", body=CommentBody),
-    Route("POST", "/api/warnings/{id}/close", _step(_close), Permission.WARNING_REVIEW,
+    Route("POST", "/api/warnings/{id}/close", _close, Permission.WARNING_REVIEW,
           "Close a reviewed warning", body=CommentBody),
 ]  # fmt: skip
