@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from alarms.engine import AlarmEngine
+from alarms.engine import AlarmEngine, FirstOutGroup
 from alarms.notify import Notifier, NotifySettings, WebSocketChannel
 from alarms.rules import AlarmSettings, PointRule, RuleArrays, rules_from_config
 from alarms.warning_desk import WarningDesk
@@ -50,6 +50,7 @@ from web.accounts import ACCOUNTS, Accounts, DemoAccount, ensure_demo_accounts
 from web.alarms import ENGINE, NOTIFICATIONS, POINTS, RULES
 from web.app import SERVICES, Services, make_app
 from web.audit import AUDIT, AuditLog
+from web.sources import SOURCES, SourceStates
 from web.warnings import DESK
 
 log = logging.getLogger("anjian")
@@ -97,6 +98,7 @@ class Running:
     warnings: WarningDesk
     notifications: WebSocketChannel
     rules: list[PointRule]
+    sources: SourceStates
 
     def collector_health(self) -> list[dict[str, Any]]:
         statuses = [c.status for c in self.collectors]
@@ -168,14 +170,25 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             demo_accounts = await ensure_demo_accounts(store.pool, cfg.enterprises[0].code)
             _write_demo_accounts(settings.data_dir / "demo-accounts.txt", demo_accounts)
 
+        alarm_settings = AlarmSettings.model_validate(cfg.alarms)
         rules = rules_from_config(
-            cfg,
-            {(p.enterprise, p.code): p.id for p in index},
-            AlarmSettings.model_validate(cfg.alarms),
+            cfg, {(p.enterprise, p.code): p.id for p in index}, alarm_settings
         )
         engine = AlarmEngine(store.pool, RuleArrays.build(rules))
+        engine.first_out_groups(
+            [
+                FirstOutGroup(
+                    f"firstout:{e.code}/{g.code}", tuple(index.id(e.code, p) for p in g.points)
+                )
+                for e in cfg.enterprises
+                for g in e.first_out_groups
+            ],
+            alarm_settings.suppression.first_out,
+        )
         restored = await engine.restore()
         log.info("alarm engine: %d rules, %d alarms restored", len(rules), restored)
+        sources = SourceStates(store.pool, engine, cfg, index, alarm_settings.suppression)
+        log.info("hazard sources: %d operating states restored", await sources.restore())
         grades = {(e.code, h.code): h.grade for e in cfg.enterprises for h in e.hazard_sources}
         people = {
             (e.code, h.code): [
@@ -199,7 +212,7 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
         collectors, mqtt_ingest = build_collectors(cfg, index, hub)
         run = Running(
             store, hub, writer, collectors, mqtt_ingest, cfg, index, simulator, audit, accounts,
-            demo_accounts, engine, desk, ws_channel, rules,
+            demo_accounts, engine, desk, ws_channel, rules, sources,
         )  # fmt: skip
 
         async with asyncio.TaskGroup() as tg:
@@ -300,6 +313,7 @@ def build_app(
             app[RULES] = run.rules
             app[NOTIFICATIONS] = run.notifications
             app[POINTS] = run.points
+            app[SOURCES] = run.sources
             if ready is not None:
                 ready(run)
             yield
