@@ -347,7 +347,8 @@ async def _app(db: str, tmp: Path) -> App:
     await server.start_server()
     await ensure_demo_accounts(holder[0].store.pool, "E9")
     http = {}
-    for who, (user, password) in {"duty": DUTY, "enterprise": ENTERPRISE}.items():
+    users = {"duty": DUTY, "enterprise": ENTERPRISE, "shift": ("shift", "Shift@2026!")}
+    for who, (user, password) in users.items():
         h = ClientSession(f"http://{server.host}:{server.port}", cookie_jar=CookieJar(unsafe=True))
         h.headers["X-CSRF-Token"] = await sign_in(h, user, password)
         http[who] = h
