@@ -148,7 +148,8 @@ class AlarmEngine:
     async def restore(self) -> int:
         """Load every stored alarm; active conditions are seeded into the evaluator, so a
         condition that persisted across the restart raises no duplicate (and one that ended
-        while we were down clears)."""
+        while we were down clears). Also what escalation already sent, and the active causes
+        of suppression by design."""
         rows = await self.pool.fetch("SELECT id, record FROM alarms")
         for row in rows:
             alarm = sm.from_row(json.loads(row["record"]))
@@ -159,6 +160,10 @@ class AlarmEngine:
             if alarm.active and alarm.point < self.rules.size:
                 self.eval.active[alarm.point, alarm.condition] = True
                 self.eval.raw[alarm.point, alarm.condition] = True
+        for r in await self.pool.fetch("SELECT * FROM alarm_escalations"):
+            self._escalation[r["alarm"]] = EscalationState(
+                r["raised_at_ns"], r["attempt"], r["level"], r["sent_at_ns"]
+            )
         for r in await self.pool.fetch(
             "SELECT key, points, classes, reason, set_by, since, leader FROM alarm_suppressions"
         ):
@@ -224,11 +229,29 @@ class AlarmEngine:
             await self._commit(updates)
             if self.policy is not None and self.notifier is not None:
                 pairs = [(self.ids[k], a) for k, a in self.alarms.items() if k in self.ids]
-                notes, self._escalation = due_notifications(
+                notes, sent = due_notifications(
                     pairs, self._escalation, self.policy, now, self.point_names
                 )
+                # Stored before sending: after a restart a step already sent is not sent again.
+                await self._store_escalation(sent)
                 for note in notes:
                     self.notifier.submit(note)  # channel I/O never runs under the lock
+
+    async def _store_escalation(self, sent: dict[int, EscalationState]) -> None:
+        old = self._escalation
+        changed = [(k, v) for k, v in sent.items() if old.get(k) != v]
+        gone = [k for k in old if k not in sent]
+        if changed or gone:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("DELETE FROM alarm_escalations WHERE alarm = ANY($1)", gone)
+                await conn.executemany(
+                    "INSERT INTO alarm_escalations (alarm, raised_at_ns, attempt, level,"
+                    " sent_at_ns) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (alarm) DO UPDATE SET"
+                    " raised_at_ns = excluded.raised_at_ns, attempt = excluded.attempt,"
+                    " level = excluded.level, sent_at_ns = excluded.sent_at_ns",
+                    [(k, v.raised_at_ns, v.attempt, v.level, v.sent_ns) for k, v in changed],
+                )
+        self._escalation = sent
 
     async def _apply_changes(self, changes: Sequence[ConditionChange]) -> None:
         if self.first_out:

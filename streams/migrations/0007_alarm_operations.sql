@@ -34,3 +34,13 @@ CREATE TABLE alarm_rules (
     set_at     timestamptz NOT NULL,
     PRIMARY KEY (enterprise, point)
 );
+
+-- What escalation has sent for each unacknowledged alarm (alarms.escalation.EscalationState), so
+-- a restart does not send a step again. Times in ns: the raise time must match the alarm's.
+CREATE TABLE alarm_escalations (
+    alarm        bigint PRIMARY KEY REFERENCES alarms (id),
+    raised_at_ns bigint NOT NULL,
+    attempt      integer NOT NULL,
+    level        integer NOT NULL,
+    sent_at_ns   bigint NOT NULL
+);
