@@ -171,7 +171,27 @@ class AlarmEngine:
                 r["key"], frozenset(r["points"]), frozenset(AlarmClass(c) for c in r["classes"]),
                 r["reason"], r["set_by"], int(r["since"].timestamp() * 1e9), r["leader"],
             )  # fmt: skip
+        await self._reconcile_first_out()
         return len(rows)
+
+    async def _reconcile_first_out(self) -> None:
+        """Restored first-out suppressions follow the configured groups: a group that is gone
+        is released, one whose members changed covers its members but the leader."""
+        groups = {g.key: g for g in self.first_out}
+        for key, s in list(self.suppressions.items()):
+            if not key.startswith("firstout:"):
+                continue
+            group = groups.get(key)
+            if group is None or s.leader not in group.points:
+                await self._set_suppression(
+                    key, (), False, "the first-out group is no longer configured", SYSTEM, s.classes
+                )
+                continue
+            followers = frozenset(group.points) - {s.leader}
+            if followers != s.points or s.classes != self.first_out_classes:
+                await self._set_suppression(
+                    key, followers, True, s.reason, SYSTEM, self.first_out_classes, s.leader
+                )
 
     # -- the flow of samples ----------------------------------------------------------------
 
