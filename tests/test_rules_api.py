@@ -5,9 +5,13 @@ across a restart, and reverted to the configuration file's rule."""
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from pathlib import Path
 
-from alarms.model import AlarmState, Condition
+import numpy as np
+
+from alarms.model import AlarmClass, AlarmState, Condition
+from alarms.rules import PointRule, RuleArrays, RuleOverride
 from streams import SampleBatch
 from tests.test_design_suppression import _app, _until
 
@@ -120,3 +124,20 @@ async def test_rule_put_validated_audited_live_and_kept_across_restart(
         assert await app.run.store.pool.fetchval("SELECT count(*) FROM alarm_rules") == 0
     finally:
         await app.close()
+
+
+def test_rebuilding_one_row_equals_building_all_rows() -> None:
+    rules = [
+        PointRule(point=0, hh=10, h=8, deadband=0.5, on_delay_s=2),
+        PointRule(point=1, alarm_class=AlarmClass.GAS, h=20, hh=40, range=(0, 60)),
+        PointRule(point=2, l=1, ll=0.5, roc={"limit_per_s": 0.1}, stuck={"epsilon": 0.01}),
+    ]
+    changed = PointRule(point=1, h=25, forecast={"window_s": 60}, priority={"h": 1})
+    before = RuleArrays.build(rules)
+    after = before.with_rules([changed])
+    expected = RuleArrays.build([rules[0], changed, rules[2]])
+    for f in fields(RuleArrays):
+        np.testing.assert_array_equal(getattr(after, f.name), getattr(expected, f.name), f.name)
+    assert before.limit[1][1] == 20  # the original is untouched
+    assert list(after.enabled(1)) == [c in (Condition.H, Condition.FORECAST) for c in Condition]
+    assert RuleOverride.model_validate({"h": None}).model_fields_set == {"h"}
