@@ -1,0 +1,13 @@
+// Placeholder created by SHELL so main.js's imports never break; SHELL replaces it.
+import { el } from "../dom.js";
+import { t } from "../i18n.js";
+
+export default {
+  id: "alarm",
+  nav: null,
+  permission: "monitor:read",
+  mount(container) {
+    container.append(el("p", { class: "placeholder" }, t("common.placeholder")));
+    return () => {};
+  },
+};
