@@ -51,14 +51,21 @@ function formatValue(v, unit) {
   return `${v.toFixed(digits)}${unit ? ` ${unit}` : ""}`;
 }
 
-function pad(n) {
+function two(n) {
   return String(n).padStart(2, "0");
+}
+
+// An axis end 5 % beyond [lo, hi] on the side `sign` (-1 low, 1 high).
+function pad(lo, hi, sign) {
+  const margin = (hi - lo) * 0.05 || Math.abs(hi) * 0.05 || 1;
+  if (sign > 0) return hi + margin;
+  return lo >= 0 && lo - margin < 0 ? 0 : lo - margin; // a positive quantity keeps its zero
 }
 
 function formatTime(ms) {
   const d = new Date(ms);
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ` +
+    `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
 }
 
 export function trendChart(container, opts) {
@@ -71,21 +78,30 @@ export function trendChart(container, opts) {
   function build() {
     const c = colours(container);
     const units = [...new Set(state.series.map((s) => s.unit ?? ""))];
+    const firstName = state.series[0]?.name;
+    const limitsOn = (s) => (state.limits ?? []).filter((l) => (l.series ?? firstName) === s.name);
+    // Each axis reaches out to the limits drawn on it, so that every limit line is seen.
+    const reach = units.map((unit) => {
+      const values = state.series.filter((s) => (s.unit ?? "") === unit)
+        .flatMap((s) => limitsOn(s).map((l) => l.value)).filter(Number.isFinite);
+      return values.length ? [Math.min(...values), Math.max(...values)] : null;
+    });
     const yAxis = units.map((unit, i) => ({
       type: "value",
       name: unit,
       scale: true,
+      min: reach[i] ? (e) => pad(Math.min(e.min, reach[i][0]), Math.max(e.max, reach[i][1]), -1) : undefined,
+      max: reach[i] ? (e) => pad(Math.min(e.min, reach[i][0]), Math.max(e.max, reach[i][1]), 1) : undefined,
       position: i % 2 === 0 ? "left" : "right",
       offset: Math.floor(i / 2) * 56,
       nameTextStyle: { color: c.muted },
       axisLine: { show: true, lineStyle: { color: c.line } },
-      axisLabel: { color: c.muted },
+      axisLabel: { color: c.muted, formatter: (v) => String(Number(v.toPrecision(4))) },
       splitLine: { show: i === 0, lineStyle: { color: c.line, opacity: 0.5 } },
     }));
     if (yAxis.length === 0) yAxis.push({ type: "value", axisLabel: { color: c.muted } });
-    const firstName = state.series[0]?.name;
     const series = state.series.map((s, i) => {
-      const mine = (state.limits ?? []).filter((l) => (l.series ?? firstName) === s.name);
+      const mine = limitsOn(s);
       return {
         type: "line",
         name: s.name,
@@ -108,7 +124,8 @@ export function trendChart(container, opts) {
               lineStyle: { color: colour, type: "dashed", width: 1 },
               label: {
                 formatter: `${l.name} ${formatValue(l.value, s.unit)}`,
-                color: colour, position: "insideEndTop",
+                // Next to the axis the series is read on.
+                color: colour, position: units.indexOf(s.unit ?? "") % 2 ? "insideEndTop" : "insideStartTop",
               },
             };
           }),
@@ -223,4 +240,10 @@ export function trendChart(container, opts) {
       chart.dispose();
     },
   };
+}
+
+/** Adds <link rel="stylesheet" href=…> to the document once (the desk pages' own styles). */
+export function useStylesheet(href) {
+  if (document.querySelector(`link[rel="stylesheet"][href="${href}"]`)) return;
+  document.head.append(Object.assign(document.createElement("link"), { rel: "stylesheet", href }));
 }
