@@ -67,3 +67,9 @@ export function toast(text, kind = "info") {
   box.append(node);
   setTimeout(() => node.remove(), 5000);
 }
+
+/** Adds <link rel="stylesheet" href> once (a page's own stylesheet, e.g. "/static/desk.css"). */
+export function stylesheet(href) {
+  if (document.querySelector(`link[rel=stylesheet][href="${href}"]`)) return;
+  document.head.append(el("link", { rel: "stylesheet", href }));
+}
