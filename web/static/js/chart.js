@@ -241,9 +241,3 @@ export function trendChart(container, opts) {
     },
   };
 }
-
-/** Adds <link rel="stylesheet" href=…> to the document once (the desk pages' own styles). */
-export function useStylesheet(href) {
-  if (document.querySelector(`link[rel="stylesheet"][href="${href}"]`)) return;
-  document.head.append(Object.assign(document.createElement("link"), { rel: "stylesheet", href }));
-}

@@ -2,8 +2,8 @@
 // pan with server-side downsampling (GET /api/points/{id}/series for the range shown), the
 // alarm limits of each point (GET /api/alarms/rules), CSV export of exactly the data shown.
 import { get } from "../api.js";
-import { trendChart, useStylesheet } from "../chart.js";
-import { clear, el } from "../dom.js";
+import { trendChart } from "../chart.js";
+import { clear, el, stylesheet } from "../dom.js";
 import { formatTime, register, t } from "../i18n.js";
 
 register({
@@ -91,7 +91,7 @@ export default {
   nav: "nav.trends",
   permission: "monitor:read",
   mount(container, ctx) {
-    useStylesheet("/static/desk.css");
+    stylesheet("/static/desk.css");
     let disposed = false;
     let chart = null;
     let all = []; // every point the user may see
