@@ -43,6 +43,7 @@ from web.security import (
     Route,
     json_error,
 )
+from web.overview import OVERVIEW_ROUTES
 from web.warnings import DESK, WARNING_ROUTES
 
 log = logging.getLogger("anjian.web")
@@ -681,6 +682,7 @@ def make_app(
     routes = [
         *SPINE_ROUTES, *AUTH_ROUTES, *ADMIN_ROUTES, *AUDIT_ROUTES, *ALARM_ROUTES, *WARNING_ROUTES,
     ]  # fmt: skip
+    routes += OVERVIEW_ROUTES  # the enterprise overview (map, list, wall display)
     app[ROUTES] = routes
     by_match: dict[object, Route] = {}
     for r in routes:
