@@ -1,9 +1,14 @@
 """Shared fixtures of the console's browser tests: a demo server, Debian's Chromium, sign-in.
 
-Use them by importing into a test module (pytest finds fixtures imported there):
+Use them by naming them in a test module (pytest finds fixtures there; plain assignments keep
+ruff from calling the fixture parameters redefinitions):
 
-    from tests.console_kit import console, console_browser, console_page  # noqa: F401
+    from tests import console_kit
     from tests.console_kit import Console, login, shot
+
+    console = console_kit.console
+    console_browser = console_kit.console_browser
+    console_page = console_kit.console_page
 
 - `console` (session): `anjian serve --demo` in a subprocess on a free port, with its own data
   dir and a fresh database on the test PostgreSQL server. `console.url`, `console.password(user)`,
@@ -18,7 +23,8 @@ Use them by importing into a test module (pytest finds fixtures imported there):
   `console_page.errors` collects script errors and console errors.
 - `login(page, user, password=None)`: signs in through the form (with the TOTP step when the
   account needs one) and waits for the signed-in console.
-- `shot(page, name)`: saves tests/output/screenshots/<name>.png (every run) and returns its path.
+- `shot(page, name, docs=False)`: saves tests/output/screenshots/<name>.png (every run) and returns
+  its path; `docs=True` with ANJIAN_UPDATE_SCREENSHOTS=1 also refreshes docs/screenshots/<name>.png.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pyotp
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -128,6 +135,7 @@ class Console:
     log: Path
     process: subprocess.Popen[bytes]
     accounts: dict[str, tuple[str, str, str | None]]  # user → (role, password, TOTP secret)
+    database: str  # the server's database (e.g. to age a session in an idle-timeout test)
     _last_step: dict[str, int] = field(default_factory=dict)
     _control: Api | None = None
 
@@ -173,6 +181,18 @@ class Console:
             self._control = self.api("sysadmin")  # the administrator's session idled out
             return self._control.call("POST", "/api/demo/scenario", body)
 
+    def sql(self, query: str, *args: Any) -> str:
+        """Runs one SQL statement on the server's database; returns its status (e.g. UPDATE 1)."""
+
+        async def run() -> str:
+            conn = await asyncpg.connect(self.database)
+            try:
+                return str(await conn.execute(query, *args))
+            finally:
+                await conn.close()
+
+        return str(_run(run()))
+
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
@@ -217,7 +237,7 @@ def console(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 pytest.fail(f"anjian serve --demo did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)
         accounts = _read_accounts(data_dir / "demo-accounts.txt")
-        server = Console(f"http://127.0.0.1:{port}/", data_dir, log, process, accounts)
+        server = Console(f"http://127.0.0.1:{port}/", data_dir, log, process, accounts, database)
         _CONSOLES.append(server)
         yield server
         _CONSOLES.remove(server)
@@ -288,9 +308,14 @@ def _find_console(page: Page) -> Console:
     raise RuntimeError("login(): pass console= (the page is not on a known console server)")
 
 
-def shot(page: Page, name: str) -> Path:
-    """Saves a screenshot under tests/output/screenshots/ (every run) and returns its path."""
+def shot(page: Page, name: str, docs: bool = False) -> Path:
+    """Saves a screenshot under tests/output/screenshots/ (every run) and returns its path.
+    With `docs=True` and ANJIAN_UPDATE_SCREENSHOTS=1 it also replaces docs/screenshots/<name>.png
+    (the README's pictures)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path))
+    if docs and os.environ.get("ANJIAN_UPDATE_SCREENSHOTS") == "1":
+        (ROOT / "docs" / "screenshots").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, ROOT / "docs" / "screenshots" / f"{name}.png")
     return path

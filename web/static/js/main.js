@@ -6,6 +6,7 @@ import * as health from "./health.js";
 import { formatNumber, lang, onLang, register, setLang, t, translate } from "./i18n.js";
 import * as live from "./live.js";
 import * as sound from "./sound.js";
+import { forgetNames } from "./pages/alarm-common.js";
 import board from "./pages/board.js";
 import alarm from "./pages/alarm.js";
 import overview from "./pages/overview.js";
@@ -40,6 +41,17 @@ register({
   },
 });
 
+// The audible cue: a new priority-1 alarm beeps on every page (unless muted).
+let stopCue = null;
+function startCue() {
+  stopCue?.();
+  stopCue = me.permissions.includes("alarm:operate")
+    ? live.subscribe("alarms", (msg) => {
+      if ((msg.events ?? []).some((e) => e.kind === "raised" && e.priority === 1)) sound.beep();
+    })
+    : null;
+}
+
 let me = null; // the signed-in account: username, role, roles, permissions, enterprise
 let unmount = null;
 let mountedKey = null;
@@ -50,6 +62,9 @@ function showLogin(code) {
   me = null;
   setCsrf(null);
   live.stop();
+  stopCue?.();
+  stopCue = null;
+  forgetNames();
   health.stop();
   unmountPage();
   document.body.classList.remove("signed-in", "no-chrome");
@@ -70,6 +85,7 @@ async function signedIn(answer) {
   $("#who").dataset.role = account.role;
   buildNav();
   live.start();
+  startCue();
   health.start(me);
   route();
 }
@@ -169,7 +185,7 @@ function route() {
   mountedKey = key;
   document.body.classList.toggle("no-chrome", page.chrome === false);
   document.body.dataset.page = page.id;
-  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.page === page.id);
+  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.page === (page.parent ?? page.id));
   const container = $("#page");
   const ctx = { me, navigate, params: { ...query, arg }, path: name };
   try {
@@ -243,8 +259,12 @@ function retranslate() {
 }
 onLang(retranslate);
 
-// Escape leaves the wall display.
+// M mutes or unmutes the cue; Escape leaves the wall display.
 window.addEventListener("keydown", (event) => {
+  const typing = event.target.closest?.("input, select, textarea") || document.querySelector("dialog[open]");
+  if ((event.key === "m" || event.key === "M") && me && !typing && !event.ctrlKey && !event.metaKey && !event.altKey) {
+    sound.setMuted(!sound.isMuted());
+  }
   if (event.key === "Escape" && document.body.classList.contains("no-chrome") && !document.querySelector("dialog[open]")) {
     navigate("#/");
   }
