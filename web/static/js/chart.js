@@ -142,6 +142,8 @@ export function trendChart(container, opts) {
       legend: { top: 4, textStyle: { color: c.fg }, inactiveColor: c.muted },
       tooltip: {
         trigger: "axis",
+        // Drawn on the canvas: an HTML tooltip carries style attributes, which the CSP refuses.
+        renderMode: "richText",
         backgroundColor: c.panel,
         borderColor: c.line,
         textStyle: { color: c.fg },
@@ -152,7 +154,7 @@ export function trendChart(container, opts) {
             const unit = state.series[it.seriesIndex]?.unit;
             lines.push(`${it.marker}${it.seriesName}: ${formatValue(it.value[1], unit)}`);
           }
-          return lines.join("<br>");
+          return lines.join("\n");
         },
       },
       xAxis: {

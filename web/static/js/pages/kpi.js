@@ -173,7 +173,7 @@ export default {
         animation: false,
         title: { text: t("kpi.rate_chart"), textStyle: { color: fg, fontSize: 14 } },
         grid: { left: 48, right: 24, top: 40, bottom: 40 },
-        tooltip: { trigger: "axis" },
+        tooltip: { trigger: "axis", renderMode: "richText" }, // no HTML: the CSP refuses its styles
         xAxis: { type: "time", min: start, max: report.period.end_ns / 1e6,
           axisLabel: { color: muted, hideOverlap: true }, axisLine: { lineStyle: { color: line } } },
         // Up to the flood threshold at least, so that the targets are seen against the bars.
@@ -200,7 +200,7 @@ export default {
         title: { text: t("kpi.priority_chart"), textStyle: { color: fg, fontSize: 14 } },
         legend: { right: 8, top: 28, textStyle: { color: fg } },
         grid: { left: 48, right: 24, top: 64, bottom: 40 },
-        tooltip: { trigger: "axis", valueFormatter: (v) => (v === null ? "—" : `${formatNumber(v, 1)}%`) },
+        tooltip: { trigger: "axis", renderMode: "richText", valueFormatter: (v) => (v === null ? "—" : `${formatNumber(v, 1)}%`) },
         xAxis: { type: "category", data: PRIORITIES.map((p) => t(`kpi.priority.${p}`)),
           axisLabel: { color: muted }, axisLine: { lineStyle: { color: line } } },
         yAxis: { type: "value", max: 100, axisLabel: { color: muted, formatter: "{value}%" },

@@ -16,7 +16,7 @@ register({
     "trends.unknown": "未知测点：{points}", "trends.time": "时间",
     "trends.span.1800": "30分钟", "trends.span.3600": "1小时", "trends.span.21600": "6小时",
     "trends.span.86400": "24小时", "trends.span.604800": "7天",
-    "trends.matches": "{n} 个测点",
+    "trends.matches": "{n} 个测点", "trends.span.s": "{n}秒",
   },
   en: {
     "trends.search": "Search tag, name, enterprise or hazard source", "trends.selected": "Selected points",
@@ -27,7 +27,7 @@ register({
     "trends.unknown": "Unknown points: {points}", "trends.time": "Time",
     "trends.span.1800": "30 min", "trends.span.3600": "1 h", "trends.span.21600": "6 h",
     "trends.span.86400": "24 h", "trends.span.604800": "7 days",
-    "trends.matches": "{n} points",
+    "trends.matches": "{n} points", "trends.span.s": "{n} s",
   },
 });
 
@@ -112,7 +112,8 @@ export default {
     const status = el("div", { class: "muted trends-status", role: "status" });
     const chartBox = el("div", { class: "trends-chart" });
     const spanSelect = el("select", { class: "trends-span", "aria-label": t("trends.range") },
-      SPANS_S.map((s) => el("option", { value: s, selected: s === span0 }, t(`trends.span.${s}`))));
+      [...new Set([...SPANS_S, span0])].sort((a, b) => a - b).map((s) => el("option", { value: s, selected: s === span0 },
+        SPANS_S.includes(s) ? t(`trends.span.${s}`) : t("trends.span.s", { n: s }))));
     const exportButton = el("button", { type: "button", class: "trends-export", disabled: true }, t("trends.export"));
     const refreshButton = el("button", { type: "button", class: "trends-refresh" }, t("trends.refresh"));
 
