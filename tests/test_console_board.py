@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 
+import pyotp
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -133,8 +134,10 @@ def test_leak_alarm_reaches_the_board_in_budget_and_is_acknowledged(
 def _leak_on_the_board(console: Console, page: Page, beeps_before: int) -> None:
 
     # The level-2 gas alarm (二级报警, priority 1) of the detector downwind of the leak.
-    row = page.locator("#alarm-table tbody tr[data-priority='1']", has_text="GD-102")
-    expect(row).to_have_count(1, timeout=RAISE_TIMEOUT_MS)
+    found = page.locator("#alarm-table tbody tr[data-priority='1']", has_text="GD-102")
+    expect(found).to_have_count(1, timeout=RAISE_TIMEOUT_MS)
+    alarm_id = int(found.get_attribute("data-alarm") or 0)
+    row = page.locator(f"#alarm-table tbody tr[data-alarm='{alarm_id}']")
     expect(row.locator("td.condition")).to_have_text("二级报警")
     expect(row).to_have_class(re.compile(r"\bunacked\b"))
     raised_ms = int(row.get_attribute("data-raised-ms") or 0)
@@ -150,9 +153,9 @@ def _leak_on_the_board(console: Console, page: Page, beeps_before: int) -> None:
     expect(page.locator("#alarm-table tbody tr").first).to_have_attribute("data-priority", "1")
     assert page.evaluate("window.anjianBeeps") > beeps_before
     # The level-1 alarm (一级报警, priority 2) of the same detector follows it.
-    p2 = page.locator("#alarm-table tbody tr[data-priority='2']", has_text="GD-102")
-    expect(p2).to_have_count(1, timeout=RAISE_TIMEOUT_MS)
-    alarm_id = int(row.get_attribute("data-alarm") or 0)
+    found = page.locator("#alarm-table tbody tr[data-priority='2']", has_text="GD-102")
+    expect(found).to_have_count(1, timeout=RAISE_TIMEOUT_MS)
+    p2 = page.locator(f"#alarm-table tbody tr[data-alarm='{found.get_attribute('data-alarm')}']")
     expect(page.locator("[data-count=p1]")).to_contain_text(re.compile(r"P1 [1-9]"))
     shot(page, "board", docs=True)
 
@@ -255,3 +258,32 @@ def test_idle_timeout_shows_a_clear_message(console: Console, console_page: Page
     expect(page.locator("#alarm-table")).to_have_count(0)
     assert time.monotonic() - started < 20
     shot(page, "idle-timeout")
+
+
+def test_leader_enrols_an_authenticator_at_first_sign_in(
+    console: Console, console_page: Page
+) -> None:
+    page = console_page
+    login(page, "leader")  # no second factor yet: the console asks to enrol one first
+    setup = page.locator("#setup")
+    expect(setup.locator("h2")).to_have_text("需先绑定身份验证器（动态口令）后再使用控制台")
+    expect(page.locator("#nav a")).to_have_count(0)
+    secret = page.locator("#totp-secret").inner_text().replace(" ", "")
+    totp = pyotp.TOTP(secret)
+    setup.locator("input[name=code]").fill("000000" if totp.now() != "000000" else "111111")
+    setup.locator("button[type=submit]").click()
+    expect(setup.locator(".error")).not_to_have_text("")
+    role, password, _ = console.accounts["leader"]
+    console.accounts["leader"] = (role, password, secret)
+    setup.locator("input[name=code]").fill(console.totp("leader"))
+    setup.locator("button[type=submit]").click()
+    expect(page.locator("#nav a")).to_have_count(6)
+    expect(page.locator("#alarm-table")).to_be_visible()
+    shot(page, "leader-enrolled")
+
+    # From now on the leader's sign-in has the TOTP step.
+    page.click("#logout")
+    login(page, "leader")
+    expect(page.locator("#alarm-table")).to_be_visible()
+    # The wrong code's refusal is a failed load too.
+    assert [e for e in _script_errors(page) if "status of 400" not in e] == []

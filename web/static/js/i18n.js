@@ -94,6 +94,9 @@ register({
     "common.role.auditor": "审计管理员",
     "common.placeholder": "该页面正在建设中",
     "common.no_pages": "当前角色没有可用的控制台页面",
+    "common.old_password": "当前密码", "common.new_password": "新密码", "common.repeat_password": "再次输入新密码",
+    "common.passwords_differ": "两次输入的新密码不一致",
+    "common.enrol_hint": "在身份验证器应用中添加下面的密钥（或链接），然后输入它显示的6位动态口令。",
   },
   en: {
     "common.app": "anjian · Emergency command centre", "common.switch": "中文",
@@ -119,5 +122,8 @@ register({
     "common.role.secadmin": "security administrator", "common.role.auditor": "auditor",
     "common.placeholder": "This page is being built",
     "common.no_pages": "Your role has no console pages",
+    "common.old_password": "Current password", "common.new_password": "New password",
+    "common.repeat_password": "New password again", "common.passwords_differ": "The new passwords differ",
+    "common.enrol_hint": "Add this key (or link) to your authenticator app, then enter the 6-digit code it shows.",
   },
 });

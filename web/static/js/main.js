@@ -75,8 +75,52 @@ function showLogin(code) {
   $("#login input[name=username]").focus();
 }
 
+// -- account set-up: a password to change or an authenticator to enrol before any page ------
+
+function setupForm(title, fields, submitLabel, onSubmit) {
+  const error = el("p", { class: "error", role: "alert" });
+  const form = el("form", { class: "login setup", id: "setup" }, el("h2", {}, title), ...fields,
+    el("button", { type: "submit", class: "primary" }, submitLabel), error);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    try {
+      await onSubmit(Object.fromEntries(new FormData(form).entries()));
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  });
+  clear($("#page"), form);
+  form.querySelector("input")?.focus();
+}
+
+async function accountSetup() {
+  if (me.must_change_password) {
+    setupForm(t("common.must_change_password"), [
+      el("label", {}, t("common.old_password"), el("input", { name: "old", type: "password", required: true, autocomplete: "current-password" })),
+      el("label", {}, t("common.new_password"), el("input", { name: "new", type: "password", required: true, autocomplete: "new-password" })),
+      el("label", {}, t("common.repeat_password"), el("input", { name: "repeat", type: "password", required: true, autocomplete: "new-password" })),
+    ], t("common.ok"), async (v) => {
+      if (v.new !== v.repeat) throw new Error(t("common.passwords_differ"));
+      await call("POST", "/api/auth/password", { old: v.old, new: v.new });
+      await signedIn(await call("GET", "/api/auth/me"));
+    });
+    return;
+  }
+  const enrol = await call("POST", "/api/auth/totp");
+  setupForm(t("common.must_enrol_totp"), [
+    el("p", { class: "muted" }, t("common.enrol_hint")),
+    el("code", { class: "totp-secret", id: "totp-secret" }, enrol.secret.replace(/(.{4})/g, "$1 ").trim()),
+    el("code", { class: "totp-uri" }, enrol.uri),
+    el("label", {}, t("common.totp"), el("input", { name: "code", inputmode: "numeric", pattern: "\\s*[0-9]{6}\\s*", required: true, autocomplete: "one-time-code" })),
+  ], t("common.ok"), async (v) => {
+    await call("POST", "/api/auth/totp/confirm", { code: v.code.trim() });
+    await signedIn(await call("GET", "/api/auth/me"));
+  });
+}
+
 async function signedIn(answer) {
-  setCsrf(answer.csrf_token);
+  setCsrf(answer.csrf_token ?? null);
   const account = answer.account;
   me = { ...account, roles: [account.role], permissions: account.permissions ?? [] };
   $("#login").hidden = true;
@@ -84,6 +128,11 @@ async function signedIn(answer) {
   $("#who").textContent = `${account.display_name || account.username} · ${t(`common.role.${account.role}`)}`;
   $("#who").dataset.role = account.role;
   buildNav();
+  if (me.must_change_password || me.must_enrol_totp) {
+    unmountPage();
+    await accountSetup().catch((err) => $("#page").append(el("p", { class: "error" }, err.message)));
+    return;
+  }
   live.start();
   startCue();
   health.start(me);
@@ -166,7 +215,7 @@ function limitedReason() {
 }
 
 function route() {
-  if (!me) return;
+  if (!me || me.must_change_password || me.must_enrol_totp) return;
   const { name, arg, query } = parseHash();
   const page = PAGES.find((p) => p.id === name || p.aliases?.includes(name));
   const first = PAGES.find((p) => p.nav && allowed(p));

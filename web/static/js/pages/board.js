@@ -248,21 +248,30 @@ export default {
           el("i", { class: "dot" }), t("board.p", { p, n: list.filter((a) => a.priority === p).length }))));
     }
 
-    function row(a, now) {
-      a.shown_ms ??= now;
+    // Rows are kept between renders (live values arrive several times a second): a row is
+    // rebuilt only when what it shows changed, otherwise its value and marks are updated.
+    const rows = new Map(); // id → {tr, key, value, box}
+
+    function rowKey(a) {
+      return [a.priority, a.state, a.raised_at, a.enterprise_name, a.hazard_source_name, a.code, a.name,
+        a.condition, a.class, a.unit, a.acked_by, a.shelved_until].join("|");
+    }
+
+    function buildRow(a) {
       const unacked = UNACKED.has(a.state);
       let handling = "";
       if (a.state === "shelved") handling = a.shelved_until ? t("board.shelved_until", { time: formatTime(a.shelved_until) }) : t("board.shelved_once");
       else if (a.acked_by) handling = t("board.acked_by", { who: a.acked_by });
-      return el("tr", {
-        class: [`prio-${a.priority}`, `state-${a.state}`, unacked && "unacked", a.id === selectedId && "selected", checked.has(a.id) && "checked"],
-        dataset: { alarm: a.id, state: a.state, priority: a.priority, raisedMs: Date.parse(a.raised_at ?? "") || "",
-          receivedMs: a.received_ms ?? "", shownMs: a.shown_ms },
+      const value = el("td", { class: "num value" });
+      const box = operate ? el("input", { type: "checkbox", "aria-label": a.code,
+        onchange: (ev) => { if (ev.target.checked) checked.add(a.id); else checked.delete(a.id); queueRender(); } }) : null;
+      const tr = el("tr", {
+        class: [`prio-${a.priority}`, `state-${a.state}`, unacked && "unacked"],
+        dataset: { alarm: a.id, state: a.state, priority: a.priority, raisedMs: Date.parse(a.raised_at ?? "") || "" },
         onclick: (ev) => { if (ev.target.type !== "checkbox") select(a.id); },
         ondblclick: () => ctx.navigate(`#/alarm/${a.id}`),
       },
-      operate ? el("td", { class: "check" }, el("input", { type: "checkbox", checked: checked.has(a.id), "aria-label": a.code,
-        onchange: (ev) => { if (ev.target.checked) checked.add(a.id); else checked.delete(a.id); queueRender(); } })) : null,
+      operate ? el("td", { class: "check" }, box) : null,
       el("td", {}, priorityBadge(a.priority)),
       el("td", { class: "state" }, unacked ? el("i", { class: "unack-mark", "aria-hidden": "true" }) : null, t(`board.state.${a.state}`)),
       el("td", { class: "num" }, formatTime(a.raised_at)),
@@ -272,8 +281,39 @@ export default {
       el("td", { class: "name" }, a.name ?? ""),
       el("td", { class: "condition" }, conditionLabel(a)),
       el("td", {}, a.class ? t(`board.class.${a.class}`) : ""),
-      el("td", { class: "num" }, `${formatNumber(a.value, 3)} ${a.unit ?? ""}`),
+      value,
       el("td", { class: "muted" }, handling));
+      return { tr, key: rowKey(a), value, box };
+    }
+
+    function row(a, now) {
+      a.shown_ms ??= now;
+      let r = rows.get(a.id);
+      if (!r || r.key !== rowKey(a)) {
+        r?.tr.remove();
+        rows.set(a.id, (r = buildRow(a)));
+      }
+      r.value.textContent = `${formatNumber(a.value, 3)} ${a.unit ?? ""}`;
+      r.tr.classList.toggle("selected", a.id === selectedId);
+      r.tr.classList.toggle("checked", checked.has(a.id));
+      if (r.box) r.box.checked = checked.has(a.id);
+      r.tr.dataset.receivedMs = a.received_ms ?? "";
+      r.tr.dataset.shownMs = a.shown_ms;
+      return r.tr;
+    }
+
+    function place(list, now) {
+      const wanted = new Set(list.map((a) => a.id));
+      for (const [id, r] of rows) {
+        if (!wanted.has(id)) {
+          r.tr.remove();
+          rows.delete(id);
+        }
+      }
+      list.forEach((a, i) => {
+        const tr = row(a, now);
+        if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] ?? null);
+      });
     }
 
     function render() {
@@ -283,7 +323,7 @@ export default {
       const now = Date.now();
       renderFilters();
       renderCounts([...alarms.values()]);
-      clear(tbody, list.map((a) => row(a, now)));
+      place(list, now);
       empty.hidden = list.length > 0;
       empty.textContent = t(alarms.size ? "board.empty_filtered" : "board.empty");
       const sel = alarms.get(selectedId);
