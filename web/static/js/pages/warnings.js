@@ -37,7 +37,7 @@ register({
     "warnings.feedback_given": "反馈：{reason}；{measures}", "warnings.by": "{who}（{role}）",
     "warnings.count": "{n} 条", "warnings.duty.principal": "主要负责人",
     "warnings.duty.technical": "技术负责人", "warnings.duty.operational": "操作负责人",
-    "warnings.late": "（超时）",
+    "warnings.late": "（超时）", "warnings.system": "系统",
   },
   en: {
     "warnings.title": "Warning desk", "warnings.empty": "No warnings",
@@ -68,7 +68,7 @@ register({
     "warnings.feedback_given": "Feedback: {reason}; {measures}", "warnings.by": "{who} ({role})",
     "warnings.count": "{n}", "warnings.duty.principal": "principal",
     "warnings.duty.technical": "technical", "warnings.duty.operational": "operational",
-    "warnings.late": " (late)",
+    "warnings.late": " (late)", "warnings.system": "system",
   },
 });
 
@@ -218,7 +218,7 @@ export default {
             el("ol", { class: "wdesk-steps" }, w.steps.map((s) => el("li", { dataset: { action: s.action } },
               el("time", {}, formatTime(nsToIso(s.at_ns), true)), " ",
               el("b", {}, t(`warnings.action.${s.action}`)), s.detail?.late ? t("warnings.late") : "", " · ",
-              t("warnings.by", { who: s.username, role: t(`common.role.${s.role}`) }),
+              s.role === "system" ? t("warnings.system") : t("warnings.by", { who: s.username, role: t(`common.role.${s.role}`) }),
               s.detail?.reason ? ` · ${reasonName(s.detail.reason)}` : "",
               s.comment ? ` · ${s.comment}` : "")))))));
     }
