@@ -164,7 +164,7 @@ export function enterpriseMap(container, { onClick, tooltip, fontSize = 12 } = {
       },
       // The view (centre, zoom) is set when the map or focus changes, not at every refresh,
       // so a person's zoom and pan stay.
-      geo: name && view !== `${name}|${focus}` ? {
+      geo: name && view !== `${name}|${focus}` ? [{
         map: name, roam: true, zoom: 1,
         boundingCoords: shown.length ? viewBox(shown, focused ? FOCUS_SPAN_DEG : MIN_SPAN_DEG) : null,
         scaleLimit: { min: 0.02, max: 50 },
@@ -172,7 +172,13 @@ export function enterpriseMap(container, { onClick, tooltip, fontSize = 12 } = {
         itemStyle: { areaColor: panel, borderColor: line, borderWidth: 1 },
         emphasis: { label: { color: fg }, itemStyle: { areaColor: css("--line", "#263850") } },
         select: { disabled: true },
-      } : undefined,
+      }, {
+        // The inset (鹰眼): the whole of the cities with every site, for the districts around.
+        map: name, roam: false, silent: true, left: 10, bottom: 10, width: "24%", height: "32%",
+        label: { show: false },
+        itemStyle: { areaColor: css("--bg", "#0b1220"), borderColor: css("--muted", "#8ea3bb"), borderWidth: 0.6 },
+        emphasis: { disabled: true }, select: { disabled: true }, z: 3,
+      }] : undefined,
       series: [{
         id: "sites",
         type: "scatter",
@@ -189,6 +195,15 @@ export function enterpriseMap(container, { onClick, tooltip, fontSize = 12 } = {
         labelLine: { show: true, lineStyle: { color: line } },
         emphasis: { scale: 1.3 },
         zlevel: 1,
+      }, {
+        id: "inset",
+        type: "scatter",
+        coordinateSystem: name ? "geo" : undefined,
+        geoIndex: 1,
+        silent: true,
+        data: name ? data.map((d) => ({ value: d.value, itemStyle: { color: d.itemStyle.color } })) : [],
+        symbolSize: 6,
+        z: 4,
       }],
     };
     view = `${name}|${focus}`;
