@@ -185,7 +185,10 @@ function mountEnterprise(container, ctx) {
   let points = null;
   let stopped = false;
 
+  const values = new Map(); // point id → its last [ts, value, quality], kept across rebuilds
+
   function showValue(id, ts, value, quality) {
+    values.set(id, [ts, value, quality]);
     const c = cells.get(id);
     if (!c) return;
     const q = typeof quality === "number" ? QUALITY[quality] : quality;
@@ -213,11 +216,13 @@ function mountEnterprise(container, ctx) {
 
   async function refresh() {
     try {
-      const [body, alarms] = await Promise.all([
+      const [body, alarms, latest] = await Promise.all([
         get("/api/overview", { enterprise: code }, { background: true }),
         get("/api/alarms", { enterprise: code }, { background: true }),
+        values.size ? null : get("/api/latest", { enterprise: code }, { background: true }),
       ]);
       if (stopped) return;
+      for (const v of latest?.values ?? []) if (v.ts) values.set(v.id, [v.ts, v.value, v.quality]);
       const e = body.enterprises[0];
       clear(head, el("a", { href: "#/overview", class: "back" }, t("overview.back")),
         el("h2", {}, e.name, " ", levelBadge(e.warning)),
@@ -240,8 +245,7 @@ function mountEnterprise(container, ctx) {
             el("span", { class: "meta" }, `${t("overview.online")} ${rate(h.online_rate)}`), " ", alarmCell(h.alarms)]
             : t("overview.no_source")),
           pointTable(rows, alarmsByPoint))));
-      const latest = await get("/api/latest", { enterprise: code }, { background: true });
-      for (const v of latest.values) if (v.ts) showValue(v.id, v.ts, v.value, v.quality);
+      for (const [id, [ts, value, quality]] of [...values]) showValue(id, ts, value, quality);
       container.querySelector(".overview").dataset.ready = "1";
     } catch (err) {
       if (!stopped) clear(sources, el("p", { class: "error" }, err.status === 404 ? t("common.not_found") : t("common.error", { message: err.message })));
