@@ -31,6 +31,7 @@ from streams.store import Store
 from web.alarms import ALARM_ROUTES, ENGINE, NOTIFICATIONS
 from web.audit import AUDIT, AUDIT_ROUTES
 from web.auth import ADMIN_ROUTES, AUTH_ROUTES, authenticate, session_alive
+from web.overview import OVERVIEW_ROUTES
 from web.security import (
     ANONYMOUS,
     BODY,
@@ -43,7 +44,6 @@ from web.security import (
     Route,
     json_error,
 )
-from web.overview import OVERVIEW_ROUTES
 from web.warnings import DESK, WARNING_ROUTES
 
 log = logging.getLogger("anjian.web")
