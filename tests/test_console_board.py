@@ -203,6 +203,12 @@ def _leak_on_the_board(console: Console, page: Page, beeps_before: int) -> None:
         "已电话通知企业现场核实",
     )
 
+    # Arrow keys move the selection down the sorted board and back.
+    page.keyboard.press("ArrowDown")
+    expect(p2).to_have_class(re.compile(r"\bselected\b"))
+    page.keyboard.press("ArrowUp")
+    expect(row).to_have_class(re.compile(r"\bselected\b"))
+
     # Check the P2 row with the space bar and acknowledge the checked ones with Shift+A.
     p2.locator("td.state").click()
     page.keyboard.press(" ")
@@ -250,6 +256,19 @@ def _leak_on_the_board(console: Console, page: Page, beeps_before: int) -> None:
     shot(page, "board-en")
     page.click("#lang")
     expect(page.locator(".board h2")).to_have_text("实时报警")
+
+    # The enterprise user (of E1) sees its own alarms only, and may not act on them.
+    other = page.context.browser.new_context(viewport={"width": 1600, "height": 900})  # type: ignore[union-attr]
+    try:
+        theirs = other.new_page()
+        login(theirs, "enterprise", console=console)
+        expect(theirs.locator("#alarm-table tbody tr", has_text="GD-102")).not_to_have_count(0)
+        expect(theirs.locator("#alarm-table tbody tr", has_text="TK201.PT")).to_have_count(0)
+        expect(theirs.locator("select[name=enterprise] option")).to_have_count(2)  # all, E1
+        expect(theirs.locator("[data-action=ack]")).to_have_count(0)
+        shot(theirs, "board-enterprise")
+    finally:
+        other.close()
 
     # The mute toggle (also `m`) is remembered.
     page.click("#mute")
