@@ -17,7 +17,7 @@ ruff from calling the fixture parameters redefinitions):
   (switches the demo plant as the system administrator, the role holding system:control).
   The server is shared by every console test of the session: a test that starts a scenario ends
   it (`console.scenario("normal")`) and must not expect an empty alarm list.
-- `console_browser` (session): Debian's chromium through Playwright's `executable_path`
+- `console_browser` (module): Debian's chromium through Playwright's `executable_path`
   (never a downloaded browser build); skipped loudly when chromium is missing.
 - `console_page` (function): a fresh browser context (no cookies) and page at 1600×900;
   `console_page.errors` collects script errors and console errors.
@@ -251,7 +251,9 @@ def console(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         _run(_drop_database(server_url, database))
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's synchronous API keeps an event loop running in this
+# thread while it is open, and the async tests of other modules need the thread's loop free.
+@pytest.fixture(scope="module")
 def console_browser() -> Iterator[Browser]:
     if CHROMIUM is None:
         pytest.skip(
