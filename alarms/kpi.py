@@ -226,9 +226,12 @@ def _metrics(
     key = ev.point[in_period] * len(Condition) + ev.condition[in_period]
     total = int(ts.size)
     lookback = raised & (ev.ts_ns >= p.start_ns - p.rules.window_s * _NS)
+    rate, per_window = _rates(ts, p)
     return {
         "annunciated": total,
-        "rate": _rates(ts, p),
+        "rate": rate,
+        # Alarms raised in each consecutive window (10 min) of the period, for a rate chart.
+        "per_window": per_window,
         "floods": _floods(np.sort(ev.ts_ns[lookback]), p),
         "chattering": _chattering(ts, key, label[in_period], p.rules),
         "stale": _stale(ev, label, mask, p),
@@ -237,9 +240,11 @@ def _metrics(
     }
 
 
-def _rates(ts: npt.NDArray[np.int64], p: _Period) -> dict[str, Any]:
+def _rates(ts: npt.NDArray[np.int64], p: _Period) -> tuple[dict[str, Any], list[int]]:
+    """Average and maximum per 10 min, hour and day; and the count in each 10-minute window."""
     span = p.end_ns - p.start_ns
     out: dict[str, Any] = {}
+    per_window: list[int] = []
     for name, width_s in (("per_10min", p.rules.window_s), ("per_hour", 3600), ("per_day", 86400)):
         width = width_s * _NS
         n_buckets = -(-span // width)
@@ -248,7 +253,8 @@ def _rates(ts: npt.NDArray[np.int64], p: _Period) -> dict[str, Any]:
         if name == "per_10min":
             over = np.count_nonzero(counts > p.rules.flood_start_above)
             out[name]["pct_periods_over_10"] = 100.0 * over / n_buckets
-    return out
+            per_window = counts.tolist()
+    return out, per_window
 
 
 def _floods(ts: npt.NDArray[np.int64], p: _Period) -> dict[str, Any]:

@@ -166,7 +166,8 @@ class WarningDesk:
         async with self._lock:
             w = step(self.warnings[warning_id], self.clock())
             await self._store([w])
-            return self.warnings[warning_id]
+            # A closed warning has left the desk: answer with the record as closed.
+            return self.warnings.get(warning_id, w)
 
     async def _store(self, changed: list[wm.Warning]) -> None:
         if not changed:

@@ -314,6 +314,9 @@ class SecuritySettings(_Model):
 
 
 class Config(_Model):
+    # Datum of the positions in this file: WGS-84 (GPS), or GCJ-02 as copied from a Chinese web
+    # map; GCJ-02 positions are converted to WGS-84 on load, so the model always holds WGS-84.
+    coords: Literal["wgs84", "gcj02"] = "wgs84"
     regions: list[Region] = []
     enterprises: list[Enterprise] = []
     mqtt: MqttSettings | None = None
@@ -324,6 +327,35 @@ class Config(_Model):
     alarms: dict[str, Any] = {}
     # Escalation policy and notification channels; validated by alarms.notify.NotifySettings.
     notify: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _to_wgs84(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or raw.get("coords") != "gcj02":
+            return raw
+        from gis.coords import gcj02_to_wgs84
+
+        def convert(table: Any) -> Any:
+            if not isinstance(table, dict):
+                return table
+            lon, lat = table.get("lon"), table.get("lat")
+            numbers = [
+                v for v in (lon, lat) if isinstance(v, int | float) and not isinstance(v, bool)
+            ]
+            if len(numbers) != 2:
+                return table  # missing or malformed: validation reports it
+            wlon, wlat = gcj02_to_wgs84(float(numbers[0]), float(numbers[1]))
+            return {**table, "lon": wlon, "lat": wlat}
+
+        enterprises = []
+        for e in raw.get("enterprises", []):
+            if isinstance(e, dict):
+                e = convert(e)
+                for key in ("hazard_sources", "cameras"):
+                    if isinstance(e.get(key), list):
+                        e = {**e, key: [convert(x) for x in e[key]]}
+            enterprises.append(e)
+        return {**raw, "coords": "wgs84", "enterprises": enterprises}
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -60,6 +60,7 @@ def test_rates_count_raised_events_in_the_period_per_area() -> None:
     assert overall["rate"]["per_10min"] == pytest.approx(
         {"average": 5 / 6, "max": 2, "pct_periods_over_10": 0.0}
     )
+    assert overall["per_window"] == [2, 1, 0, 2, 0, 0]
     assert overall["rate"]["per_hour"] == pytest.approx({"average": 5.0, "max": 5})
     # One hour extrapolated to a day: 5 × 24.
     assert overall["rate"]["per_day"] == pytest.approx({"average": 120.0, "max": 5})

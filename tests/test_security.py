@@ -257,7 +257,7 @@ async def test_bad_body_names_the_field_and_oversized_body_is_refused(app: App) 
 
 async def test_security_headers_on_pages_and_errors(app: App) -> None:
     async with app.client() as client:
-        for path in ("/", "/api/health", "/static/app.js", "/no/such/page"):
+        for path in ("/", "/api/health", "/static/js/main.js", "/no/such/page"):
             r = await client.get(path)
             assert r.headers["X-Frame-Options"] == "DENY", path
             assert "script-src 'self'" in r.headers["Content-Security-Policy"], path

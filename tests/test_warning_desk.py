@@ -133,6 +133,23 @@ async def test_persisting_level_2_gas_alarm_issues_orange_then_escalates(d: Desk
     assert stored == "signed"
 
 
+async def test_closing_answers_the_closed_warning_and_it_leaves_the_desk(d: Desk) -> None:
+    await _reading(d, 45.0, T0)
+    d.now[0] = T0 + 16 * MIN
+    await d.desk.evaluate()
+    (w,) = d.desk.warnings.values()
+    assert w.id is not None
+    officer = wm.Actor("duty", "duty_officer")
+    rules = d.desk.rules
+    await d.desk.act(w.id, lambda x, now: wm.clear(x, officer, now, rules, "on site: a leak test"))
+    await d.desk.act(w.id, lambda x, now: wm.review(x, officer, now, rules))
+    closed = await d.desk.act(w.id, lambda x, now: wm.close(x, officer, now, rules))
+    assert closed.state is wm.WarningState.CLOSED and closed.id == w.id
+    assert w.id not in d.desk.warnings
+    stored = await d.store.pool.fetchval("SELECT state FROM warnings WHERE id = $1", w.id)
+    assert stored == "closed"
+
+
 async def test_unacknowledged_alarm_escalates_up_the_roster_until_acknowledged(d: Desk) -> None:
     from alarms import state as sm
     from alarms.escalation import EscalationPolicy

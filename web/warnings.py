@@ -70,7 +70,9 @@ async def list_warnings(request: web.Request) -> web.Response:
         for w in sorted(desk.warnings.values(), key=lambda w: (-w.level.rank, w.issued_at_ns))
         if enterprise is None or w.enterprise == enterprise
     ]
-    return _json({"warnings": rows})
+    # The reason codes, regulator levels and deadlines, for the console to name and count down.
+    lifecycle = desk.rules.lifecycle.model_dump(mode="json")
+    return _json({"warnings": rows, "lifecycle": lifecycle})
 
 
 # One disposal step: (warning, actor, now, rules, validated body) → the warning after it.

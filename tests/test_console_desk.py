@@ -1,0 +1,250 @@
+"""The warning desk and the alarm KPI page in a real browser, against the demo.
+
+A broken 4–20 mA loop (the demo's out_of_range scenario) issues a blue early warning; the
+enterprise user signs and answers it, clears it once the loop is repaired; the duty officer
+sees each step live on their own screen, then reviews and closes it. The KPI page shows the
+API's figures against the API's targets, in its cards and its charts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from tests.console_kit import (  # noqa: F401
+    Api,
+    Console,
+    console,
+    console_browser,
+    console_page,
+    login,
+    shot,
+)
+
+TARGET = "TK104.LT"  # its loop breaks: E1's hazard source HS102 gets a blue warning
+ECHARTS = "/static/vendor/echarts/echarts.esm.min.js"
+
+
+def _option(page: Page, selector: str) -> Any:
+    """The ECharts option of the chart in `selector`, as the page set it."""
+    script = f"""async () => {{
+      const echarts = await import("{ECHARTS}");
+      const o = echarts.getInstanceByDom(document.querySelector("{selector}")).getOption();
+      return {{ series: o.series.map((s) => ({{
+        data: s.data, marks: (s.markLine?.data ?? []).map((d) => d.yAxis) }})) }};
+    }}"""
+    return page.evaluate(script)
+
+
+def _wait_for(what: str, probe: Any, timeout_s: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (found := probe()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+    return found
+
+
+def _open_warning(api: Api) -> dict[str, Any] | None:
+    return next(
+        (
+            w
+            for w in api.call("GET", "/api/warnings")["warnings"]
+            if w["rule"] == "blue.out_of_range"
+            and w["enterprise"] == "E1"
+            and w["state"] == "issued"
+        ),
+        None,
+    )
+
+
+def _submit(page: Page, **fields: str) -> None:
+    """Fills the open dialog's fields and submits it."""
+    dialog = page.locator("dialog[open]")
+    for name, value in fields.items():
+        field = dialog.locator(f"[name={name}]")
+        if field.evaluate("n => n.tagName") == "SELECT":
+            field.select_option(value)
+        else:
+            field.fill(value)
+    dialog.locator("button[type=submit]").click()
+    expect(page.locator("dialog[open]")).to_have_count(0)
+
+
+@pytest.fixture
+def duty_page(console_browser: Browser, console: Console) -> Iterator[Page]:  # noqa: F811
+    context = console_browser.new_context(
+        viewport={"width": 1600, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai"
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.errors = errors  # type: ignore[attr-defined]
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(console.url)
+    yield page
+    context.close()
+
+
+def test_enterprise_signs_answers_and_clears_and_the_duty_officer_reviews(
+    console: Console,  # noqa: F811
+    console_page: Page,  # noqa: F811
+    duty_page: Page,
+) -> None:
+    duty = console.api("duty")
+    console.scenario("out_of_range", TARGET)
+    try:
+        warning = _wait_for("the blue warning", lambda: _open_warning(duty))
+        wid = warning["id"]
+        ent, officer = console_page, duty_page
+        login(ent, "enterprise")
+        login(officer, "duty")
+        for page in (ent, officer):
+            page.evaluate("location.hash = '#/warnings'")
+        ent_row = ent.locator(f"tr.wdesk-row[data-warning='{wid}']")
+        duty_row = officer.locator(f"tr.wdesk-row[data-warning='{wid}']")
+        expect(ent_row).to_have_attribute("data-level", "blue")
+        expect(duty_row.locator(".wdesk-level-badge")).to_have_text("蓝色预警")
+        expect(officer.locator(".wdesk-count[data-level=blue] b")).not_to_have_text("0")
+
+        # The deadline (from the rules: 24 h to sign a blue warning) counts down live.
+        deadline_cell = duty_row.locator("td.wdesk-deadline")
+        expect(deadline_cell).to_contain_text("剩余 23:")
+        before = deadline_cell.inner_text()
+        expect(deadline_cell).not_to_have_text(before, timeout=5000)
+        expect(duty_row.locator("td.wdesk-escalation")).to_contain_text("企业")
+
+        # Signing and answering are the enterprise's; the regulator may only clear with a reason.
+        expect(duty_row.locator("button.act-sign")).to_have_count(0)
+        expect(duty_row.locator("button.act-regulator-clear")).to_have_count(1)
+        ent_row.locator("button.act-sign").click()
+        _submit(ent, comment="已签收，安排仪表工检查")
+        expect(ent_row).to_have_attribute("data-state", "signed")
+        expect(duty_row).to_have_attribute("data-state", "signed")  # live, no reload
+        expect(duty_row.locator("td.wdesk-deadline")).to_contain_text("反馈")
+
+        ent_row.locator("button.act-feedback").click()
+        reasons = ent.locator("dialog[open] select[name=reason] option")
+        expect(reasons).to_have_text(["真实报警", "误报", "仪表故障", "检维修", "工艺波动"])
+        _submit(ent, reason="instrument_fault", measures="液位计4-20mA回路断线，已更换接线端子")
+        expect(ent_row).to_have_attribute("data-state", "feedback")
+        expect(duty_row).to_have_attribute("data-state", "feedback")
+        # Clearing waits for the condition to end.
+        expect(ent_row.locator("button.act-clear")).to_be_disabled()
+        shot(ent, "warnings-enterprise")
+
+        console.scenario("normal")  # the loop is repaired
+        expect(ent_row.locator("button.act-clear")).to_be_enabled(timeout=60_000)
+        ent_row.locator("button.act-clear").click()
+        _submit(ent, reason="回路修复，数值恢复正常")
+        expect(ent_row).to_have_attribute("data-state", "cleared")
+        expect(duty_row).to_have_attribute("data-state", "cleared")
+
+        # The duty officer reviews: the record shows who did what.
+        duty_row.locator("button.act-review").click()
+        _submit(officer, comment="已电话核实")
+        expect(duty_row).to_have_attribute("data-state", "reviewed")
+        duty_row.click()
+        steps = officer.locator(f"tr.wdesk-detail[data-detail='{wid}'] .wdesk-steps li")
+        expect(steps.locator("b")).to_contain_text(["发布", "签收", "处置反馈", "消警", "复核"])
+        expect(officer.locator(f"tr.wdesk-detail[data-detail='{wid}']")).to_contain_text(
+            "反馈：仪表故障；液位计4-20mA回路断线"
+        )
+        shot(officer, "warnings-duty")
+        record = next(w for w in duty.call("GET", "/api/warnings")["warnings"] if w["id"] == wid)
+        by = [(s["action"], s["username"]) for s in record["steps"] if s["username"] != "system"]
+        assert by == [
+            ("signed", "enterprise"),
+            ("feedback", "enterprise"),
+            ("cleared", "enterprise"),
+            ("reviewed", "duty"),
+        ]
+        assert record["feedback"]["reason"] == "instrument_fault"
+
+        duty_row.locator("button.act-close").click()
+        _submit(officer, comment="")
+        expect(duty_row).to_have_count(0)
+        expect(ent_row).to_have_count(0)
+        for page in (ent, officer):
+            assert [e for e in page.errors if "401" not in e] == []  # type: ignore[attr-defined]
+    finally:
+        console.scenario("normal")
+
+
+def _card(page: Page, metric: str) -> Locator:
+    return page.locator(f".kpi-card[data-metric='{metric}']")
+
+
+def _status(value: float, targets: list[float]) -> str:
+    values = sorted(set(targets))
+    if value <= values[0]:
+        return "ok"
+    return "warn" if value <= values[-1] else "bad"
+
+
+def test_kpi_page_shows_the_api_figures_against_its_targets(
+    console: Console,  # noqa: F811
+    console_page: Page,  # noqa: F811
+) -> None:
+    shift = console.api("shift")
+    if shift.call("GET", "/api/alarms/kpi")["overall"]["annunciated"] == 0:
+        console.scenario("out_of_range", TARGET)  # one alarm at least
+        try:
+            _wait_for(
+                "an alarm",
+                lambda: shift.call("GET", "/api/alarms/kpi")["overall"]["annunciated"],
+            )
+        finally:
+            console.scenario("normal")
+    page = console_page
+    login(page, "shift")
+    page.evaluate("location.hash = '#/kpi'")
+    expect(page.locator(".kpi[data-loaded]")).to_have_count(1)
+
+    # The page asks for the last 24 h at its own instant: compare with the answer it got.
+    with page.expect_response(lambda r: "/api/alarms/kpi" in r.url) as answer:
+        page.locator("button.kpi-refresh").click()
+    report = answer.value.json()
+    m = report["overall"]
+    page.wait_for_load_state("networkidle")
+    expect(_card(page, "annunciated").locator(".kpi-value")).to_have_text(str(m["annunciated"]))
+    figures = {
+        "per_10min": m["rate"]["per_10min"]["average"],
+        "per_hour": m["rate"]["per_hour"]["average"],
+        "per_day": m["rate"]["per_day"]["average"],
+        "max_10min": m["rate"]["per_10min"]["max"],
+        "pct_10min_over_10": m["rate"]["per_10min"]["pct_periods_over_10"],
+        "pct_time_in_flood": m["floods"]["pct_time"],
+        "top10_share_pct": m["bad_actors"]["share_pct"],
+        "chattering": len(m["chattering"]),
+        "stale": len(m["stale"]),
+    }
+    for metric, value in figures.items():
+        targets = [t["value"] for t in report["targets"] if t["metric"] == metric]
+        assert targets, f"the API gives no target for {metric}"
+        card = _card(page, metric)
+        expect(card).to_have_attribute("data-status", _status(value, targets))
+        for target in set(targets):
+            expect(card.locator(".kpi-targets")).to_contain_text(f"{target:g}")
+
+    # The rate chart: one bar per 10 minutes as counted by the server, the targets and the
+    # flood threshold drawn; the priority chart: the server's distribution.
+    rate = _option(page, ".kpi-rate-chart")["series"][0]
+    assert [n for _, n in rate["data"]] == m["per_window"]
+    assert sum(m["per_window"]) == m["annunciated"] > 0
+    per_10min = {t["value"] for t in report["targets"] if t["metric"] == "per_10min"}
+    assert set(rate["marks"]) == per_10min | {report["rules"]["flood_start_above"]}
+    prio = _option(page, ".kpi-priority-chart")["series"]
+    assert [d["value"] for d in prio[0]["data"]] == [
+        m["priority"][p]["pct"] for p in ("emergency", "high", "medium", "low")
+    ]
+    assert prio[1]["data"] == [
+        next(t["value"] for t in report["targets"] if t["metric"] == f"priority_pct.{p}")
+        for p in ("emergency", "high", "medium", "low")
+    ]
+    assert page.locator(".kpi-bad-actors tbody tr").count() == len(m["bad_actors"]["top"])
+    shot(page, "kpi")
+    assert [e for e in page.errors if "401" not in e] == []  # type: ignore[attr-defined]

@@ -1,0 +1,178 @@
+"""The enterprise overview, its drill-down and the wall display in a real browser (Debian's
+Chromium) against the demo: the demo's enterprises on the offline map coloured by warning level,
+an enterprise user who sees only its own enterprise, the wall display at 1920×1080 without
+scrollbars. Screenshots: tests/output/screenshots/{map,enterprise,wall}.png."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+from tests import console_kit
+from tests.console_kit import Console, login, shot
+
+console = console_kit.console
+console_browser = console_kit.console_browser
+console_page = console_kit.console_page
+
+# The colours of style.css's warning variables (and green without a warning).
+COLOURS = {"red": "#e02020", "orange": "#ff7f00", "yellow": "#f5c400", "blue": "#1e6fff"}
+WARNING_TIMEOUT_S = 120
+
+# The map's ECharts option as the page holds it: the registered map's districts and the markers.
+MAP_STATE = """async (id) => {
+  const echarts = await import("/static/vendor/echarts/echarts.esm.min.js");
+  const chart = echarts.getInstanceByDom(document.getElementById(id));
+  if (!chart) return null;
+  const o = chart.getOption();
+  const geo = o.geo && o.geo[0];
+  const map = geo ? echarts.getMap(geo.map) : null;
+  const box = document.getElementById(id).getBoundingClientRect();
+  return {
+    map: geo ? geo.map : null,
+    districts: map ? map.geoJSON.features.map((f) => [f.id, f.properties.name]) : [],
+    markers: o.series[0].data.map((d) => ({
+      code: d.code, kind: d.kind, name: d.name, lon: d.value[0], lat: d.value[1],
+      colour: d.itemStyle.color,
+      pixel: chart.convertToPixel({ seriesIndex: 0 }, [d.value[0], d.value[1]]),
+    })),
+    box: [box.width, box.height],
+  };
+}"""
+
+
+def _map(page: Page, element_id: str) -> Any:
+    return page.evaluate(MAP_STATE, element_id)
+
+
+def _wait_map(page: Page, element_id: str, want: int) -> Any:
+    deadline = time.monotonic() + 30
+    while True:
+        state = _map(page, element_id)
+        if state and state["map"] and len(state["markers"]) == want:
+            return state
+        assert time.monotonic() < deadline, f"the map never showed {want} markers: {state}"
+        page.wait_for_timeout(300)
+
+
+def _overview(console: Console, user: str) -> dict[str, Any]:
+    body: dict[str, Any] = console.api(user).call("GET", "/api/overview")
+    return {e["code"]: e for e in body["enterprises"]}
+
+
+def _until_warning(console: Console, code: str, level: str) -> None:
+    deadline = time.monotonic() + WARNING_TIMEOUT_S
+    while _overview(console, "duty")[code]["warning"] != level:
+        assert time.monotonic() < deadline, f"{code} never got a {level} warning"
+        time.sleep(1)
+
+
+def test_the_map_shows_the_demo_enterprises_coloured_by_warning(
+    console: Console, console_page: Page
+) -> None:
+    page = console_page
+    # An out-of-range level at E3 (a 4–20 mA loop above 20 mA) issues a blue warning there.
+    console.scenario("out_of_range", "TK301.LT", current_ma=22.0)
+    try:
+        _until_warning(console, "E3", "blue")
+    finally:
+        console.scenario("normal")
+    login(page, "duty")
+    page.goto(f"{console.url}#/overview")
+    page.wait_for_selector(".overview[data-ready]")
+    api = _overview(console, "duty")
+    rows = page.locator(".ov-row")
+    expect(rows).to_have_count(3)
+    assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.code)")) == ["E1", "E2", "E3"]
+    expect(page.locator('.ov-row[data-code="E3"] .level-badge')).to_have_text("蓝色预警")
+
+    state = _wait_map(page, "overview-map", 3)
+    # Districts of 南京市 (GB/T 2260 3201xx) from the vendored package; the demo park is in 六合区.
+    assert ["320116", "六合区"] in state["districts"]
+    assert all(re.fullmatch(r"3201\d\d", code) for code, _ in state["districts"])
+    width, height = state["box"]
+    for m in state["markers"]:
+        e = api[m["code"]]
+        assert m["kind"] == "enterprise" and m["name"] == e["name"]
+        assert (m["lon"], m["lat"]) == (e["lon"], e["lat"])
+        assert m["colour"].lower() == COLOURS.get(e["warning"], "#2fbf71"), m
+        x, y = m["pixel"]
+        assert 0 <= x <= width and 0 <= y <= height, m  # drawn inside the map
+    assert {m["code"]: m["colour"].lower() for m in state["markers"]}["E3"] == COLOURS["blue"]
+    shot(page, "map", docs=True)
+
+    # The English switch relabels the page.
+    page.click("#lang")
+    expect(page.locator('.ov-row[data-code="E3"] .level-badge')).to_have_text("Blue warning")
+    page.click("#lang")
+
+    # Drill-down: a click on the row opens the enterprise with its hazard sources and points.
+    page.click('.ov-row[data-code="E1"]')
+    page.wait_for_url(re.compile(r"#/enterprise/E1$"))
+    page.wait_for_selector(".enterprise[data-ready]")
+    expect(page.locator('.ov-source[data-source="HS101"] .grade')).to_contain_text("一级")
+    expect(page.locator('.ov-source[data-source="HS102"] .grade')).to_contain_text("三级")
+    state = _wait_map(page, "enterprise-map", 3)  # the enterprise and its two hazard sources
+    assert sorted(m["code"] for m in state["markers"]) == ["E1", "HS101", "HS102"]
+    # Live values arrive in the point rows (the quality column fills in).
+    quality = page.locator('.ov-source[data-source="HS101"] tbody tr').first.locator("td").nth(3)
+    expect(quality).not_to_have_text("—", timeout=15_000)
+    shot(page, "enterprise")
+    assert not [e for e in page.errors if "status of 4" not in e]  # type: ignore[attr-defined]
+
+
+def test_an_enterprise_user_sees_only_its_own_enterprise(
+    console: Console, console_page: Page
+) -> None:
+    page = console_page
+    login(page, "enterprise")
+    page.goto(f"{console.url}#/overview")
+    page.wait_for_selector(".overview[data-ready]")
+    expect(page.locator(".ov-row")).to_have_count(1)
+    assert page.locator(".ov-row").get_attribute("data-code") == "E1"
+    state = _wait_map(page, "overview-map", 1)
+    assert [m["code"] for m in state["markers"]] == ["E1"]
+    assert "E2" not in page.inner_text("#page") and "南京演示燃气" not in page.inner_text("#page")
+    page.goto(f"{console.url}#/enterprise/E2")
+    expect(page.locator(".ov-sources .error")).to_be_visible()
+    assert json.dumps(_overview(console, "enterprise"), ensure_ascii=False).count('"code": "E') == 1
+
+
+def test_the_wall_display_fits_1920x1080_without_scrollbars(
+    console: Console, console_browser: Any
+) -> None:
+    context = console_browser.new_context(
+        viewport={"width": 1920, "height": 1080}, locale="zh-CN", timezone_id="Asia/Shanghai"
+    )
+    try:
+        page = context.new_page()
+        page.goto(console.url)
+        login(page, "duty", console=console)
+        page.goto(f"{console.url}#/wall")
+        page.wait_for_selector("#wall[data-ready]")
+        _wait_map(page, "wall-map", 3)
+        page.wait_for_timeout(2500)  # a health poll and some live values for the pipeline panel
+        size = page.evaluate(
+            """() => ({sw: document.documentElement.scrollWidth,
+                       sh: document.documentElement.scrollHeight,
+                       w: window.innerWidth, h: window.innerHeight,
+                       topbar: getComputedStyle(document.getElementById('topbar')).display,
+                       wall: document.getElementById('wall').getBoundingClientRect().toJSON()})"""
+        )
+        assert (size["w"], size["h"]) == (1920, 1080)
+        assert size["sw"] <= size["w"] and size["sh"] <= size["h"], size
+        assert size["topbar"] == "none"  # no navigation chrome
+        assert size["wall"]["width"] == 1920 and size["wall"]["height"] == 1080
+        for panel in ("#wall .wall-kpis", "#wall .wall-levels", "#wall .wall-health", "#wall-map"):
+            box = page.locator(panel).bounding_box()
+            assert box, panel
+            assert box["y"] + box["height"] <= 1080 and box["x"] + box["width"] <= 1920, panel
+        shot(page, "wall", docs=True)
+        page.keyboard.press("Escape")
+        page.wait_for_function("() => !document.body.classList.contains('no-chrome')")
+    finally:
+        context.close()

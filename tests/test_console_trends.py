@@ -1,0 +1,159 @@
+"""The trend viewer in a real browser: two points plotted from the series API with their limit
+lines, a wheel zoom that refetches server-downsampled data for the new range, and a CSV export
+holding exactly the rows shown."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from playwright.sync_api import Page, Response, expect
+
+from tests.console_kit import Console, console, console_browser, console_page, login, shot  # noqa: F401
+
+POINTS = ("E1/TK104.LT", "E1/GD-108")
+SPAN_S = 1800  # the range first shown: half an hour, in buckets of a few seconds
+ECHARTS = "/static/vendor/echarts/echarts.esm.min.js"
+# The plotted series (non-null points) and limit lines, read from the page's ECharts instance.
+PLOTTED = f"""async () => {{
+  const echarts = await import("{ECHARTS}");
+  const chart = echarts.getInstanceByDom(document.querySelector(".trends-chart"));
+  const option = chart.getOption();
+  const zoom = option.dataZoom[0];
+  return {{
+    series: option.series.map((s) => ({{
+      name: s.name,
+      points: s.data.filter((p) => p[1] !== null),
+      limits: (s.markLine?.data ?? []).map((d) => [d.name, d.yAxis]),
+    }})),
+    window: [zoom.startValue, zoom.endValue],
+  }};
+}}"""
+
+
+class SeriesLog:
+    """Every answer of GET /api/points/{id}/series the page received, in order."""
+
+    def __init__(self, page: Page) -> None:
+        self.answers: list[tuple[int, dict[str, str], dict[str, Any]]] = []
+        page.on("response", self._on)
+
+    def _on(self, response: Response) -> None:
+        url = urlparse(response.url)
+        if url.path.startswith("/api/points/") and url.path.endswith("/series") and response.ok:
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            self.answers.append((int(url.path.split("/")[3]), query, response.json()))
+
+    def last(self, point: int) -> tuple[dict[str, str], dict[str, Any]]:
+        _, query, body = next(a for a in reversed(self.answers) if a[0] == point)
+        return query, body
+
+    def of_window(self, point: int, window: list[int]) -> tuple[dict[str, str], dict[str, Any]]:
+        """The answer for exactly this range (answers of older requests may come in later)."""
+        start, end = (str(v) for v in window)
+        for p, query, body in reversed(self.answers):
+            if p == point and (query["start"], query["end"]) == (start, end):
+                return query, body
+        asked = [(q["start"], q["end"]) for p, q, _ in self.answers if p == point]
+        raise AssertionError(f"no answer for {point} over {window}; asked: {asked}")
+
+
+def _stored_s(series: dict[str, Any]) -> float:
+    """How many seconds of the last hour a series answer covers."""
+    ts = series["ts"]
+    return (ts[-1] - ts[0]) / 1000 if ts else 0.0
+
+
+def _settled(page: Page) -> None:
+    page.wait_for_load_state("networkidle")
+    expect(page.locator(".trends-chart:not([data-loading])")).to_have_count(1)
+
+
+def test_two_points_zoom_refetches_and_csv_holds_the_shown_rows(
+    console: Console,  # noqa: F811
+    console_page: Page,  # noqa: F811
+) -> None:
+    page = console_page
+    duty = console.api("duty")
+    ids = {f"{p['enterprise']}/{p['code']}": p["id"] for p in duty.call("GET", "/api/points")}
+    rules = {r["point"]: r for r in duty.call("GET", "/api/alarms/rules")["rules"]}
+    log = SeriesLog(page)
+    login(page, "duty")
+    # A minute of data for both points (the demo polls once a second).
+    deadline = time.monotonic() + 120
+    while any(_stored_s(duty.call("GET", f"/api/points/{ids[p]}/series")) < 60 for p in POINTS):
+        assert time.monotonic() < deadline, "the demo stored no minute of samples of the two points"
+        time.sleep(2)
+
+    page.evaluate(f"location.hash = '#/trends?points={','.join(POINTS)}&span={SPAN_S}'")
+    expect(page.locator(".trends-chips .chip")).to_have_count(2)
+    expect(page.locator(".trends-chart[data-series='2']")).to_have_count(1)
+    _settled(page)
+
+    # Both series are plotted with exactly the averages the server returned, and their limits.
+    plotted = page.evaluate(PLOTTED)
+    assert len(plotted["series"]) == 2
+    for tag, series in zip(POINTS, plotted["series"], strict=True):
+        assert series["name"].startswith(tag)
+        _, body = log.last(ids[tag])
+        served = [[ts, v] for ts, v in zip(body["ts"], body["avg"], strict=True) if v is not None]
+        assert served and series["points"] == served
+        rule = rules[ids[tag]]
+        expected = {(n.upper(), rule[n]) for n in ("hh", "h", "l", "ll") if rule[n] is not None}
+        assert {(n, v) for n, v in series["limits"]} == expected
+    first_query, first = log.last(ids[POINTS[0]])
+    shot(page, "trends")
+
+    # A wheel zoom at the right end (the data are in the last minutes) refetches a narrower range.
+    before = len(log.answers)
+    box = page.locator(".trends-chart canvas").first.bounding_box()
+    assert box is not None
+    plot_right = box["x"] + box["width"] - 56  # the chart's grid ends there
+    page.mouse.move(plot_right - 4, box["y"] + box["height"] / 2)
+    for _ in range(6):
+        page.mouse.wheel(0, -300)
+        page.wait_for_timeout(60)
+    deadline = time.monotonic() + 10
+    while len(log.answers) < before + 2:
+        assert time.monotonic() < deadline, "zooming did not refetch the series"
+        page.wait_for_timeout(100)
+    _settled(page)
+    plotted = page.evaluate(PLOTTED)
+    # The window shown was asked for (and is served with finer buckets).
+    query, zoomed = log.of_window(ids[POINTS[0]], plotted["window"])
+    start, end = int(query["start"]), int(query["end"])
+    assert int(first_query["start"]) < start < end <= int(first_query["end"])
+    assert zoomed["bucket_ms"] < first["bucket_ms"] and zoomed["ts"]
+    assert plotted["series"][0]["points"] == [
+        [ts, v] for ts, v in zip(zoomed["ts"], zoomed["avg"], strict=True) if v is not None
+    ]
+    shot(page, "trends-zoomed")
+
+    # The CSV holds one row per bucket time shown, one column per point, with a header row.
+    with page.expect_download() as download:
+        page.locator("button.trends-export").click()
+    text = download.value.path().read_text(encoding="utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    header, body_rows = rows[0], rows[1:]
+    assert len(header) == 3 and header[1].startswith(POINTS[0]) and header[2].startswith(POINTS[1])
+    expected_rows: dict[int, list[str]] = {}
+    for col, tag in enumerate(POINTS):
+        q, answer = log.of_window(ids[tag], plotted["window"])
+        lo, hi = int(q["start"]), int(q["end"])
+        for ts, v in zip(answer["ts"], answer["avg"], strict=True):
+            if lo <= ts <= hi:
+                row = expected_rows.setdefault(ts, ["", ""])
+                row[col] = "" if v is None else repr(v)
+    assert len(body_rows) == len(expected_rows) > 0
+    for row, ts in zip(body_rows, sorted(expected_rows), strict=True):
+        assert row[0] == time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts / 1000)) + (
+            f".{ts % 1000:03d}Z"
+        )
+        assert [float(x) if x else None for x in row[1:]] == [
+            float(x) if x else None for x in expected_rows[ts]
+        ]
+    # (The only console error allowed: the 401 of the session probe before signing in.)
+    assert [e for e in page.errors if "401" not in e] == []  # type: ignore[attr-defined]

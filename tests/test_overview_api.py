@@ -1,0 +1,162 @@
+"""GET /api/overview on the real app, database and simulated plant: positions and grades from the
+configuration, online rates that fall when a device stops answering, active alarms and the blue
+warning of an out-of-range value; an enterprise user sees only its own enterprise."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, CookieJar
+from aiohttp.test_utils import TestServer
+
+from anjian.runtime import Running, Settings, build_app
+from collectors.sim.runner import Simulator
+from streams.config import Config, parse_config
+from tests.conftest import DUTY, ENTERPRISE, sign_in
+from web.accounts import ensure_demo_accounts
+
+# Quality alarms (and so the blue warning of an out-of-range value) within a second.
+QUICK_QUALITY_ALARMS = """
+[alarms.defaults]
+bad_quality_after_s = 1.0
+"""
+
+
+@dataclass
+class Site:
+    sim: Simulator
+    cfg: Config
+    run: Running
+    url: str
+
+    def client(self) -> ClientSession:
+        return ClientSession(self.url, cookie_jar=CookieJar(unsafe=True))
+
+
+@pytest.fixture
+async def site(database_url: str, tmp_path: Path) -> AsyncIterator[Site]:
+    sim = Simulator(mqtt=None)
+    await sim.start()
+    config = tmp_path / "plant.toml"
+    config.write_text(sim.config_toml + QUICK_QUALITY_ALARMS, encoding="utf-8")
+    holder: list[Running] = []
+    app = build_app(
+        Settings(config=config, data_dir=tmp_path / "data", database_url=database_url),
+        ready=holder.append,
+    )
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        await ensure_demo_accounts(holder[0].store.pool, "E1")
+        url = f"http://{server.host}:{server.port}"
+        yield Site(sim, parse_config(sim.config_toml), holder[0], url)
+    finally:
+        await server.close()
+        await sim.stop()
+
+
+async def _overview(http: ClientSession, **params: str) -> Any:
+    r = await http.get("/api/overview", params=params)
+    assert r.status == 200, await r.text()
+    return await r.json()
+
+
+async def _until(
+    http: ClientSession, check: Callable[[dict[str, Any]], bool], timeout: float = 30
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = await _overview(http)
+        by_code = {e["code"]: e for e in body["enterprises"]}
+        if check(by_code):
+            return by_code
+        if time.monotonic() > deadline:
+            raise AssertionError(f"overview never got there: {body}")
+        await asyncio.sleep(0.5)
+
+
+def _source(e: dict[str, Any], code: str) -> dict[str, Any]:
+    return next(h for h in e["hazard_sources"] if h["code"] == code)
+
+
+async def test_positions_online_rate_alarms_and_warning_level(site: Site) -> None:
+    async with site.client() as http:
+        await sign_in(http, *DUTY)
+        everything_online = await _until(
+            http,
+            lambda es: len(es) == 3 and all(e["online"] == e["points"] > 0 for e in es.values()),
+        )
+        for e in site.cfg.enterprises:
+            got = everything_online[e.code]
+            assert (got["lon"], got["lat"]) == (e.lon, e.lat)
+            assert (got["province"], got["city"], got["region"]) == ("江苏省", "南京市", e.region)
+            assert got["online_rate"] == 1.0 and got["warning"] is None
+            assert {h["code"]: (h["grade"], h["lon"], h["lat"]) for h in got["hazard_sources"]} == {
+                h.code: (h.grade, h.lon, h.lat) for h in e.hazard_sources
+            }
+            assert sum(h["points"] for h in got["hazard_sources"]) <= got["points"]
+
+        # E1's PLC101 stops answering: E1's online rate falls, the others' stays.
+        plc = next(d for d in site.cfg.enterprises[0].devices if d.code == "PLC101")
+        await site.sim.set_scenario("comm_loss", "PLC101")
+        es = await _until(
+            http, lambda es: es["E1"]["online"] == es["E1"]["points"] - len(plc.points)
+        )
+        assert es["E1"]["online_rate"] == pytest.approx(
+            (es["E1"]["points"] - len(plc.points)) / es["E1"]["points"], abs=1e-4
+        )
+        assert es["E2"]["online_rate"] == es["E3"]["online_rate"] == 1.0
+        # A window that is not a number of seconds is refused.
+        r = await http.get("/api/overview", params={"window_s": "abc"})
+        assert r.status == 400 and "window_s" in (await r.json())["error"]
+
+        # An out-of-range level at E3 raises an alarm there and a blue warning for its source.
+        await site.sim.set_scenario("normal", None)
+        await site.sim.set_scenario("out_of_range", "TK301.LT", current_ma=22.0)
+        es = await _until(
+            http, lambda es: _source(es["E3"], "HS301")["warning"] == "blue", timeout=40
+        )
+        e3, hs301 = es["E3"], _source(es["E3"], "HS301")
+        assert e3["warning"] == "blue" and e3["warnings"].get("blue", 0) >= 1
+        assert hs301["alarms"]["total"] >= 1
+        assert e3["alarms"]["total"] >= hs301["alarms"]["total"]
+        assert sum(e3["alarms"]["by_priority"].values()) == e3["alarms"]["total"]
+        assert _source(e3, "HS302")["warning"] is None
+        assert es["E2"]["warning"] is None
+
+        body = await _overview(http)
+        totals = body["totals"]
+        assert totals["enterprises"] == 3
+        assert totals["points"] == sum(e["points"] for e in body["enterprises"])
+        assert totals["alarms"]["total"] == sum(e["alarms"]["total"] for e in body["enterprises"])
+        # The same alarms the board lists (every alarm that is not normal).
+        board = await (await http.get("/api/alarms")).json()
+        assert totals["alarms"]["total"] == len(board["alarms"])
+
+
+async def test_an_enterprise_user_sees_only_its_own_enterprise(site: Site) -> None:
+    async with site.client() as anonymous:
+        assert (await anonymous.get("/api/overview")).status == 401
+    async with site.client() as http:
+        await sign_in(http, *ENTERPRISE)
+        body = await _overview(http)
+        assert [e["code"] for e in body["enterprises"]] == ["E1"]
+        assert body["totals"]["enterprises"] == 1
+        assert body["totals"]["points"] == body["enterprises"][0]["points"]
+        mine = await _overview(http, enterprise="E1")
+        assert [e["code"] for e in mine["enterprises"]] == ["E1"]
+        for other in ("E2", "E404"):
+            r = await http.get("/api/overview", params={"enterprise": other})
+            assert r.status == 404, other
+            assert (await r.json())["error"] == f"no enterprise {other!r}"
+    async with site.client() as duty:
+        await sign_in(duty, *DUTY)
+        one = await _overview(duty, enterprise="E2")
+        assert [e["code"] for e in one["enterprises"]] == ["E2"]
+        assert (await duty.get("/api/overview", params={"enterprise": "E404"})).status == 404

