@@ -110,6 +110,7 @@ class Fmp4Muxer:
         self._pending: deque[tuple[bool, int, int]] = deque()  # frames muxed, not yet out
         self._rest = b""
         self.init = b""
+        self.first_dts: int | None = None  # its media time is 0 (tfdt counts from it)
         self.last_dts: int | None = None
         self.closed = False
 
@@ -135,6 +136,8 @@ class Fmp4Muxer:
         packet.stream = self._stream
         self._pending.append((keyframe, dts, wall_ns))
         self._out.mux(packet)
+        if self.first_dts is None:
+            self.first_dts = dts
         self.last_dts = dts
         return self._collect()
 
@@ -280,6 +283,13 @@ class LiveFeed:
             viewer._put(_status(self.state if self.state != "live" else "waiting"))
         self.viewers.add(viewer)
         return viewer
+
+    @property
+    def media_origin(self) -> tuple[int, Fraction] | None:
+        """(dts, time base) of the current muxer's first frame: media time 0 in the browser."""
+        if self._muxer is None or self._muxer.first_dts is None:
+            return None
+        return self._muxer.first_dts, self._muxer.time_base
 
     def leave(self, viewer: Viewer) -> None:
         self.viewers.discard(viewer)
