@@ -38,7 +38,7 @@ const KEEP_S = 20; // media kept behind the playhead in the SourceBuffer
 const SNAPSHOT_MS = 1000;
 const RETRY_MS = [1000, 2000, 5000, 10000, 30000];
 
-function ensureStyle() {
+export function ensureStyle() {
   if (document.querySelector(`link[href="${STYLE_HREF}"]`)) return;
   document.head.append(el("link", { rel: "stylesheet", href: STYLE_HREF }));
 }
