@@ -174,6 +174,9 @@ class Fmp4Muxer:
 # ---- the shared feed of one camera and its viewers ----------------------------------------------
 
 OFFLINE_S = 3.0  # no packet for this long: the viewers are told the camera is offline
+# A camera pulled at the low rate until its first viewer needs this long to connect first
+# (RTSP open timeout of the source).
+CONNECT_GRACE_S = 10.0
 MAX_BACKLOG = 50  # frames queued for one viewer (2 s at 25 fps) before it skips to a keyframe
 MAX_GOP = 500  # frames cached for joining viewers; a longer keyframe interval makes them wait
 LINGER_S = 15.0  # full-rate demand kept after the last viewer left (a page reload, a new tab)
@@ -249,6 +252,7 @@ class LiveFeed:
         self._gop: list[Fragment] = []  # from the newest keyframe: where a new viewer starts
         self._cursor = 0
         self._last_packet = time.monotonic()
+        self._quiet_s = CONNECT_GRACE_S  # allowed silence: longer until the first packet
         self.state = "waiting"
         self.fragments = 0
         self.restarts = 0
@@ -306,6 +310,7 @@ class LiveFeed:
             return  # already taken from the ring's keyframe slice
         self._cursor = packet.seq
         self._last_packet = time.monotonic()
+        self._quiet_s = OFFLINE_S
         if self._muxer is None or packet.stream is not self._stream:
             if not packet.keyframe:
                 return
@@ -385,7 +390,8 @@ class LiveFeed:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(CHECK_S)
-            if time.monotonic() - self._last_packet > OFFLINE_S and self.state != "offline":
+            quiet = time.monotonic() - self._last_packet
+            if quiet > self._quiet_s and self.state != "offline":
                 self._drop_muxer()
                 self._set_state("offline")
 
