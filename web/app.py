@@ -643,6 +643,8 @@ def _harden(headers: Any) -> None:
     headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        # blob: for the live camera views: Media Source Extensions play from a blob: URL.
+        "media-src 'self' blob:; "
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     )
     headers.setdefault("X-Frame-Options", "DENY")
