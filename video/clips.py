@@ -26,6 +26,7 @@ from video.snapshot import keyframe_jpeg
 log = logging.getLogger("anjian.video.clips")
 NS = 1_000_000_000
 MEDIA_TYPES = {"clip": "video/mp4", "snapshot": "image/jpeg"}
+LATE_FRAMES_S = 10.0  # how long after the clip's end its last frames may still arrive
 
 
 def write_mp4(stream: StreamInfo, packets: Sequence[Packet], target: Path | Any) -> float:
@@ -116,19 +117,32 @@ class ClipRecorder:
             # Take the pre-alarm part now (the ring forgets), the rest once it has happened.
             pre = ring.window(alarm_ns - int(s.pre_alarm_s * NS), None)
             end_ns = alarm_ns + int(s.post_alarm_s * NS)
-            await asyncio.sleep(max(0.0, (end_ns - time.time_ns()) / NS) + 0.2)
+            await asyncio.sleep(max(0.0, (end_ns - time.time_ns()) / NS))
+            # Frames may still be on their way (a camera's latency): wait for the last one.
+            deadline = time.monotonic() + LATE_FRAMES_S
+            while time.monotonic() < deadline:
+                newest = ring.packets_after(ring.last_seq - 1)
+                if newest and ring.capture_ns(newest[-1]) > end_ns:
+                    break
+                await asyncio.sleep(0.1)
             packets: list[Packet] = list(pre.packets) if pre is not None else []
             after = packets[-1].seq if packets else 0
-            packets += [p for p in ring.packets_after(after) if p.wall_ns <= end_ns]
-            if packets and pre is None:
-                first = next((i for i, p in enumerate(packets) if p.keyframe), len(packets))
-                packets = packets[first:]
+            packets += [p for p in ring.packets_after(after) if ring.capture_ns(p) <= end_ns]
+            # Start at the last keyframe taken by the clip's start (the pts→wall mapping may
+            # have improved since the pre-alarm part was taken), or at the first keyframe.
+            begin_ns = alarm_ns - int(s.pre_alarm_s * NS)
+            keys = [i for i, p in enumerate(packets) if p.keyframe]
+            early = [i for i in keys if ring.capture_ns(packets[i]) <= begin_ns]
+            packets = packets[early[-1] if early else keys[0] if keys else len(packets) :]
             if not packets:
                 log.warning("alarm %d: camera %s had no video to save", alarm, spec.camera.code)
                 return []
             stream = packets[0].stream
             packets = [p for p in packets if p.stream is stream]  # one connection only
-            saved = await asyncio.to_thread(self._save, alarm, spec, alarm_ns, stream, packets)
+            taken = [ring.capture_ns(p) for p in packets]
+            saved = await asyncio.to_thread(
+                self._save, alarm, spec, alarm_ns, stream, packets, taken
+            )
             await self._store(saved, alarm_ns)
             self.saved += saved
             return saved
@@ -145,6 +159,7 @@ class ClipRecorder:
         alarm_ns: int,
         stream: StreamInfo,
         packets: list[Packet],
+        taken: list[int],
     ) -> list[SavedMedia]:
         day = datetime.fromtimestamp(alarm_ns / NS, UTC).strftime("%Y%m%d")
         folder = self.media_dir / day
@@ -154,14 +169,14 @@ class ClipRecorder:
         partial = clip.with_suffix(".part")
         seconds = write_mp4(stream, packets, str(partial))
         partial.replace(clip)
-        keys = [p for p in packets if p.keyframe]
-        at_alarm = min(keys, key=lambda p: abs(p.wall_ns - alarm_ns))
+        keys = [(t, p) for t, p in zip(taken, packets, strict=True) if p.keyframe]
+        at_ns, at_alarm = min(keys, key=lambda k: abs(k[0] - alarm_ns))
         picture = folder / f"{stem}.jpg"
         picture.write_bytes(keyframe_jpeg(at_alarm))
-        start, end = packets[0].wall_ns, packets[-1].wall_ns
+        start, end = taken[0], taken[-1]
         return [
             SavedMedia(alarm, spec.id, "clip", clip, start, end, seconds),
-            SavedMedia(alarm, spec.id, "snapshot", picture, at_alarm.wall_ns, at_alarm.wall_ns, 0),
+            SavedMedia(alarm, spec.id, "snapshot", picture, at_ns, at_ns, 0),
         ]
 
     async def _store(self, saved: list[SavedMedia], alarm_ns: int) -> None:

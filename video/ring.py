@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
+NS = 1_000_000_000
 DEFAULT_RING_SECONDS = 30.0
 DEFAULT_RING_BYTES = 64 * 1024 * 1024
 
@@ -44,6 +45,10 @@ class Packet:
     stream: StreamInfo  # the connection it came from: packets of one segment share it
 
     @property
+    def pts_ns(self) -> int:
+        return int(self.pts * self.stream.time_base * NS)
+
+    @property
     def time_base(self) -> Fraction:
         return self.stream.time_base
 
@@ -54,14 +59,19 @@ class RingSlice:
 
     stream: StreamInfo
     packets: tuple[Packet, ...]
+    # pts → wall clock: the segment's smallest arrival delay (see PacketRing.capture_ns).
+    delay_ns: int = 0
+
+    def capture_ns(self, packet: Packet) -> int:
+        return packet.pts_ns + self.delay_ns
 
     @property
     def start_ns(self) -> int:
-        return self.packets[0].wall_ns
+        return self.capture_ns(self.packets[0])
 
     @property
     def end_ns(self) -> int:
-        return self.packets[-1].wall_ns
+        return self.capture_ns(self.packets[-1])
 
     @property
     def seconds(self) -> float:
@@ -96,6 +106,7 @@ class PacketRing:
         self._seq = itertools.count(1)
         self._last_seq = 0
         self._stream: StreamInfo | None = None
+        self._delays: dict[int, int] = {}  # id(stream) → the segment's smallest delay
         self._changed = threading.Condition()
         self._listeners: list[Listener] = []
 
@@ -121,15 +132,21 @@ class PacketRing:
             wall_ns=time.time_ns() if wall_ns is None else wall_ns,
             stream=stream,
         )
+        delay = packet.wall_ns - packet.pts_ns
         with self._changed:
             self._packets.append(packet)
+            key = id(stream)
+            self._delays[key] = min(self._delays.get(key, delay), delay)
             self._bytes += len(data)
             self._last_seq = packet.seq
             horizon = packet.wall_ns - int(self.seconds * 1e9)
             while self._packets and (
                 self._packets[0].wall_ns < horizon or self._bytes > self.max_bytes
             ):
-                self._bytes -= len(self._packets.popleft().data)
+                gone = self._packets.popleft()
+                self._bytes -= len(gone.data)
+                if not self._packets or self._packets[0].stream is not gone.stream:
+                    self._delays.pop(id(gone.stream), None)
             self._changed.notify_all()
             listeners = tuple(self._listeners)
         for listener in listeners:
@@ -172,6 +189,13 @@ class PacketRing:
             skip = max(0, seq - self._packets[0].seq + 1)
             return list(itertools.islice(self._packets, skip, None))
 
+    def capture_ns(self, packet: Packet) -> int:
+        """When the frame was taken, on the wall clock: its pts shifted by the smallest
+        arrival delay of its segment. Frames may arrive late and in bursts (a busy encoder,
+        the network); cutting windows on this time keeps a clip as long as it should be."""
+        with self._changed:
+            return packet.pts_ns + self._delays.get(id(packet.stream), packet.wall_ns)
+
     def latest_keyframe(self) -> Packet | None:
         with self._changed:
             for packet in reversed(self._packets):
@@ -185,30 +209,34 @@ class PacketRing:
         return self.window(time.time_ns() - int(seconds_back * 1e9), None)
 
     def window(self, start_ns: int, end_ns: int | None) -> RingSlice | None:
-        """Packets from the keyframe at or before wall time `start_ns` (or the first one after,
-        when the ring does not reach that far back) up to `end_ns` (None: the newest).
+        """Packets from the keyframe taken at or before wall time `start_ns` (or the first one
+        after, when the ring does not reach that far back) up to the last taken at or before
+        `end_ns` (None: the newest). Times are capture times (`Packet.capture_ns`).
 
         The slice stays within one segment: the one of the newest packet at or before
         `end_ns`.
         """
         with self._changed:
             packets = list(self._packets)
-        if end_ns is not None:
-            while packets and packets[-1].wall_ns > end_ns:
+            delays = dict(self._delays)
+        if end_ns is not None and packets:
+            while packets and packets[-1].pts_ns + delays[id(packets[-1].stream)] > end_ns:
                 packets.pop()
         if not packets:
             return None
         stream = packets[-1].stream
+        delay = delays[id(stream)]
         first = len(packets)
         while first > 0 and packets[first - 1].stream is stream:
             first -= 1
         segment = packets[first:]
         start = None
         for i, packet in enumerate(segment):
-            if packet.keyframe and (start is None or packet.wall_ns <= start_ns):
+            taken = packet.pts_ns + delay
+            if packet.keyframe and (start is None or taken <= start_ns):
                 start = i
-            if packet.wall_ns > start_ns and start is not None:
+            if taken > start_ns and start is not None:
                 break
         if start is None:
             return None
-        return RingSlice(stream, tuple(segment[start:]))
+        return RingSlice(stream, tuple(segment[start:]), delay)
