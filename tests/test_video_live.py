@@ -7,12 +7,20 @@ import asyncio
 import io
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from aiohttp import ClientSession, WSMsgType, WSServerHandshakeError, web
+from aiohttp.test_utils import TestClient, TestServer
+from playwright.async_api import Browser, Page, Route, expect
 
+from anjian.runtime import Running, Settings, build_app
+from tests.conftest import DUTY, ENTERPRISE, free_port, sign_in
+from tests.test_page import browser  # noqa: F401 - the fixture is shared
 from tests.video_kit import RtspServer
 from video.live import (
     Discontinuity,
@@ -24,6 +32,7 @@ from video.live import (
 )
 from video.ring import PacketRing, StreamInfo
 from video.source import CameraSource, SourceSettings
+from web.accounts import ensure_demo_accounts
 
 FPS = 25
 GOP = 10
@@ -276,3 +285,294 @@ async def test_rtsp_camera_live_feed_decodes_and_says_offline_when_the_camera_di
                 pytest.fail("no offline status after the camera died")
     finally:
         live.close()
+
+
+# ---- the route and the console's view in the real application and a real browser -------------
+
+CONFIG = """
+[[regions]]
+code = "320500"
+province = "江苏省"
+city = "苏州市"
+
+[[enterprises]]
+code = "E9"
+name = "测试化工有限公司"
+region = "320500"
+
+  [[enterprises.hazard_sources]]
+  code = "HS1"
+  name = "液氨储罐区"
+
+  [[enterprises.devices]]
+  code = "PLC1"
+  protocol = "modbus"
+  host = "127.0.0.1"
+  port = {plc_port}
+  period_s = 1.0
+  timeout_s = 0.5
+  hazard_source = "HS1"
+
+    [[enterprises.devices.points]]
+    code = "TK1.LT"
+    name = "1号储罐液位"
+    unit = "m"
+    table = "holding"
+    address = 0
+    data_type = "int16"
+    scale = 0.01
+
+  [[enterprises.cameras]]
+  code = "CAM1"
+  name = "储罐区东北角"
+  url = "{url9}"
+  hazard_source = "HS1"
+  position = "1号储罐区东北角"
+  points = ["TK1.LT"]
+
+[[enterprises]]
+code = "E8"
+name = "另一化工有限公司"
+region = "320500"
+
+  [[enterprises.cameras]]
+  code = "CAM2"
+  name = "装卸台"
+  url = "{url8}"
+"""
+
+
+@dataclass
+class VideoApp:
+    client: TestClient[web.Request, web.Application]
+    cameras: dict[str, str]  # code → id
+    server: RtspServer
+    run: Running
+
+
+@pytest.fixture
+async def video_app(
+    database_url: str, tmp_path: Path, rtsp_server_factory: type[RtspServer]
+) -> AsyncIterator[VideoApp]:
+    server = rtsp_server_factory(("cam9=E9 CAM1", "cam8=E8 CAM2"))
+    server.start()
+    config = tmp_path / "plant.toml"
+    config.write_text(
+        CONFIG.format(url9=server.url("cam9"), url8=server.url("cam8"), plc_port=free_port()),
+        encoding="utf-8",
+    )
+    holder: list[Running] = []
+    app = build_app(
+        Settings(config=config, data_dir=tmp_path / "data", database_url=database_url),
+        ready=holder.append,
+    )
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        await ensure_demo_accounts(holder[0].store.pool, "E9")
+        await sign_in(client, *DUTY)
+        listed = await (await client.get("/api/cameras")).json()
+        cameras = {c["code"]: str(c["id"]) for c in listed["cameras"]}
+        yield VideoApp(client, cameras, server, holder[0])
+    finally:
+        await client.close()
+
+
+async def test_live_route_needs_a_session_and_hides_other_enterprises_cameras(
+    video_app: VideoApp,
+) -> None:
+    app = video_app
+    ws = await app.client.ws_connect(f"/ws/cameras/{app.cameras['CAM1']}/live")
+    first = await asyncio.wait_for(ws.receive(), 20)
+    assert first.type == WSMsgType.TEXT  # a codec (or a status while it connects)
+    while (message := await asyncio.wait_for(ws.receive(), 20)).type == WSMsgType.TEXT:
+        assert '"codec"' in message.data or '"status"' in message.data, message.data
+    assert message.type == WSMsgType.BINARY and message.data[4:8] == b"ftyp"
+    await ws.close()
+
+    async with ClientSession() as anonymous:
+        url = app.client.make_url(f"/ws/cameras/{app.cameras['CAM1']}/live")
+        with pytest.raises(WSServerHandshakeError) as refused:
+            await anonymous.ws_connect(url)
+        assert refused.value.status == 401
+
+    app.client.session.cookie_jar.clear()
+    await sign_in(app.client, *ENTERPRISE)  # bound to E9
+    ws = await app.client.ws_connect(f"/ws/cameras/{app.cameras['CAM1']}/live")
+    await ws.close()
+    with pytest.raises(WSServerHandshakeError) as hidden:
+        await app.client.ws_connect(f"/ws/cameras/{app.cameras['CAM2']}/live")
+    assert hidden.value.status == 404
+    with pytest.raises(WSServerHandshakeError) as unknown:
+        await app.client.ws_connect("/ws/cameras/999999/live")
+    assert unknown.value.status == 404
+
+
+LIVE_PAGE = Path(__file__).parent / "live_page"
+CONSOLE_JS = Path(__file__).parents[1] / "web" / "static" / "js"
+SCREENSHOTS = Path(__file__).parent / "output" / "screenshots"
+_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+
+
+async def _open(
+    chromium: Browser,
+    app: VideoApp,
+    *,
+    user: tuple[str, str] = DUTY,
+    mse: bool = True,
+) -> tuple[Page, list[str]]:
+    """A signed-in page of tests/live_page served as if by the app, under the app's CSP; the
+    console's i18n/dom/api modules stand in when this branch does not have them yet."""
+    csp = (await app.client.get("/static/camera.css")).headers["Content-Security-Policy"]
+    # The page is fulfilled by the test, not fetched: Chromium cannot tell it came from the
+    # loopback server and would hold its connections to 127.0.0.1 to the Local Network Access
+    # checks. The console's real pages come from the server itself and need no permission.
+    context = await chromium.new_context(
+        viewport={"width": 1280, "height": 800}, permissions=["local-network-access"]
+    )
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    async def from_test_folder(route: Route) -> None:
+        name = route.request.url.split("?", 1)[0].rsplit("/", 1)[1]
+        file = LIVE_PAGE / name
+        await route.fulfill(
+            body=file.read_bytes(),
+            headers={"Content-Type": _TYPES[file.suffix], "Content-Security-Policy": csp},
+        )
+
+    await page.route("**/live-test/*", from_test_folder)
+    for module in ("i18n.js", "dom.js", "api.js"):
+        if not (CONSOLE_JS / module).exists():
+            await page.route(f"**/static/js/{module}", from_test_folder)
+    if not mse:
+        await page.add_init_script("delete window.MediaSource; delete window.ManagedMediaSource;")
+    base = str(app.client.make_url("/")).rstrip("/")
+    signed = await page.request.post(
+        f"{base}/api/auth/login", data={"username": user[0], "password": user[1]}
+    )
+    assert signed.ok, await signed.text()
+    return page, errors
+
+
+async def _until(page: Page, expression: str, timeout: float) -> None:
+    """Poll a page expression (evaluated over CDP: the page's CSP forbids eval in it)."""
+    deadline = time.monotonic() + timeout
+    while not await page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{expression} still false after {timeout} s")
+        await asyncio.sleep(0.1)
+
+
+async def _shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+async def test_live_view_plays_in_chromium_and_its_current_time_advances(
+    video_app: VideoApp,
+    browser: Browser,  # noqa: F811
+) -> None:
+    page, errors = await _open(browser, video_app)
+    camera = video_app.cameras["CAM1"]
+    await page.goto(str(video_app.client.make_url(f"/live-test/index.html?camera={camera}")))
+    view = page.locator(f".camera-view:has(video[data-camera='{camera}'])")
+    await expect(view).to_have_attribute("data-state", "live", timeout=30_000)
+    await expect(view.locator(".camera-state")).to_have_text("实时")
+    await _until(page, "window.cameraTest.view.video.currentTime > 0.5", 20)
+    before = await page.evaluate("window.cameraTest.view.video.currentTime")
+    await asyncio.sleep(1.5)
+    after = await page.evaluate("window.cameraTest.view.video.currentTime")
+    assert after - before > 0.8, (before, after)  # plays in real time (catch-up rate ≤ 1.1)
+    size = await page.evaluate(
+        "[window.cameraTest.view.video.videoWidth, window.cameraTest.view.video.videoHeight]"
+    )
+    assert size == [1280, 720]
+    # It stays near the live edge: the newest buffered frame is less than a second ahead.
+    lag = await page.evaluate(
+        "(() => { const v = window.cameraTest.view.video; const b = v.buffered;"
+        " return b.end(b.length - 1) - v.currentTime; })()"
+    )
+    assert 0 <= lag < 1.0
+    await _shot(page, "camera_view_live")
+    assert errors == []
+    await page.context.close()
+
+
+async def test_without_media_source_the_view_refreshes_jpeg_snapshots(
+    video_app: VideoApp,
+    browser: Browser,  # noqa: F811
+) -> None:
+    page, errors = await _open(browser, video_app, mse=False)
+    camera = video_app.cameras["CAM1"]
+    await page.goto(str(video_app.client.make_url(f"/live-test/index.html?camera={camera}")))
+    view = page.locator(".camera-view")
+    await expect(view).to_have_attribute("data-state", "snapshot", timeout=30_000)
+    image = view.locator("img.camera-snapshot")
+    first = await image.get_attribute("src")
+    await _until(page, "document.querySelector('img.camera-snapshot').naturalWidth === 1280", 10)
+    # Refreshed: another URL (a new time parameter) a second later.
+    await _until(
+        page, f"document.querySelector('img.camera-snapshot').src.indexOf({first!r}) < 0", 5
+    )
+    await _shot(page, "camera_view_snapshot")
+    assert errors == []
+    await page.context.close()
+
+
+async def test_camera_wall_shows_the_cameras_a_user_may_see_live(
+    video_app: VideoApp,
+    browser: Browser,  # noqa: F811
+) -> None:
+    page, errors = await _open(browser, video_app)
+    await page.goto(str(video_app.client.make_url("/live-test/wall.html")))
+    tiles = page.locator(".camera-tile")
+    await expect(tiles).to_have_count(2, timeout=20_000)
+    for tile in await tiles.all():
+        await expect(tile.locator(".camera-view")).to_have_attribute(
+            "data-state", "live", timeout=30_000
+        )
+    await expect(page.locator(".cameras-page h2")).to_have_text("视频监控")
+    await expect(page.locator(".camera-tile").first.locator(".camera-meta")).to_contain_text(
+        "1号储罐区东北角"
+    )
+    await _shot(page, "camera_wall")
+    await page.evaluate("window.cameraTest.setLang('en')")
+    await expect(page.locator(".cameras-page h2")).to_have_text("Cameras")
+    await expect(page.locator(".camera-state").first).to_have_text("Live")
+    await page.locator("button[data-layout='1']").click()
+    await expect(tiles).to_have_count(1)
+    await expect(page.locator(".camera-page")).to_have_text("Page 1 of 2")
+    assert errors == []
+    await page.context.close()
+
+    # An enterprise user's wall holds its own enterprise's camera only.
+    page, errors = await _open(browser, video_app, user=ENTERPRISE)
+    await page.goto(str(video_app.client.make_url("/live-test/wall.html")))
+    await expect(page.locator(".camera-tile")).to_have_count(1, timeout=20_000)
+    assert (
+        await page.locator(".camera-tile").get_attribute("data-camera") == video_app.cameras["CAM1"]
+    )
+    assert errors == []
+    await page.context.close()
+
+
+async def test_alarm_detail_slot_shows_the_linked_camera_live(
+    video_app: VideoApp,
+    browser: Browser,  # noqa: F811
+) -> None:
+    point = video_app.run.points.id("E9", "TK1.LT")
+    page, errors = await _open(browser, video_app)
+    await page.goto(str(video_app.client.make_url(f"/live-test/alarm.html?alarm=1&point={point}")))
+    views = page.locator(".alarm-media .camera-view")
+    await expect(views).to_have_count(1, timeout=20_000)  # CAM1 watches TK1.LT; CAM2 does not
+    await expect(views).to_have_attribute("data-state", "live", timeout=30_000)
+    await expect(page.locator(".alarm-media h3")).to_have_text("关联摄像机实时画面")
+    # No clip was saved for this alarm: the evidence boxes stay hidden.
+    await expect(page.locator(".alarm-media > figure")).to_have_count(2)
+    for box in await page.locator(".alarm-media > figure").all():
+        await expect(box).to_be_hidden()
+    await _shot(page, "alarm_media")
+    assert errors == []
+    await page.context.close()

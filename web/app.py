@@ -44,6 +44,7 @@ from web.security import (
     json_error,
 )
 from web.video import VIDEO_ROUTES
+from web.video_live import VIDEO_LIVE_ROUTES
 from web.warnings import DESK, WARNING_ROUTES
 
 log = logging.getLogger("anjian.web")
@@ -683,7 +684,7 @@ def make_app(
     app.cleanup_ctx.append(_ingest_rate)
     routes = [
         *SPINE_ROUTES, *AUTH_ROUTES, *ADMIN_ROUTES, *AUDIT_ROUTES, *ALARM_ROUTES, *WARNING_ROUTES,
-        *VIDEO_ROUTES,
+        *VIDEO_ROUTES, *VIDEO_LIVE_ROUTES,
     ]  # fmt: skip
     app[ROUTES] = routes
     by_match: dict[object, Route] = {}

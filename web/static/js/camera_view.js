@@ -129,7 +129,11 @@ export function cameraView(container, cameraId, { label } = {}) {
     source.addEventListener("sourceopen", () => {
       if (media !== m) return;
       m.buffer = source.addSourceBuffer(mime);
-      m.buffer.addEventListener("updateend", () => { followEdge(m); pump(m); });
+      m.buffer.addEventListener("updateend", () => {
+        if (media !== m) return; // closed while appending
+        followEdge(m);
+        pump(m);
+      });
       m.buffer.addEventListener("error", () => restart());
       pump(m);
     }, { once: true });
