@@ -69,7 +69,7 @@ class HealthMeter:
         # worked and the next one is not overdue.
         stall_ns = int(max(2.0, s.read_timeout_s) * NS)
         live = stats.connected and now_ns - stats.last_packet_ns < stall_ns
-        if continuous or live:
+        if continuous:
             online = live
             fps = kbps = nan
             if last is not None and now_ns > last[0] and online:
@@ -77,8 +77,10 @@ class HealthMeter:
                 fps = (stats.packets - last[1]) / seconds
                 kbps = (stats.bytes - last[2]) * 8 / 1000 / seconds
         else:
+            # The rates of the last complete short pull (a connection starts with a burst).
             overdue = s.idle_every_s + s.idle_pull_s + s.open_timeout_s + s.backoff_min_s
-            online = stats.idle_ok_ns > 0 and now_ns - stats.idle_ok_ns < overdue * NS
+            recent = stats.idle_ok_ns > 0 and now_ns - stats.idle_ok_ns < overdue * NS
+            online = live or recent
             fps, kbps = stats.idle_fps, stats.idle_kbps
         if not online:
             return Health(False, nan, nan, nan, nan)
