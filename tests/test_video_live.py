@@ -18,6 +18,7 @@ from aiohttp import ClientSession, WSMsgType, WSServerHandshakeError, web
 from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import Browser, Page, Route, expect
 
+import video.live
 from anjian.runtime import Running, Settings, build_app
 from tests.conftest import DUTY, ENTERPRISE, free_port, sign_in
 from tests.test_page import browser  # noqa: F401 - the fixture is shared
@@ -406,6 +407,33 @@ async def test_live_route_needs_a_session_and_hides_other_enterprises_cameras(
     with pytest.raises(WSServerHandshakeError) as unknown:
         await app.client.ws_connect("/ws/cameras/999999/live")
     assert unknown.value.status == 404
+
+
+async def test_an_unlinked_camera_is_pulled_at_full_rate_only_while_somebody_watches(
+    video_app: VideoApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(video.live, "LINGER_S", 0.5)
+    app, camera = video_app, video_app.cameras["CAM2"]  # watches no point: low rate when idle
+
+    async def health() -> dict[str, object]:
+        answer: dict[str, object] = (await (await app.client.get(f"/api/cameras/{camera}")).json())[
+            "health"
+        ]
+        return answer
+
+    assert (await health())["mode"] == "low"
+    ws = await app.client.ws_connect(f"/ws/cameras/{camera}/live")
+    assert (await health())["wanted_by"] == ["live"]
+    assert (await health())["mode"] == "full"
+    while (message := await asyncio.wait_for(ws.receive(), 30)).type == WSMsgType.TEXT:
+        pass  # a status while the camera connects, then the codec
+    assert message.type == WSMsgType.BINARY and message.data[4:8] == b"ftyp"
+    await ws.close()
+    deadline = time.monotonic() + 10
+    while (await health())["mode"] != "low":
+        assert time.monotonic() < deadline, "still pulled at full rate after the viewer left"
+        await asyncio.sleep(0.2)
+    assert (await health())["wanted_by"] == []
 
 
 LIVE_PAGE = Path(__file__).parent / "live_page"

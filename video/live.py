@@ -409,11 +409,11 @@ class LiveService:
         rings: Callable[[str], PacketRing | None],
         want: Want | None = None,
         *,
-        linger_s: float = LINGER_S,
+        linger_s: float | None = None,
     ) -> None:
         self._rings = rings
         self._want = want
-        self.linger_s = linger_s
+        self.linger_s = LINGER_S if linger_s is None else linger_s
         self._feeds: dict[str, LiveFeed] = {}
         self._claims: dict[str, Release] = {}
         self._lingering: dict[str, asyncio.TimerHandle] = {}
