@@ -143,7 +143,7 @@ class CameraSource:
                 self._session()
             except _Stopped:
                 break
-            except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
+            except Exception as exc:  # whatever a camera sends, the thread must live on
                 self.stats.failures += 1
                 self.stats.last_error = str(exc).replace(s.url, redact_url(s.url))
                 if not failing:
