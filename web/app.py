@@ -30,7 +30,7 @@ from streams.registry import PointIndex, list_enterprises, list_points
 from streams.store import Store
 from web.alarms import ALARM_ROUTES, ENGINE, NOTIFICATIONS
 from web.audit import AUDIT, AUDIT_ROUTES
-from web.auth import ADMIN_ROUTES, AUTH_ROUTES, authenticate, session_alive
+from web.auth import ADMIN_ROUTES, AUTH_ROUTES, authenticate, end_with_session
 from web.security import (
     ANONYMOUS,
     BODY,
@@ -53,9 +53,8 @@ STATIC = Path(__file__).parent / "static"
 # How often a WebSocket client may be sent point values at most: coalescing window.
 LIVE_MIN_INTERVAL_S = 0.2
 MAX_BUCKETS = 10_000
-# How often a live feed checks that its session still exists; the close code it then uses.
+# How often a live feed checks that its session still exists.
 SESSION_CHECK_S = 15.0
-WS_SESSION_ENDED = 4401
 DEFAULT_BUCKETS = 500
 
 
@@ -412,7 +411,7 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     client = _LiveClient(ws, request.app, _principal(request))
     pump = asyncio.create_task(client.pump())
-    watch = asyncio.create_task(_end_with_session(request, ws))
+    watch = asyncio.create_task(end_with_session(request, ws, SESSION_CHECK_S))
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -429,15 +428,6 @@ async def live(request: web.Request) -> web.WebSocketResponse:
         watch.cancel()
         client.unfollow()
     return ws
-
-
-async def _end_with_session(request: web.Request, ws: web.WebSocketResponse) -> None:
-    """Close a live feed when its session ends (sign-out, idle timeout, account disabled)."""
-    while not ws.closed:
-        await asyncio.sleep(SESSION_CHECK_S)
-        if not await session_alive(request):
-            await ws.close(code=WS_SESSION_ENDED, message=b"session ended")
-            return
 
 
 async def index(request: web.Request) -> web.FileResponse:

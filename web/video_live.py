@@ -17,14 +17,12 @@ from aiohttp import web
 
 from video.live import LiveService, Viewer
 from video.manager import VideoManager
-from web.auth import session_alive
+from web.auth import end_with_session
 from web.security import PRINCIPAL, Permission, Principal, Route, json_error
 from web.video import VIDEO
 
-# How often a live feed checks that its session still exists; the close code it then uses
-# (the same as /ws).
+# How often a live feed checks that its session still exists.
 SESSION_CHECK_S = 15.0
-WS_SESSION_ENDED = 4401
 
 # One LiveService per VideoManager, made by the first viewer: its feeds end with their viewers.
 _SERVICES: weakref.WeakKeyDictionary[VideoManager, LiveService] = weakref.WeakKeyDictionary()
@@ -50,7 +48,7 @@ async def camera_live(request: web.Request) -> web.WebSocketResponse:
     async with live_service(services.manager).watch(spec.id) as viewer:
         tasks = [
             asyncio.create_task(relay(viewer, ws)),
-            asyncio.create_task(_end_with_session(request, ws)),
+            asyncio.create_task(end_with_session(request, ws, SESSION_CHECK_S)),
         ]
         try:
             async for _ in ws:
@@ -71,15 +69,6 @@ async def relay(viewer: Viewer, ws: web.WebSocketResponse) -> None:
             else:
                 await ws.send_str(message)
     await ws.close()
-
-
-async def _end_with_session(request: web.Request, ws: web.WebSocketResponse) -> None:
-    """Close the feed when its session ends (sign-out, idle timeout, account disabled)."""
-    while not ws.closed:
-        await asyncio.sleep(SESSION_CHECK_S)
-        if not await session_alive(request):
-            await ws.close(code=WS_SESSION_ENDED, message=b"session ended")
-            return
 
 
 VIDEO_LIVE_ROUTES: list[Route] = [
