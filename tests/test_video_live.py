@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import Browser, Page, Route, expect
 
 import video.live
+import web.video_live
 from anjian.runtime import Running, Settings, build_app
 from tests.conftest import DUTY, ENTERPRISE, free_port, sign_in
 from tests.test_page import browser  # noqa: F401 - the fixture is shared
@@ -407,6 +408,21 @@ async def test_live_route_needs_a_session_and_hides_other_enterprises_cameras(
     with pytest.raises(WSServerHandshakeError) as unknown:
         await app.client.ws_connect("/ws/cameras/999999/live")
     assert unknown.value.status == 404
+
+
+async def test_live_view_closes_when_its_session_ends(
+    video_app: VideoApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web.video_live, "SESSION_CHECK_S", 0.1)
+    video_app.client.session.cookie_jar.clear()
+    csrf = await sign_in(video_app.client, *DUTY)
+    ws = await video_app.client.ws_connect(f"/ws/cameras/{video_app.cameras['CAM1']}/live")
+    assert (await asyncio.wait_for(ws.receive(), 20)).type == WSMsgType.TEXT
+    r = await video_app.client.post("/api/auth/logout", headers={"X-CSRF-Token": csrf})
+    assert r.status == 200
+    while not ws.closed:
+        await asyncio.wait_for(ws.receive(), 15)
+    assert ws.close_code == 4401
 
 
 async def test_an_unlinked_camera_is_pulled_at_full_rate_only_while_somebody_watches(
