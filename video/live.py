@@ -258,6 +258,7 @@ class LiveFeed:
         self.restarts = 0
         self._watchdog: asyncio.Task[None] | None = None
         self._warned = False
+        self._stopped = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -271,6 +272,7 @@ class LiveFeed:
         self._watchdog = asyncio.create_task(self._watch())
 
     def stop(self) -> None:
+        self._stopped = True  # packets the worker already handed over are ignored
         self.ring.remove_listener(self._from_worker)
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -306,8 +308,8 @@ class LiveFeed:
             self._loop.call_soon_threadsafe(self._take, packet)
 
     def _take(self, packet: Packet) -> None:
-        if packet.seq <= self._cursor:
-            return  # already taken from the ring's keyframe slice
+        if packet.seq <= self._cursor or self._stopped:
+            return  # already taken from the ring's keyframe slice, or nobody watches
         self._cursor = packet.seq
         self._last_packet = time.monotonic()
         self._quiet_s = OFFLINE_S
