@@ -158,7 +158,7 @@ async def measure_live_latency(server: RtspServer, args: argparse.Namespace) -> 
     app.router.add_get("/live-test/{name}", test_page)
     app.router.add_get("/static/js/{name:[a-z0-9_]+\\.js}", module)
     app.router.add_static("/static/", static)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
