@@ -233,6 +233,21 @@ async def test_a_slow_viewer_is_emptied_and_restarts_at_the_next_keyframe(
         assert frames[0].key_frame and 0 < len(frames) <= 30
 
 
+async def test_a_viewer_joining_a_long_keyframe_interval_is_not_taken_for_a_slow_one(
+    service: tuple[LiveService, PacketRing, list[str]],
+) -> None:
+    live, ring, _ = service
+    camera = _Camera(ring, _encoded(100, gop=100))  # one keyframe in 4 s
+    async with live.watch("C1") as first:
+        await camera.play(0, 81, fps=500)
+        async with live.watch("C1") as late:
+            await camera.play(81, 15, fps=500)  # arrive before the late viewer reads anything
+            messages = await _take(late, 2 + 80 + 15)
+            assert late.dropped == 0
+            assert len(_decode(messages)) == 95  # frames 0..94 (95 leaves with frame 96)
+        assert first.dropped > 0  # nobody read the first one: it waits for the next keyframe
+
+
 async def test_a_camera_reconnect_gives_viewers_a_new_init_segment(
     service: tuple[LiveService, PacketRing, list[str]],
 ) -> None:

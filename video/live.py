@@ -202,6 +202,7 @@ class Viewer:
     def __init__(self) -> None:
         self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
         self._frames = 0  # fragments queued
+        self._burst = 0  # frames of the joining burst (a long keyframe interval is no backlog)
         self.started = False  # has the current muxer's init segment
         self.dropped = 0  # frames skipped because it fell behind
 
@@ -220,10 +221,11 @@ class Viewer:
         for fragment in frames:
             self._put(fragment.data)
         self._frames += len(frames) + 1
+        self._burst = len(frames)
         self.started = True
 
     def _frame(self, fragment: Fragment, codec: str, init: bytes) -> None:
-        if self.started and self._frames >= MAX_BACKLOG:
+        if self.started and self._frames >= MAX_BACKLOG + self._burst:
             while not self._queue.empty():
                 self._queue.get_nowait()
             self._frames = 0
