@@ -599,9 +599,11 @@ class RuleBook:
 
     def __init__(
         self, pool: asyncpg.Pool, cfg: Config, point_ids: Mapping[tuple[str, str], int],
-        settings: AlarmSettings,
+        settings: AlarmSettings, extra: Sequence[PointRule] = (),
     ) -> None:  # fmt: skip
         self.pool, self.cfg, self.point_ids, self.settings = pool, cfg, point_ids, settings
+        # Rules derived elsewhere (camera health), in force but not set over the API.
+        self.extra = list(extra)
         self.points: dict[int, tuple[str, Device, PointConfig]] = {
             pid: (e.code, d, p)
             for e, d, p in cfg.points()
@@ -618,6 +620,7 @@ class RuleBook:
         self.rules = {
             r.point: r for r in rules_from_config(self.cfg, self.point_ids, self.settings)
         }
+        self.rules |= {r.point: r for r in self.extra}
         rows = await self.pool.fetch(
             "SELECT enterprise, point, override, set_by, set_at FROM alarm_rules"
         )

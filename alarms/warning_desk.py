@@ -76,12 +76,18 @@ class WarningDesk:
         """The rules' view of the present: active alarms and data quality per hazard source."""
         alarms: dict[tuple[str, str | None], list[wm.ActiveAlarm]] = defaultdict(list)
         quality: dict[tuple[str, str | None], dict[int, dict[str, Any]]] = defaultdict(dict)
+        cameras: dict[tuple[str, str | None], dict[str, int]] = defaultdict(dict)
         for (point, condition), a in self.engine.alarms.items():
             if not a.active or point not in self.points:
                 continue
             p = self.points.info(point)
             where = (p.enterprise, p.hazard_source)
             since = a.condition_ts_ns or a.raised_at_ns or now_ns
+            if p.kind.startswith("video_"):
+                # A camera's health points (device = the camera): offline feeds video_offline.
+                if p.kind == "video_online" and condition in _QUALITY:
+                    cameras[where][p.device] = since
+                continue
             if condition in _QUALITY:
                 quality[where].setdefault(point, {"code": p.code, "name": p.name})[
                     "offline_since_ns"
@@ -121,6 +127,7 @@ class WarningDesk:
                                 wm.PointQuality(point=pid, **q)
                                 for pid, q in quality.get((e, src), {}).items()
                             ),
+                            cameras_offline=cameras.get((e, src), {}),
                         )
                         for src in sorted(sources, key=lambda s: s or "")
                     ),

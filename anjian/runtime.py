@@ -1,8 +1,9 @@
 """The supervisor: starts and stops everything, in one visible order.
 
-Start: database (embedded or configured) → demo plant (if asked) → configuration → registry →
-hub and writer → collectors → maintenance → web. Stop is the reverse, and the writer is flushed
-after the collectors have stopped, so no received sample is lost on SIGINT/SIGTERM.
+Start: database (embedded or configured) → demo plant and cameras (if asked) → configuration →
+registry → hub and writer → collectors and cameras → maintenance → web. Stop is the reverse, and
+the writer is flushed after the collectors have stopped, so no received sample is lost on
+SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from alarms.notify import Notifier, NotifySettings, WebSocketChannel
 from alarms.rules import AlarmSettings, RuleArrays
 from alarms.warning_desk import WarningDesk
 from alarms.warnings import Duty, Recipient
+from anjian.video import camera_rules, demo_cameras
 from collectors import DeviceCollector
 from collectors.modbus import ModbusCollector
 from collectors.mqtt import MqttIngest
@@ -46,11 +48,15 @@ from streams.embedded import EmbeddedPostgres
 from streams.registry import PointIndex, sync_config
 from streams.store import Store
 from streams.writer import SampleWriter
+from video.clips import ClipRecorder
+from video.manager import VideoManager, load_cameras
+from video.settings import video_settings
 from web.accounts import ACCOUNTS, Accounts, DemoAccount, ensure_demo_accounts
 from web.alarms import ENGINE, NOTIFICATIONS, POINTS, RULES
 from web.app import SERVICES, Services, make_app
 from web.audit import AUDIT, AuditLog
 from web.sources import SOURCES, SourceStates
+from web.video import VIDEO, VideoServices
 from web.warnings import DESK
 
 log = logging.getLogger("anjian")
@@ -99,6 +105,8 @@ class Running:
     notifications: WebSocketChannel
     rules: RuleBook
     sources: SourceStates
+    video: VideoManager
+    clips: ClipRecorder
 
     def collector_health(self) -> list[dict[str, Any]]:
         statuses = [c.status for c in self.collectors]
@@ -144,6 +152,7 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             demo_file = settings.data_dir / "demo.toml"
             demo_file.write_text(simulator.config_toml, encoding="utf-8")
             cfg = parse_config(simulator.config_toml, demo_file)
+            cfg = await stack.enter_async_context(demo_cameras(cfg))
         elif settings.config is not None:
             cfg = load_config(settings.config)
         else:
@@ -171,10 +180,13 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             _write_demo_accounts(settings.data_dir / "demo-accounts.txt", demo_accounts)
 
         alarm_settings = AlarmSettings.model_validate(cfg.alarms)
+        video_config = video_settings(cfg.video)
+        cameras = await load_cameras(store.pool, cfg, index)
         # The config's rules with the overrides set over the API (stored, the source of truth).
         rules = RuleBook(
-            store.pool, cfg, {(p.enterprise, p.code): p.id for p in index}, alarm_settings
-        )
+            store.pool, cfg, {(p.enterprise, p.code): p.id for p in index}, alarm_settings,
+            extra=camera_rules(cameras, video_config),
+        )  # fmt: skip
         engine = AlarmEngine(store.pool, RuleArrays.build(await rules.load()))
         rules.engine = engine
         engine.first_out_groups(
@@ -212,9 +224,11 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
         hub = Hub()
         writer = SampleWriter(store, settings.data_dir / "spool")
         collectors, mqtt_ingest = build_collectors(cfg, index, hub)
+        video = VideoManager(cameras, video_config, hub)
+        clips = ClipRecorder(video, engine.events, store.pool, settings.data_dir)
         run = Running(
             store, hub, writer, collectors, mqtt_ingest, cfg, index, simulator, audit, accounts,
-            demo_accounts, engine, desk, ws_channel, rules, sources,
+            demo_accounts, engine, desk, ws_channel, rules, sources, video, clips,
         )  # fmt: skip
 
         async with asyncio.TaskGroup() as tg:
@@ -228,6 +242,9 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             ]
             if mqtt_ingest is not None:
                 jobs.append(tg.create_task(mqtt_ingest.run(), name="mqtt"))
+            if cameras:
+                jobs.append(tg.create_task(video.run(), name="cameras"))
+                jobs.append(tg.create_task(clips.run(), name="alarm clips"))
             jobs.append(tg.create_task(_every(MAINTAIN_EVERY_S, store.maintain), name="maintain"))
             jobs.append(tg.create_task(engine.ticker(), name="alarm ticker"))
             jobs.append(tg.create_task(desk.run(), name="warning desk"))
@@ -306,6 +323,10 @@ def build_app(
                 points=run.points,
                 collectors=run.collector_health,
                 writer=lambda: run.writer.stats,
+                cameras=lambda: [
+                    {"id": c.id, "online": bool(run.video.health(c.id).get("online"))}
+                    for c in run.video.cameras()
+                ],
                 scenario=scenario if sim is not None else None,
             )
             app[AUDIT] = run.audit
@@ -316,6 +337,7 @@ def build_app(
             app[NOTIFICATIONS] = run.notifications
             app[POINTS] = run.points
             app[SOURCES] = run.sources
+            app[VIDEO] = VideoServices(run.video, run.store.pool, settings.data_dir)
             if ready is not None:
                 ready(run)
             yield

@@ -175,14 +175,59 @@ class HazardSource(_Model):
     lat: float | None = None
 
 
+class CameraDevice(_DeviceBase):
+    """A camera's health points as the registry and the alarm rules see them (built from the
+    [[enterprises.cameras]] table, not configured as a device)."""
+
+    protocol: Literal["video"] = "video"
+
+
+# Camera health, published as monitoring points by video/ (issue #6): code suffix, name, unit,
+# kind. "video offline" and "picture frozen" alarms are ordinary rules on them (video.health).
+CAMERA_HEALTH: tuple[tuple[str, str, str, str], ...] = (
+    ("online", "视频在线", "", "video_online"),
+    ("fps", "视频帧率", "fps", "video_fps"),
+    ("bitrate", "视频码率", "kbit/s", "video_bitrate"),
+    ("keyframe_age", "关键帧间隔", "s", "video_keyframe_age"),
+    ("frozen", "画面静止时长", "s", "video_frozen"),
+)
+CAMERA_HEALTH_PERIOD_S = 1.0
+
+
 class Camera(_Model):
+    """A video camera (视频监控) at an enterprise, usually watching a hazard source."""
+
     code: Code
     name: str
-    url: str
+    url: Annotated[str, Field(pattern=r"^rtsps?://")]  # may hold user:password: never shown
+    transport: Literal["tcp", "udp"] = "tcp"
+    ring_seconds: Annotated[float, Field(gt=0, le=600)] | None = None  # default: [video]
     hazard_source: Code | None = None
-    points: list[Code] = []
+    points: list[Code] = []  # linked points: an alarm on one of them saves a clip
+    position: str = ""  # where it is and what it looks at, e.g. "1号储罐区东北角"
     lon: float | None = None
     lat: float | None = None
+
+    def health_code(self, suffix: str) -> str:
+        return f"{self.code}.{suffix}"
+
+    def device(self) -> CameraDevice:
+        return CameraDevice(
+            code=self.code,
+            name=self.name,
+            hazard_source=self.hazard_source,
+            period_s=CAMERA_HEALTH_PERIOD_S,
+            points=[
+                PointConfig(
+                    code=self.health_code(suffix),
+                    name=f"{self.name} {name}",
+                    unit=unit,
+                    kind=kind,
+                    data_type="bool" if suffix == "online" else "float32",
+                )
+                for suffix, name, unit, kind in CAMERA_HEALTH
+            ],
+        )
 
 
 class FirstOutGroup(_Model):
@@ -225,6 +270,15 @@ class Enterprise(_Model):
         _unique("device", (d.code for d in self.devices))
         _unique("point", (p.code for d in self.devices for p in d.points))
         _unique("camera", (c.code for c in self.cameras))
+        # A camera's health points live on a device of the camera's code.
+        _unique("device or camera", (x.code for x in [*self.devices, *self.cameras]))
+        _unique(
+            "point (camera health points included)",
+            itertools.chain(
+                (p.code for d in self.devices for p in d.points),
+                (c.health_code(h[0]) for c in self.cameras for h in CAMERA_HEALTH),
+            ),
+        )
         sources = {h.code for h in self.hazard_sources}
         points = {p.code for d in self.devices for p in d.points}
         for d in self.devices:
@@ -327,6 +381,9 @@ class Config(_Model):
     alarms: dict[str, Any] = {}
     # Escalation policy and notification channels; validated by alarms.notify.NotifySettings.
     notify: dict[str, Any] = {}
+    # Video settings (ring length, clip times, health alarm delays); validated by
+    # video.settings.VideoSettings.
+    video: dict[str, Any] = {}
 
     @model_validator(mode="before")
     @classmethod
@@ -376,6 +433,14 @@ class Config(_Model):
     def points(self) -> Iterator[tuple[Enterprise, Device, PointConfig]]:
         for e in self.enterprises:
             for d in e.devices:
+                for p in d.points:
+                    yield e, d, p
+
+    def camera_points(self) -> Iterator[tuple[Enterprise, CameraDevice, PointConfig]]:
+        """The cameras' health points (not in `points()`: no device collector reads them)."""
+        for e in self.enterprises:
+            for c in e.cameras:
+                d = c.device()
                 for p in d.points:
                     yield e, d, p
 

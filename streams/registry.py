@@ -193,7 +193,8 @@ async def sync_config(pool: asyncpg.Pool, cfg: Config) -> PointIndex:
         def source_id(enterprise: str, code: str | None) -> int | None:
             return None if code is None else source_ids[(enterprise_ids[enterprise], code)]
 
-        devices = [(e, d) for e in ents for d in e.devices]
+        # A camera's health points hang off a device of the camera's code (protocol video).
+        devices = [(e, d) for e in ents for d in [*e.devices, *(c.device() for c in e.cameras)]]
         device_ids = await _sync_rows(
             conn,
             "devices",
@@ -212,7 +213,7 @@ async def sync_config(pool: asyncpg.Pool, cfg: Config) -> PointIndex:
             ],
         )
 
-        points = list(cfg.points())
+        points = [*cfg.points(), *cfg.camera_points()]
         point_sources = [p.hazard_source or d.hazard_source for _, d, p in points]
         point_ids = await _sync_rows(
             conn,
@@ -291,6 +292,8 @@ async def sync_config(pool: asyncpg.Pool, cfg: Config) -> PointIndex:
                 ),
                 _Column("lon", "float8[]", [c.lon for _, c in cameras]),
                 _Column("lat", "float8[]", [c.lat for _, c in cameras]),
+                _Column("transport", "text[]", [c.transport for _, c in cameras]),
+                _Column("position", "text[]", [c.position for _, c in cameras]),
             ],
         )
 

@@ -14,6 +14,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+# The RTSP camera fixtures (rtsp_server, rtsp_server_factory) for the video tests.
+pytest_plugins = ("tests.video_kit",)
+
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

@@ -108,8 +108,9 @@ async def test_ids_stay_the_same_across_syncs_and_new_points_get_the_next_id(
     assert {(p.enterprise, p.code): p.id for p in first} == {
         (p.enterprise, p.code): p.id for p in again
     }
-    assert len(first) == 4
-    assert sorted(first.ids.tolist()) == [1, 2, 3, 4]
+    # 4 device points, then the camera's 5 health points (online, fps, bitrate, …).
+    assert len(first) == 4 + 5
+    assert sorted(first.ids.tolist()) == list(range(1, 10))
     # The same point code in two enterprises is two points.
     assert first.id("E001", "TK1.LT") != first.id("E002", "TK1.LT")
 
@@ -119,7 +120,7 @@ async def test_ids_stay_the_same_across_syncs_and_new_points_get_the_next_id(
         'data_type = "bool"\naddress = 9\n\n[[enterprises.devices.points]]\ncode = "GD1"',
     )
     third = await sync_config(store.pool, parse_config(grown))
-    assert third.id("E001", "GD2") == 5  # re-syncs did not burn sequence numbers
+    assert third.id("E001", "GD2") == 10  # re-syncs did not burn sequence numbers
     assert third.id("E001", "GD1") == first.id("E001", "GD1")
 
 
@@ -191,14 +192,15 @@ async def test_enterprise_listing_joins_the_region_and_counts_the_live_tree(
     e001 = enterprises[0]
     assert (e001["province"], e001["city"], e001["industry"]) == ("山东省", "烟台市", "危险化学品")
     assert (e001["lon"], e001["lat"]) == (121.1, 37.6)
-    assert (e001["hazard_sources"], e001["devices"], e001["points"]) == (1, 1, 2)
+    # The camera counts as a device with its 5 health points.
+    assert (e001["hazard_sources"], e001["devices"], e001["points"]) == (1, 2, 2 + 5)
 
 
 async def test_point_listing_is_json_ready_and_filters_by_enterprise(store: Store) -> None:
     index = await sync_config(store.pool, parse_config(PLANT))
     everything = await list_points(store.pool)
     assert json.loads(json.dumps(everything)) == everything
-    assert len(everything) == 4
+    assert len(everything) == 4 + 5  # with the camera's health points
     [level] = [p for p in everything if p["id"] == index.id("E001", "TK1.LT")]
     assert level == {
         "id": index.id("E001", "TK1.LT"),

@@ -30,7 +30,7 @@ from streams.registry import PointIndex, list_enterprises, list_points
 from streams.store import Store
 from web.alarms import ALARM_ROUTES, ENGINE, NOTIFICATIONS
 from web.audit import AUDIT, AUDIT_ROUTES
-from web.auth import ADMIN_ROUTES, AUTH_ROUTES, authenticate, session_alive
+from web.auth import ADMIN_ROUTES, AUTH_ROUTES, authenticate, end_with_session
 from web.overview import OVERVIEW_ROUTES
 from web.security import (
     ANONYMOUS,
@@ -44,6 +44,8 @@ from web.security import (
     Route,
     json_error,
 )
+from web.video import VIDEO_ROUTES
+from web.video_live import VIDEO_LIVE_ROUTES
 from web.warnings import DESK, WARNING_ROUTES
 
 log = logging.getLogger("anjian.web")
@@ -52,9 +54,8 @@ STATIC = Path(__file__).parent / "static"
 # How often a WebSocket client may be sent point values at most: coalescing window.
 LIVE_MIN_INTERVAL_S = 0.2
 MAX_BUCKETS = 10_000
-# How often a live feed checks that its session still exists; the close code it then uses.
+# How often a live feed checks that its session still exists.
 SESSION_CHECK_S = 15.0
-WS_SESSION_ENDED = 4401
 DEFAULT_BUCKETS = 500
 
 
@@ -68,6 +69,8 @@ class Services:
     # Health of everything the web layer does not own (collectors, writer), JSON-ready.
     collectors: Callable[[], list[dict[str, Any]]] = list
     writer: Callable[[], dict[str, Any]] = dict
+    # Cameras and whether each is online (the status bar's cameras up/down).
+    cameras: Callable[[], list[dict[str, Any]]] = list
     # Demo only: switch a scenario of the simulated plant (name, target, parameters).
     scenario: Callable[[str, str | None, dict[str, float]], Awaitable[None]] | None = None
     started_ns: int = field(default_factory=time.time_ns)
@@ -125,6 +128,7 @@ def _services(request: web.Request) -> Services:
 async def health(request: web.Request) -> web.Response:
     s = _services(request)
     collectors = s.collectors()
+    cameras = s.cameras()
     rate = request.app[_RATE]
     per_s = 0.0
     if len(rate) >= 2:
@@ -148,6 +152,10 @@ async def health(request: web.Request) -> web.Response:
                 "subscribers": s.hub.subscribers,
             },
             "writer": s.writer(),
+            "cameras": {
+                "up": sum(1 for c in cameras if c.get("online")),
+                "down": sum(1 for c in cameras if not c.get("online")),
+            },
             "points": len(s.points),
             "uptime_s": round((now - s.started_ns) / 1e9, 1),
         }
@@ -411,7 +419,7 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     client = _LiveClient(ws, request.app, _principal(request))
     pump = asyncio.create_task(client.pump())
-    watch = asyncio.create_task(_end_with_session(request, ws))
+    watch = asyncio.create_task(end_with_session(request, ws, SESSION_CHECK_S))
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -428,15 +436,6 @@ async def live(request: web.Request) -> web.WebSocketResponse:
         watch.cancel()
         client.unfollow()
     return ws
-
-
-async def _end_with_session(request: web.Request, ws: web.WebSocketResponse) -> None:
-    """Close a live feed when its session ends (sign-out, idle timeout, account disabled)."""
-    while not ws.closed:
-        await asyncio.sleep(SESSION_CHECK_S)
-        if not await session_alive(request):
-            await ws.close(code=WS_SESSION_ENDED, message=b"session ended")
-            return
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -644,6 +643,8 @@ def _harden(headers: Any) -> None:
     headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        # blob: for the live camera views: Media Source Extensions play from a blob: URL.
+        "media-src 'self' blob:; "
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     )
     headers.setdefault("X-Frame-Options", "DENY")
@@ -681,8 +682,8 @@ def make_app(
     app.cleanup_ctx.append(_ingest_rate)
     routes = [
         *SPINE_ROUTES, *AUTH_ROUTES, *ADMIN_ROUTES, *AUDIT_ROUTES, *ALARM_ROUTES, *WARNING_ROUTES,
+        *VIDEO_ROUTES, *VIDEO_LIVE_ROUTES, *OVERVIEW_ROUTES,
     ]  # fmt: skip
-    routes += OVERVIEW_ROUTES  # the enterprise overview (map, list, wall display)
     app[ROUTES] = routes
     by_match: dict[object, Route] = {}
     for r in routes:

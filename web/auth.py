@@ -5,6 +5,7 @@ Handlers never check permissions: each `Route` names its own and the guard middl
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -111,6 +112,20 @@ async def session_alive(request: web.Request) -> bool:
         return await request.app[ACCOUNTS].session(cookie, activity=False) is not None
     except AccountError:
         return False
+
+
+# The close code of a WebSocket whose session ended.
+WS_SESSION_ENDED = 4401
+
+
+async def end_with_session(request: web.Request, ws: web.WebSocketResponse, every_s: float) -> None:
+    """Close a WebSocket when its session ends (sign-out, idle timeout, account disabled),
+    checking every `every_s` seconds."""
+    while not ws.closed:
+        await asyncio.sleep(every_s)
+        if not await session_alive(request):
+            await ws.close(code=WS_SESSION_ENDED, message=b"session ended")
+            return
 
 
 async def authenticate(request: web.Request) -> Principal:

@@ -14,11 +14,12 @@ import trends from "./pages/trends.js";
 import warnings from "./pages/warnings.js";
 import kpi from "./pages/kpi.js";
 import wall from "./pages/wall.js";
+import cameras from "./pages/cameras.js";
 
 // Every page, in navigation order. A page: {id, nav (catalogue key or null = not in the nav),
 // permission, aliases? (more first path segments it serves), chrome? (false = no nav chrome),
 // mount(container, ctx) → unmount()}.
-const PAGES = [board, overview, warnings, trends, kpi, wall, alarm];
+const PAGES = [board, overview, warnings, trends, kpi, cameras, wall, alarm];
 
 register({
   "zh-CN": {

@@ -1,5 +1,6 @@
 // An alarm's detail (#/alarm/<id>): what and where, its event history, the trend ±30 minutes
 // around it with the limits drawn, and a slot for the linked camera (filled by the video work).
+import { alarmMedia } from "../alarm_media.js";
 import { get } from "../api.js";
 import { clear, el } from "../dom.js";
 import { formatNumber, formatTime, register, t } from "../i18n.js";
@@ -12,7 +13,7 @@ register({
   "zh-CN": {
     "alarm.back": "← 返回报警列表", "alarm.not_found": "没有该报警（或无权查看）",
     "alarm.what": "报警", "alarm.place": "位置", "alarm.history": "事件记录", "alarm.trend": "趋势（报警前后30分钟）",
-    "alarm.camera": "关联摄像机", "alarm.camera_empty": "暂无关联摄像机的快照与录像片段（视频接入后在此显示）",
+    "alarm.camera": "关联摄像机",
     "alarm.enterprise": "企业", "alarm.hazard_source": "重大危险源", "alarm.grade": "{grade}级",
     "alarm.position": "坐标", "alarm.address": "地址", "alarm.device": "采集设备",
     "alarm.point": "监测点", "alarm.value_at_raise": "报警值", "alarm.value": "当前值",
@@ -26,7 +27,6 @@ register({
     "alarm.back": "← Back to the alarm board", "alarm.not_found": "No such alarm (or not yours to see)",
     "alarm.what": "Alarm", "alarm.place": "Place", "alarm.history": "Event history",
     "alarm.trend": "Trend (30 minutes either side)", "alarm.camera": "Linked camera",
-    "alarm.camera_empty": "No snapshot or clip of a linked camera yet (shown here once video is connected)",
     "alarm.enterprise": "Enterprise", "alarm.hazard_source": "Hazard source", "alarm.grade": "grade {grade}",
     "alarm.position": "Position", "alarm.address": "Address", "alarm.device": "Device",
     "alarm.point": "Point", "alarm.value_at_raise": "Value at raise", "alarm.value": "Value",
@@ -67,9 +67,10 @@ export default {
     const history = el("section", { class: "panel alarm-history" });
     const trendBox = el("div", { class: "alarm-chart" });
     const trendNote = el("p", { class: "muted", hidden: true });
+    const cameraSlot = el("div", { class: "camera-slot", "data-camera": "" });
     const camera = el("section", { class: "panel alarm-camera", "data-slot": "camera" },
-      el("h3", {}, t("alarm.camera")),
-      el("div", { class: "camera-slot", "data-camera": "" }, t("alarm.camera_empty")));
+      el("h3", {}, t("alarm.camera")), cameraSlot);
+    let media = null; // the linked cameras live, and the clip and snapshot saved on the alarm
     container.append(el("div", { class: "alarm-detail" },
       el("a", { href: "#/board", class: "back" }, t("alarm.back")),
       head, actions,
@@ -221,6 +222,7 @@ export default {
       renderHistory(alarm.events ?? []);
       renderPlace(alarm);
       renderTrend(alarm);
+      media ??= alarmMedia(cameraSlot, { id: alarm.id, point: alarm.point });
     }
 
     // The alarm's own events reload the detail; the trend follows the live values.
@@ -241,6 +243,7 @@ export default {
       clearTimeout(reloadTimer);
       clearInterval(trendTimer);
       chart?.dispose();
+      media?.destroy();
     };
   },
 };
