@@ -325,7 +325,7 @@ def build_app(
                 writer=lambda: run.writer.stats,
                 cameras=lambda: [
                     {"id": c.id, "online": bool(run.video.health(c.id).get("online"))}
-                    for c in run.video.cameras()
+                    for c in run.video.cameras
                 ],
                 scenario=scenario if sim is not None else None,
             )
