@@ -93,7 +93,7 @@ def test_sign_in_with_totp_step_and_role_aware_navigation(
     # The duty officer: every console page, the board first, with its operator actions.
     login(page, "duty")
     expect(page.locator("#nav a")).to_have_text(
-        ["报警", "企业总览", "预警", "趋势", "报警指标", "大屏"]
+        ["报警", "企业总览", "预警", "趋势", "报警指标", "视频监控", "大屏"]
     )
     expect(page).to_have_url(re.compile(r"#/board$"))
     expect(page.locator("#nav a.active")).to_have_text("报警")
