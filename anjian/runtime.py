@@ -23,6 +23,7 @@ from aiohttp import web
 
 from alarms.engine import AlarmEngine
 from alarms.notify import Notifier, NotifySettings, WebSocketChannel
+from alarms.reports import Reports
 from alarms.rules import AlarmSettings, PointRule, RuleArrays, rules_from_config
 from alarms.warning_desk import WarningDesk
 from alarms.warnings import Duty, Recipient
@@ -50,6 +51,7 @@ from web.accounts import ACCOUNTS, Accounts, DemoAccount, ensure_demo_accounts
 from web.alarms import ENGINE, NOTIFICATIONS, POINTS, RULES
 from web.app import SERVICES, Services, make_app
 from web.audit import AUDIT, AuditLog
+from web.reports import REPORTS
 from web.warnings import DESK
 
 log = logging.getLogger("anjian")
@@ -97,6 +99,7 @@ class Running:
     warnings: WarningDesk
     notifications: WebSocketChannel
     rules: list[PointRule]
+    reports: Reports
 
     def collector_health(self) -> list[dict[str, Any]]:
         statuses = [c.status for c in self.collectors]
@@ -185,6 +188,14 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             for h in e.hazard_sources
         }
         desk = WarningDesk(store.pool, engine, index, grades, people)
+        reports = Reports(
+            store.pool,
+            desk.rules,
+            {e.code: [h.code for h in e.hazard_sources] for e in cfg.enterprises},
+        )
+        desk.reports = reports
+        works, commitments = await reports.load()
+        log.info("reports: %d special works not ended, %d recent commitments", works, commitments)
         log.info("warning desk: %d open warnings restored", await desk.restore())
 
         notify = NotifySettings.model_validate(cfg.notify)
@@ -199,7 +210,7 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
         collectors, mqtt_ingest = build_collectors(cfg, index, hub)
         run = Running(
             store, hub, writer, collectors, mqtt_ingest, cfg, index, simulator, audit, accounts,
-            demo_accounts, engine, desk, ws_channel, rules,
+            demo_accounts, engine, desk, ws_channel, rules, reports,
         )  # fmt: skip
 
         async with asyncio.TaskGroup() as tg:
@@ -300,6 +311,7 @@ def build_app(
             app[RULES] = run.rules
             app[NOTIFICATIONS] = run.notifications
             app[POINTS] = run.points
+            app[REPORTS] = run.reports
             if ready is not None:
                 ready(run)
             yield

@@ -31,6 +31,7 @@ from streams.store import Store
 from web.alarms import ALARM_ROUTES, ENGINE, NOTIFICATIONS
 from web.audit import AUDIT, AUDIT_ROUTES
 from web.auth import ADMIN_ROUTES, AUTH_ROUTES, authenticate, session_alive
+from web.reports import REPORT_ROUTES
 from web.security import (
     ANONYMOUS,
     BODY,
@@ -681,6 +682,7 @@ def make_app(
     routes = [
         *SPINE_ROUTES, *AUTH_ROUTES, *ADMIN_ROUTES, *AUDIT_ROUTES, *ALARM_ROUTES, *WARNING_ROUTES,
     ]  # fmt: skip
+    routes += REPORT_ROUTES
     app[ROUTES] = routes
     by_match: dict[object, Route] = {}
     for r in routes:
