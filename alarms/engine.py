@@ -12,8 +12,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ import asyncpg  # type: ignore[import-untyped]
 from alarms import state as sm
 from alarms.escalation import EscalationPolicy, EscalationState, due_notifications
 from alarms.evaluator import EvalState, evaluate, tick
-from alarms.model import AlarmEvent, Condition, ConditionChange, Priority
+from alarms.model import AlarmClass, AlarmEvent, Condition, ConditionChange, Priority
 from alarms.notify import Notifier
 from alarms.rules import RuleArrays
 from streams import SampleBatch, Subscription
@@ -34,6 +34,34 @@ TICK_S = 1.0
 # A listener that falls this far behind is dropped (it resynchronises from the API).
 LISTENER_BACKLOG = 1000
 MAX_COALESCE = 64  # hub batches evaluated in one call
+# Without a say from the configuration, suppression by design hides process and gas alarms.
+DESIGN_CLASSES = frozenset({AlarmClass.PROCESS, AlarmClass.GAS})
+SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class DesignSuppression:
+    """One active cause of suppression by design (ISA-18.2): a hazard source in maintenance, a
+    first-out group's leader… It hides the alarms of `classes` on `points` while it lasts."""
+
+    key: str  # e.g. "source:E1/HS1:maintenance", "firstout:E1/TK101-trip"
+    points: frozenset[int]
+    classes: frozenset[AlarmClass]
+    reason: str
+    by: str
+    since_ns: int
+    leader: int | None = None  # first-out groups: the point that alarmed first
+
+    def covers(self, point: int, cls: AlarmClass) -> bool:
+        return point in self.points and cls in self.classes
+
+
+@dataclass(frozen=True, slots=True)
+class FirstOutGroup:
+    """Points of which only the first to alarm is annunciated until it returns to normal."""
+
+    key: str  # "firstout:ENTERPRISE/GROUP"
+    points: tuple[int, ...]
 
 
 def _ts(ns: int | None) -> datetime | None:
@@ -90,6 +118,9 @@ class AlarmEngine:
         self.notifier: Notifier | None = None
         self.point_names: Mapping[int, str] = {}
         self._escalation: dict[int, EscalationState] = {}
+        self.suppressions: dict[str, DesignSuppression] = {}
+        self.first_out: list[FirstOutGroup] = []
+        self.first_out_classes: frozenset[AlarmClass] = DESIGN_CLASSES
         self._lock = asyncio.Lock()
         self.events = Fanout(LISTENER_BACKLOG)  # every alarm event, for the WebSocket topic
 
@@ -97,6 +128,11 @@ class AlarmEngine:
         self, policy: EscalationPolicy, notifier: Notifier, point_names: Mapping[int, str]
     ) -> None:
         self.policy, self.notifier, self.point_names = policy, notifier, point_names
+
+    def first_out_groups(
+        self, groups: Iterable[FirstOutGroup], classes: Collection[AlarmClass] = DESIGN_CLASSES
+    ) -> None:
+        self.first_out, self.first_out_classes = list(groups), frozenset(classes)
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -114,6 +150,13 @@ class AlarmEngine:
             if alarm.active and alarm.point < self.rules.size:
                 self.eval.active[alarm.point, alarm.condition] = True
                 self.eval.raw[alarm.point, alarm.condition] = True
+        for r in await self.pool.fetch(
+            "SELECT key, points, classes, reason, set_by, since, leader FROM alarm_suppressions"
+        ):
+            self.suppressions[r["key"]] = DesignSuppression(
+                r["key"], frozenset(r["points"]), frozenset(AlarmClass(c) for c in r["classes"]),
+                r["reason"], r["set_by"], int(r["since"].timestamp() * 1e9), r["leader"],
+            )  # fmt: skip
         return len(rows)
 
     # -- the flow of samples ----------------------------------------------------------------
@@ -178,11 +221,14 @@ class AlarmEngine:
                 for note in notes:
                     self.notifier.submit(note)  # channel I/O never runs under the lock
 
-    async def _apply_changes(self, changes: Iterable[ConditionChange]) -> None:
+    async def _apply_changes(self, changes: Sequence[ConditionChange]) -> None:
+        if self.first_out:
+            await self._first_out_leaders(changes)
         updates: list[tuple[sm.Alarm, list[AlarmEvent]]] = []
         for c in changes:
             key = (c.point, c.condition)
             alarm = self.alarms.get(key)
+            events: list[AlarmEvent] = []
             if alarm is None:
                 if not c.active:
                     continue
@@ -191,11 +237,154 @@ class AlarmEngine:
                     condition=c.condition,
                     priority=Priority(int(self.rules.priority[c.point, c.condition])),
                 )
-            alarm, events = sm.on_condition(alarm, c.active, c.ts_ns, c.value)
+                # Born hidden when a suppression by design already covers it.
+                cover = self._covering(c.point, c.condition, self.suppressions)
+                if cover:
+                    alarm, events = sm.suppress(alarm, cover[0].reason, c.ts_ns, cover[0].by)
+            alarm, more = sm.on_condition(alarm, c.active, c.ts_ns, c.value)
+            events += more
             if c.detail and events:
                 events = [replace(e, detail={**e.detail, **c.detail}) for e in events]
             updates.append((alarm, events))
         await self._commit(updates)
+        if self.first_out:
+            await self._first_out_returns()
+
+    # -- suppression by design ----------------------------------------------------------------
+
+    def _class(self, point: int, condition: Condition) -> AlarmClass | None:
+        return self.rules.class_of(point, condition) if point < self.rules.size else None
+
+    def _covering(
+        self, point: int, condition: Condition, keys: Mapping[str, DesignSuppression]
+    ) -> list[DesignSuppression]:
+        cls = self._class(point, condition)
+        if cls is None:
+            return []
+        return [s for s in keys.values() if s.covers(point, cls)]
+
+    async def set_design_suppression(
+        self,
+        key: str,
+        points: Collection[int],
+        active: bool,
+        reason: str,
+        by: str,
+        *,
+        classes: Collection[AlarmClass] = DESIGN_CLASSES,
+    ) -> None:
+        """Start (or change) or end one cause `key` of suppression by design.
+
+        A point's alarms of `classes` are SUPPRESSED while any key covers them; when the last
+        key is lifted the present condition is re-evaluated (a still-active one raises again).
+        Setting an active key again replaces its points, classes and reason: alarms that stay
+        covered see no transition. Every transition is an alarm event naming `by` and `reason`;
+        the active keys are stored, so a restart restores them.
+        """
+        if active and not reason.strip():
+            raise ValueError(f"suppression {key!r}: a reason is required")
+        async with self._lock:
+            await self._set_suppression(key, points, active, reason, by, frozenset(classes))
+
+    async def _set_suppression(
+        self,
+        key: str,
+        points: Collection[int],
+        active: bool,
+        reason: str,
+        by: str,
+        classes: frozenset[AlarmClass],
+        leader: int | None = None,
+    ) -> None:
+        now = self.clock()
+        old = self.suppressions.get(key)
+        after = dict(self.suppressions)
+        if active:
+            after[key] = DesignSuppression(
+                key, frozenset(points), classes, reason, by,
+                old.since_ns if old is not None else now, leader,
+            )  # fmt: skip
+        elif old is None:
+            return  # lifting what is not set changes nothing
+        else:
+            del after[key]
+        new = after.get(key)
+        touched = (old.points if old else frozenset()) | (new.points if new else frozenset())
+        updates: list[tuple[sm.Alarm, list[AlarmEvent]]] = []
+        for (point, condition), alarm in self.alarms.items():
+            if point not in touched:
+                continue
+            cover = self._covering(point, condition, after)
+            if cover and alarm.suppressed_reason is None:
+                updates.append(sm.suppress(alarm, cover[0].reason, now, cover[0].by))
+            elif not cover and alarm.suppressed_reason is not None:
+                why = f"end of: {alarm.suppressed_reason}" + (
+                    "" if active or not reason.strip() else f" ({reason})"
+                )
+                updates.append(sm.unsuppress(alarm, now, by, why))
+
+        async def store(conn: asyncpg.Connection) -> None:
+            s = new
+            if s is None:
+                await conn.execute("DELETE FROM alarm_suppressions WHERE key = $1", key)
+                return
+            await conn.execute(
+                "INSERT INTO alarm_suppressions (key, points, classes, reason, set_by, since,"
+                " leader) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO UPDATE SET"
+                " points = excluded.points, classes = excluded.classes, reason = excluded.reason,"
+                " set_by = excluded.set_by, leader = excluded.leader",
+                key, sorted(s.points), sorted(c.value for c in s.classes), s.reason, s.by,
+                _ts(s.since_ns), s.leader,
+            )  # fmt: skip
+
+        await self._commit(updates, store)
+        self.suppressions = after
+
+    async def _first_out_leaders(self, changes: Sequence[ConditionChange]) -> None:
+        """A group episode starts when a member alarms while none is active: the earliest
+        activation of the batch (that would be annunciated) leads, and the other members are
+        suppressed before the batch is applied."""
+        classes = self.first_out_classes
+        for group in self.first_out:
+            if group.key in self.suppressions:
+                continue
+            first = [
+                c
+                for c in changes
+                if c.active
+                and c.point in group.points
+                and self._class(c.point, c.condition) in classes
+                and not self._covering(c.point, c.condition, self.suppressions)
+            ]
+            if not first or any(self._point_active(p, classes) for p in group.points):
+                continue
+            leader = min(first, key=lambda c: (c.ts_ns, c.point)).point
+            name = self.point_names.get(leader, f"#{leader}")
+            reason = f"first-out group {group.key.removeprefix('firstout:')}: {name} alarmed first"
+            followers = [p for p in group.points if p != leader]
+            await self._set_suppression(group.key, followers, True, reason, SYSTEM, classes, leader)
+
+    def _point_active(self, point: int, classes: frozenset[AlarmClass]) -> bool:
+        return any(
+            (a := self.alarms.get((point, c))) is not None
+            and a.active
+            and self._class(point, c) in classes
+            for c in Condition
+        )
+
+    async def _first_out_returns(self) -> None:
+        """When a leader returns to normal its group is released: followers still active are
+        annunciated now, and the next episode starts once every member is normal again."""
+        for group in self.first_out:
+            s = self.suppressions.get(group.key)
+            if (
+                s is not None
+                and s.leader is not None
+                and not self._point_active(s.leader, s.classes)
+            ):
+                await self._set_suppression(
+                    group.key, (), False, "the leader returned to normal", SYSTEM, s.classes
+                )
 
     # -- operator actions ---------------------------------------------------------------------
 
@@ -219,15 +408,22 @@ class AlarmEngine:
 
     # -- persistence and notification ------------------------------------------------------
 
-    async def _commit(self, updates: list[tuple[sm.Alarm, list[AlarmEvent]]]) -> None:
+    async def _commit(
+        self,
+        updates: list[tuple[sm.Alarm, list[AlarmEvent]]],
+        also: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    ) -> None:
+        """Store alarms and their events (and `also`, in the same transaction), then publish."""
         changed = [
             (a, ev) for a, ev in updates if ev or self.alarms.get((a.point, a.condition)) != a
         ]
-        if not changed:
+        if not changed and also is None:
             return
         views: list[dict[str, Any]] = []
         stored: list[tuple[Key, int, sm.Alarm]] = []
         async with self.pool.acquire() as conn, conn.transaction():
+            if also is not None:
+                await also(conn)
             for alarm, events in changed:
                 key = (alarm.point, alarm.condition)
                 alarm_id = await conn.fetchval(

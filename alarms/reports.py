@@ -13,14 +13,36 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import asyncpg  # type: ignore[import-untyped]
 
-from alarms.warning_rules import MissingCommitmentRule, WarningLevel, WarningRules
+from alarms.rules import SourceState
+from alarms.warning_rules import (
+    MissingCommitmentRule,
+    WarningLevel,
+    WarningRules,
+    WarningRulesError,
+)
 
 _NS = 1_000_000_000
+
+# The warning rules' production state (warning_rules.toml `production_states`) of each operating
+# state a hazard source is set to over POST /api/sources/{code}/state.
+PRODUCTION_STATE: Mapping[SourceState, str] = {
+    SourceState.RUNNING: "normal",
+    SourceState.STARTUP_SHUTDOWN: "startup_shutdown",
+    SourceState.MAINTENANCE: "maintenance",
+    SourceState.STOPPED: "stopped",
+}
+
+
+class OperatingStatus(Protocol):
+    """A hazard source's operating state as web.sources keeps it."""
+
+    @property
+    def state(self) -> SourceState: ...
 
 
 class ReportError(Exception):
@@ -154,8 +176,11 @@ class Reports:
         rules: WarningRules,
         sources: Mapping[str, Iterable[str]],
         *,
+        operating_states: Mapping[tuple[str, str], OperatingStatus] | None = None,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
+        """`operating_states`: (enterprise, source) → its operating state, kept current by
+        whoever sets them (absent: never set)."""
         self.pool = pool
         self.rules = rules
         self.sources = {e: frozenset(s) for e, s in sources.items() if s}
@@ -165,6 +190,13 @@ class Reports:
         self.zone = ZoneInfo(tz)
         self._work_types = [w.code for w in rules.special_work_types]
         self._states = [s.code for s in rules.production_states]
+        unknown = sorted(set(PRODUCTION_STATE.values()) - set(self._states))
+        if unknown:
+            raise WarningRulesError(
+                f"the warning rules' production_states lack {unknown}, the hazard sources' "
+                "operating states"
+            )
+        self.operating_states = {} if operating_states is None else operating_states
         self._works: dict[int, SpecialWork] = {}  # not ended
         self._commitments: dict[tuple[str, date], Commitment] = {}  # in force, recent days
 
@@ -209,6 +241,12 @@ class Reports:
         c = self._commitments.get((enterprise, local_day(now_ns, self.zone)))
         submitted = commitment_submitted(c is not None, now_ns, self.commitment_rule)
         return submitted, None if c is None else c.production_state
+
+    def source_state(self, enterprise: str, source: str) -> str | None:
+        """The production state of one hazard source from its operating state; None when never
+        set (the rules then use the state the enterprise committed to)."""
+        status = self.operating_states.get((enterprise, source))
+        return None if status is None else PRODUCTION_STATE[status.state]
 
     # -- special work -------------------------------------------------------------------------
 

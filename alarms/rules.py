@@ -9,6 +9,7 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -296,11 +297,52 @@ class RuleOverride(_Model):
     idlh_mg_m3: Annotated[float, Field(gt=0)] | None = None  # toxic gas: 5 % / 10 % IDLH
 
 
+class SourceState(StrEnum):
+    """The operating state of a hazard source (重大危险源), set by the centre or the enterprise."""
+
+    RUNNING = "running"  # 运行
+    STARTUP_SHUTDOWN = "startup_shutdown"  # 开停车
+    MAINTENANCE = "maintenance"  # 检维修
+    STOPPED = "stopped"  # 停用
+
+
+_PROCESS_AND_GAS = [AlarmClass.PROCESS, AlarmClass.GAS]
+
+
+class SuppressionSettings(_Model):
+    """`[alarms.suppression]`: the alarm classes suppressed by design (ISA-18.2 designed
+    suppression, state-based alarming) in each operating state of a hazard source and by an
+    active first-out leader. Design choices [D], explained in the README:
+
+    - maintenance (检维修) and stopped (停用): the process and gas alarms of the source's points
+      say nothing about a unit that is opened up or emptied; quality alarms stay, because the
+      detectors must keep working (GB 30871 asks for gas monitoring during the special work of a
+      maintenance; 原安监总局令第40号 asks that a 重大危险源's online monitoring stay in service),
+      so a dead detector during maintenance still matters.
+    - running and start-up/shutdown (开停车): nothing — start-up and shutdown are the riskiest
+      phases, not the ones to silence.
+    - first-out: the followers' process and gas alarms; a follower's dead sensor is no
+      consequence of the leader's trip.
+    """
+
+    running: list[AlarmClass] = []
+    startup_shutdown: list[AlarmClass] = []
+    maintenance: list[AlarmClass] = _PROCESS_AND_GAS
+    stopped: list[AlarmClass] = _PROCESS_AND_GAS
+    first_out: list[AlarmClass] = _PROCESS_AND_GAS
+
+    def classes(self, state: SourceState) -> frozenset[AlarmClass]:
+        chosen: list[AlarmClass] = getattr(self, state.value)
+        return frozenset(chosen)
+
+
 class AlarmSettings(_Model):
-    """The `[alarms]` table: `[alarms.defaults]` and `[alarms.points."E001/GT-101"]`."""
+    """The `[alarms]` table: `[alarms.defaults]`, `[alarms.points."E001/GT-101"]` and
+    `[alarms.suppression]`."""
 
     defaults: RuleDefaults = RuleDefaults()
     points: dict[str, RuleOverride] = {}
+    suppression: SuppressionSettings = SuppressionSettings()
 
 
 def alarm_settings(table: Mapping[str, Any]) -> AlarmSettings:

@@ -289,8 +289,10 @@ def unshelve(alarm: Alarm, who: str, now_ns: int) -> tuple[Alarm, list[AlarmEven
     )
 
 
-def suppress(alarm: Alarm, reason: str, now_ns: int) -> tuple[Alarm, list[AlarmEvent]]:
-    """By design, by the system: unit in maintenance or stopped, first-out leader active."""
+def suppress(
+    alarm: Alarm, reason: str, now_ns: int, who: str | None = None
+) -> tuple[Alarm, list[AlarmEvent]]:
+    """By design: unit in maintenance or stopped (set by `who`), first-out leader active."""
     if not reason.strip():
         raise AlarmOperationError(alarm, "suppress", "a reason is required")
     if alarm.suppressed_reason is not None:
@@ -299,15 +301,18 @@ def suppress(alarm: Alarm, reason: str, now_ns: int) -> tuple[Alarm, list[AlarmE
         )
     tmp = replace(alarm, suppressed_reason=reason, suppressed_at_ns=now_ns)
     new = replace(tmp, state=_overlay_state(tmp) or AlarmState.SUPPRESSED)
-    return new, [_event(alarm, EventKind.SUPPRESSED, new, now_ns, None, reason)]
+    return new, [_event(alarm, EventKind.SUPPRESSED, new, now_ns, who, reason)]
 
 
-def unsuppress(alarm: Alarm, now_ns: int) -> tuple[Alarm, list[AlarmEvent]]:
+def unsuppress(
+    alarm: Alarm, now_ns: int, who: str | None = None, why: str | None = None
+) -> tuple[Alarm, list[AlarmEvent]]:
+    """The end of a suppression by design; the present condition is re-evaluated."""
     if alarm.suppressed_reason is None:
         raise AlarmOperationError(alarm, "unsuppress", "alarm is not suppressed")
     lifted = replace(alarm, suppressed_reason=None, suppressed_at_ns=None)
-    why = f"end of: {alarm.suppressed_reason}"
-    return _lift_overlay(alarm, lifted, EventKind.UNSUPPRESSED, now_ns, None, why)
+    why = why or f"end of: {alarm.suppressed_reason}"
+    return _lift_overlay(alarm, lifted, EventKind.UNSUPPRESSED, now_ns, who, why)
 
 
 def remove_from_service(

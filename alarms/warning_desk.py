@@ -138,6 +138,9 @@ class WarningDesk:
                             if self.reports and src
                             else None,
                             special_work_permits=works.get((e, src), {}) if src else {},
+                            production_state=self.reports.source_state(e, src)
+                            if self.reports and src
+                            else None,
                         )
                         for src in sorted(sources, key=lambda s: s or "")
                     ),

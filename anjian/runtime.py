@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from alarms.engine import AlarmEngine
+from alarms.engine import AlarmEngine, FirstOutGroup
 from alarms.notify import Notifier, NotifySettings, WebSocketChannel
 from alarms.reports import Reports
 from alarms.rules import AlarmSettings, PointRule, RuleArrays, rules_from_config
@@ -52,6 +52,7 @@ from web.alarms import ENGINE, NOTIFICATIONS, POINTS, RULES
 from web.app import SERVICES, Services, make_app
 from web.audit import AUDIT, AuditLog
 from web.reports import REPORTS
+from web.sources import SOURCES, SourceStates
 from web.warnings import DESK
 
 log = logging.getLogger("anjian")
@@ -99,6 +100,7 @@ class Running:
     warnings: WarningDesk
     notifications: WebSocketChannel
     rules: list[PointRule]
+    sources: SourceStates
     reports: Reports
 
     def collector_health(self) -> list[dict[str, Any]]:
@@ -171,14 +173,25 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             demo_accounts = await ensure_demo_accounts(store.pool, cfg.enterprises[0].code)
             _write_demo_accounts(settings.data_dir / "demo-accounts.txt", demo_accounts)
 
+        alarm_settings = AlarmSettings.model_validate(cfg.alarms)
         rules = rules_from_config(
-            cfg,
-            {(p.enterprise, p.code): p.id for p in index},
-            AlarmSettings.model_validate(cfg.alarms),
+            cfg, {(p.enterprise, p.code): p.id for p in index}, alarm_settings
         )
         engine = AlarmEngine(store.pool, RuleArrays.build(rules))
+        engine.first_out_groups(
+            [
+                FirstOutGroup(
+                    f"firstout:{e.code}/{g.code}", tuple(index.id(e.code, p) for p in g.points)
+                )
+                for e in cfg.enterprises
+                for g in e.first_out_groups
+            ],
+            alarm_settings.suppression.first_out,
+        )
         restored = await engine.restore()
         log.info("alarm engine: %d rules, %d alarms restored", len(rules), restored)
+        sources = SourceStates(store.pool, engine, cfg, index, alarm_settings.suppression)
+        log.info("hazard sources: %d operating states restored", await sources.restore())
         grades = {(e.code, h.code): h.grade for e in cfg.enterprises for h in e.hazard_sources}
         people = {
             (e.code, h.code): [
@@ -192,6 +205,7 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             store.pool,
             desk.rules,
             {e.code: [h.code for h in e.hazard_sources] for e in cfg.enterprises},
+            operating_states=sources.states,
         )
         desk.reports = reports
         works, commitments = await reports.load()
@@ -210,7 +224,7 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
         collectors, mqtt_ingest = build_collectors(cfg, index, hub)
         run = Running(
             store, hub, writer, collectors, mqtt_ingest, cfg, index, simulator, audit, accounts,
-            demo_accounts, engine, desk, ws_channel, rules, reports,
+            demo_accounts, engine, desk, ws_channel, rules, sources, reports,
         )  # fmt: skip
 
         async with asyncio.TaskGroup() as tg:
@@ -312,6 +326,7 @@ def build_app(
             app[NOTIFICATIONS] = run.notifications
             app[POINTS] = run.points
             app[REPORTS] = run.reports
+            app[SOURCES] = run.sources
             if ready is not None:
                 ready(run)
             yield

@@ -185,6 +185,24 @@ class Camera(_Model):
     lat: float | None = None
 
 
+class FirstOutGroup(_Model):
+    """A first-out group (首出报警组): points of which only the first to alarm is annunciated;
+    the others are suppressed by design until that leader returns to normal (e.g. the trips
+    and limits of one unit, where one cause sets off the rest)."""
+
+    code: Code
+    name: str = ""
+    points: Annotated[list[Code], Field(min_length=2)]
+
+
+class _At(ValueError):
+    """A cross-reference error inside a model, with the key path below it (for the line)."""
+
+    def __init__(self, loc: tuple[int | str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 class Enterprise(_Model):
     """A production and business unit (生产经营单位)."""
 
@@ -198,10 +216,12 @@ class Enterprise(_Model):
     hazard_sources: list[HazardSource] = []
     devices: list[Device] = []
     cameras: list[Camera] = []
+    first_out_groups: list[FirstOutGroup] = []
 
     @model_validator(mode="after")
     def _references(self) -> Enterprise:
         _unique("hazard source", (h.code for h in self.hazard_sources))
+        _unique("first-out group", (g.code for g in self.first_out_groups))
         _unique("device", (d.code for d in self.devices))
         _unique("point", (p.code for d in self.devices for p in d.points))
         _unique("camera", (c.code for c in self.cameras))
@@ -219,6 +239,19 @@ class Enterprise(_Model):
             for p in c.points:
                 if p not in points:
                     raise ValueError(f"camera {c.code!r} names unknown point {p!r}")
+        grouped: dict[str, str] = {}
+        for gi, g in enumerate(self.first_out_groups):
+            for pi, p in enumerate(g.points):
+                at = ("first_out_groups", gi, "points", pi)
+                if p not in points:
+                    raise _At(at, f"first-out group {g.code!r} names unknown point {p!r}")
+                if p in grouped:
+                    raise _At(
+                        at,
+                        f"point {p!r} is already in first-out group {grouped[p]!r}: a point "
+                        "belongs to one group at most",
+                    )
+                grouped[p] = g.code
         return self
 
 
@@ -379,6 +412,9 @@ def parse_config(text: str, file: Path | str = "<config>") -> Config:
         for err in exc.errors(include_url=False):
             loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x in _UNION_TAGS))
             msg = err["msg"].removeprefix("Value error, ")
+            cause = err.get("ctx", {}).get("error")
+            if isinstance(cause, _At):
+                loc = (*loc, *cause.loc)
             if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 # Point at the discriminating key itself, not at the whole table.
                 key = err.get("ctx", {}).get("discriminator", "").strip("'")

@@ -5,6 +5,7 @@ work on a grade-1 source gives the yellow warning."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alarms.reports import commitment_deadline, commitment_rule, commitment_submitted
+from alarms import warnings as wm
+from alarms.reports import (
+    PRODUCTION_STATE,
+    commitment_deadline,
+    commitment_rule,
+    commitment_submitted,
+)
+from alarms.rules import SourceState
 from alarms.warning_rules import load_warning_rules
 from tests.conftest import DUTY, ENTERPRISE
 from tests.test_special_work import App, permit, running_app, until
@@ -209,3 +217,52 @@ async def test_grade_1_source_in_maintenance_with_special_work_warns_yellow(app:
     assert not any(src == "HS2" for src, _, _ in found)
     (w,) = [w for w in desk.warnings.values() if w.hazard_source == "HS1"]
     assert [e.zh for e in w.evidence] == ["生产状态: 检维修", "正在进行: 吊装作业(作业证 DZ-1)"]
+
+
+async def test_the_sources_operating_state_feeds_the_yellow_rule_and_overrides_the_commitment(
+    app: App,
+) -> None:
+    assert set(PRODUCTION_STATE) == set(SourceState)  # every operating state has a rule state
+    desk = app.run.warnings
+    firm = await app.signed_in(ENTERPRISE)
+
+    async def state(value: str) -> None:
+        r = await firm.post("/api/sources/HS1/state", json={"state": value, "reason": "检修"})
+        assert r.status == 200, await r.text()
+
+    def hs1() -> tuple[str | None, list[str]]:
+        now = time.time_ns()
+        found = [
+            f for f in wm.evaluate_warnings(desk.inputs(now), desk.rules, now)
+            if (f.enterprise, f.hazard_source) == ("E9", "HS1")
+        ]  # fmt: skip
+        (src,) = [s for e in desk.inputs(now).enterprises if e.code == "E9"
+                  for s in e.sources if s.code == "HS1"]  # fmt: skip
+        return src.production_state, [e.zh for f in found for e in f.evidence]
+
+    try:
+        r = await firm.post("/api/special-work", json=permit(type="lifting", permit_no="DZ-7"))
+        assert r.status == 201
+        assert hs1() == (None, [])  # never set, nothing committed: running as far as known
+
+        await state("maintenance")
+        assert hs1() == ("maintenance", ["生产状态: 检维修", "正在进行: 吊装作业(作业证 DZ-7)"])
+        await desk.evaluate()
+        (w,) = [w for w in desk.warnings.values() if w.hazard_source == "HS1"]
+        assert (w.level.value, w.rule) == ("yellow", "yellow.grade1_state_with_special_work")
+
+        await state("startup_shutdown")
+        assert hs1() == (
+            "startup_shutdown",
+            ["生产状态: 开停车", "正在进行: 吊装作业(作业证 DZ-7)"],
+        )
+
+        # Set running, the source is in normal operation whatever the enterprise committed to.
+        body = commitment(app.run.reports.today(), production_state="maintenance")
+        assert (await firm.post("/api/commitments", json=body)).status == 201
+        await state("running")
+        assert hs1() == ("normal", [])
+        await desk.evaluate()
+        assert not desk.warnings[w.id].condition_active  # type: ignore[index]
+    finally:
+        await firm.close()

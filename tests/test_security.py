@@ -114,7 +114,8 @@ async def _client_for(app: App, role: Role) -> tuple[ClientSession, dict[str, st
 
 
 def _path(route: Route, point: int) -> str:
-    return route.path.replace("{id}", str(point)).replace("{target}", "no-such-target")
+    path = route.path.replace("{id}", str(point)).replace("{target}", "no-such-target")
+    return path.replace("{code}", "no-such-code")
 
 
 def test_every_route_of_the_application_declares_a_permission() -> None:

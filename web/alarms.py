@@ -23,6 +23,7 @@ from alarms.notify import WebSocketChannel
 from alarms.rules import PointRule
 from streams.registry import PointIndex
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
+from web.sources import SOURCE_ROUTES
 
 ENGINE = web.AppKey("alarm_engine", AlarmEngine)
 NOTIFICATIONS = web.AppKey("alarm_notifications", WebSocketChannel)
@@ -305,6 +306,8 @@ ALARM_ROUTES = [
           "Remove an alarm from service (停用)", body=ReasonBody),
     Route("POST", "/api/alarms/{id}/restore", _operation(_restore), Permission.ALARM_OPERATE,
           "Return an alarm to service"),
+    # Hazard sources' operating states drive suppression by design (web.app takes one table).
+    *SOURCE_ROUTES,
 ]  # fmt: skip
 
 __all__ = ["ALARM_ROUTES", "ENGINE", "NOTIFICATIONS", "POINTS", "RULES", "Condition", "event_view"]

@@ -48,6 +48,12 @@ class Permission(StrEnum):
     # Early warnings: the enterprise signs, answers and clears its own; the centre reviews.
     WARNING_ANSWER = "warning:answer"
     WARNING_REVIEW = "warning:review"
+    # A hazard source's operating state (运行/开停车/检维修/停用): the centre, or the enterprise
+    # for its own sources; maintenance and stopped suppress alarms by design.
+    SOURCE_STATE = "source:state"
+    # Alarm rules (limits, deadbands, delays…): an engineering change, authorised by the shift
+    # leader or the commander, not by the console operator (ISA-18.2 management of change).
+    ALARM_RULES = "alarm:rules"
     # Operations (system administrator): health of the pipeline, demo plant control.
     SYSTEM_READ = "system:read"
     SYSTEM_CONTROL = "system:control"
@@ -65,15 +71,16 @@ _CENTRE = _BUSINESS | {
     Permission.SYSTEM_READ,
     Permission.ALARM_OPERATE,
     Permission.WARNING_REVIEW,
+    Permission.SOURCE_STATE,
 }
 
 # The one permission table (role → permissions). Administrators get no business permission.
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.DUTY_OFFICER: _CENTRE,
-    Role.SHIFT_LEADER: _CENTRE,
+    Role.SHIFT_LEADER: _CENTRE | {Permission.ALARM_RULES},
     Role.EXPERT: _BUSINESS,
-    Role.LEADER: _CENTRE,
-    Role.ENTERPRISE: _BUSINESS | {Permission.WARNING_ANSWER},
+    Role.LEADER: _CENTRE | {Permission.ALARM_RULES},
+    Role.ENTERPRISE: _BUSINESS | {Permission.WARNING_ANSWER, Permission.SOURCE_STATE},
     Role.PUBLIC: frozenset(),
     Role.SYSADMIN: frozenset(
         {
