@@ -182,7 +182,6 @@ class Reports:
         """`operating_states`: (enterprise, source) → its operating state, kept current by
         whoever sets them (absent: never set)."""
         self.pool = pool
-        self.rules = rules
         self.sources = {e: frozenset(s) for e, s in sources.items() if s}
         self.clock = clock
         self.commitment_rule = commitment_rule(rules)
