@@ -24,8 +24,17 @@ from alarms.escalation import EscalationPolicy, EscalationState, due_notificatio
 from alarms.evaluator import EvalState, evaluate, tick
 from alarms.model import AlarmClass, AlarmEvent, Condition, ConditionChange, Priority
 from alarms.notify import Notifier
-from alarms.rules import RuleArrays
+from alarms.rules import (
+    AlarmSettings,
+    PointRule,
+    RuleArrays,
+    RuleError,
+    RuleOverride,
+    point_rule,
+    rules_from_config,
+)
 from streams import SampleBatch, Subscription
+from streams.config import Config, Device, PointConfig
 from streams.fanout import Fanout
 
 log = logging.getLogger("anjian.alarms")
@@ -139,7 +148,8 @@ class AlarmEngine:
     async def restore(self) -> int:
         """Load every stored alarm; active conditions are seeded into the evaluator, so a
         condition that persisted across the restart raises no duplicate (and one that ended
-        while we were down clears)."""
+        while we were down clears). Also what escalation already sent, and the active causes
+        of suppression by design."""
         rows = await self.pool.fetch("SELECT id, record FROM alarms")
         for row in rows:
             alarm = sm.from_row(json.loads(row["record"]))
@@ -150,6 +160,10 @@ class AlarmEngine:
             if alarm.active and alarm.point < self.rules.size:
                 self.eval.active[alarm.point, alarm.condition] = True
                 self.eval.raw[alarm.point, alarm.condition] = True
+        for r in await self.pool.fetch("SELECT * FROM alarm_escalations"):
+            self._escalation[r["alarm"]] = EscalationState(
+                r["raised_at_ns"], r["attempt"], r["level"], r["sent_at_ns"]
+            )
         for r in await self.pool.fetch(
             "SELECT key, points, classes, reason, set_by, since, leader FROM alarm_suppressions"
         ):
@@ -157,7 +171,27 @@ class AlarmEngine:
                 r["key"], frozenset(r["points"]), frozenset(AlarmClass(c) for c in r["classes"]),
                 r["reason"], r["set_by"], int(r["since"].timestamp() * 1e9), r["leader"],
             )  # fmt: skip
+        await self._reconcile_first_out()
         return len(rows)
+
+    async def _reconcile_first_out(self) -> None:
+        """Restored first-out suppressions follow the configured groups: a group that is gone
+        is released, one whose members changed covers its members but the leader."""
+        groups = {g.key: g for g in self.first_out}
+        for key, s in list(self.suppressions.items()):
+            if not key.startswith("firstout:"):
+                continue
+            group = groups.get(key)
+            if group is None or s.leader not in group.points:
+                await self._set_suppression(
+                    key, (), False, "the first-out group is no longer configured", SYSTEM, s.classes
+                )
+                continue
+            followers = frozenset(group.points) - {s.leader}
+            if followers != s.points or s.classes != self.first_out_classes:
+                await self._set_suppression(
+                    key, followers, True, s.reason, SYSTEM, self.first_out_classes, s.leader
+                )
 
     # -- the flow of samples ----------------------------------------------------------------
 
@@ -215,11 +249,29 @@ class AlarmEngine:
             await self._commit(updates)
             if self.policy is not None and self.notifier is not None:
                 pairs = [(self.ids[k], a) for k, a in self.alarms.items() if k in self.ids]
-                notes, self._escalation = due_notifications(
+                notes, sent = due_notifications(
                     pairs, self._escalation, self.policy, now, self.point_names
                 )
+                # Stored before sending: after a restart a step already sent is not sent again.
+                await self._store_escalation(sent)
                 for note in notes:
                     self.notifier.submit(note)  # channel I/O never runs under the lock
+
+    async def _store_escalation(self, sent: dict[int, EscalationState]) -> None:
+        old = self._escalation
+        changed = [(k, v) for k, v in sent.items() if old.get(k) != v]
+        gone = [k for k in old if k not in sent]
+        if changed or gone:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("DELETE FROM alarm_escalations WHERE alarm = ANY($1)", gone)
+                await conn.executemany(
+                    "INSERT INTO alarm_escalations (alarm, raised_at_ns, attempt, level,"
+                    " sent_at_ns) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (alarm) DO UPDATE SET"
+                    " raised_at_ns = excluded.raised_at_ns, attempt = excluded.attempt,"
+                    " level = excluded.level, sent_at_ns = excluded.sent_at_ns",
+                    [(k, v.raised_at_ns, v.attempt, v.level, v.sent_ns) for k, v in changed],
+                )
+        self._escalation = sent
 
     async def _apply_changes(self, changes: Sequence[ConditionChange]) -> None:
         if self.first_out:
@@ -262,6 +314,27 @@ class AlarmEngine:
         if cls is None:
             return []
         return [s for s in keys.values() if s.covers(point, cls)]
+
+    def _coverage(
+        self,
+        points: Collection[int],
+        keys: Mapping[str, DesignSuppression],
+        now: int,
+        by: str,
+        ending: str = "",
+    ) -> list[tuple[sm.Alarm, list[AlarmEvent]]]:
+        """Suppress or release the alarms of `points` so they agree with `keys`."""
+        updates = []
+        for (point, condition), alarm in self.alarms.items():
+            if point not in points:
+                continue
+            cover = self._covering(point, condition, keys)
+            if cover and alarm.suppressed_reason is None:
+                updates.append(sm.suppress(alarm, cover[0].reason, now, cover[0].by))
+            elif not cover and alarm.suppressed_reason is not None:
+                why = f"end of: {alarm.suppressed_reason}{ending}"
+                updates.append(sm.unsuppress(alarm, now, by, why))
+        return updates
 
     async def set_design_suppression(
         self,
@@ -310,18 +383,8 @@ class AlarmEngine:
             del after[key]
         new = after.get(key)
         touched = (old.points if old else frozenset()) | (new.points if new else frozenset())
-        updates: list[tuple[sm.Alarm, list[AlarmEvent]]] = []
-        for (point, condition), alarm in self.alarms.items():
-            if point not in touched:
-                continue
-            cover = self._covering(point, condition, after)
-            if cover and alarm.suppressed_reason is None:
-                updates.append(sm.suppress(alarm, cover[0].reason, now, cover[0].by))
-            elif not cover and alarm.suppressed_reason is not None:
-                why = f"end of: {alarm.suppressed_reason}" + (
-                    "" if active or not reason.strip() else f" ({reason})"
-                )
-                updates.append(sm.unsuppress(alarm, now, by, why))
+        ending = "" if active or not reason.strip() else f" ({reason})"
+        updates = self._coverage(touched, after, now, by, ending)
 
         async def store(conn: asyncpg.Connection) -> None:
             s = new
@@ -385,6 +448,38 @@ class AlarmEngine:
                 await self._set_suppression(
                     group.key, (), False, "the leader returned to normal", SYSTEM, s.classes
                 )
+
+    # -- rules ----------------------------------------------------------------------------------
+
+    async def replace_rules(self, rules: RuleArrays, points: Collection[int], why: str) -> None:
+        """Put new rules for `points` in force at once, keeping every condition state: a moved
+        limit decides at the point's next sample (with its deadband); a condition the new rule
+        no longer has clears now; the point's alarms take the new priorities and classes."""
+        async with self._lock:
+            if rules.size != self.rules.size:
+                raise ValueError(f"rules for {rules.size} points, the engine has {self.rules.size}")
+            now = self.clock()
+            self.rules = rules
+            changed = set(points)
+            gone: list[ConditionChange] = []
+            for p in changed:
+                off = ~rules.enabled(p)
+                for c in Condition:
+                    if off[c]:
+                        if self.eval.active[p, c]:
+                            gone.append(ConditionChange(p, c, False, now, math.nan, {"rule": why}))
+                        self.eval.active[p, c] = False
+                        self.eval.raw[p, c] = False
+            await self._commit(
+                [
+                    (replace(a, priority=pri), [])
+                    for (p, c), a in self.alarms.items()
+                    if p in changed and a.priority != (pri := Priority(int(rules.priority[p, c])))
+                ]
+            )
+            await self._commit(self._coverage(changed, self.suppressions, now, SYSTEM))
+            if gone:
+                await self._apply_changes(gone)
 
     # -- operator actions ---------------------------------------------------------------------
 
@@ -485,3 +580,96 @@ class AlarmEngine:
             "out_of_service": a.out_of_service is not None,
             "suppressed": a.suppressed_reason,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOverride:
+    override: RuleOverride
+    by: str
+    at: datetime
+
+
+class RuleBook:
+    """The alarm rules in force: the configuration file's, overridden per point over the API.
+
+    The overrides live in `alarm_rules` and are the source of truth once loaded: the file gives
+    the defaults, and an override outlives a restart. A change is validated exactly like the
+    file's `[alarms.points."ENTERPRISE/POINT"]` and is put in force in the engine at once.
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, cfg: Config, point_ids: Mapping[tuple[str, str], int],
+        settings: AlarmSettings,
+    ) -> None:  # fmt: skip
+        self.pool, self.cfg, self.point_ids, self.settings = pool, cfg, point_ids, settings
+        self.points: dict[int, tuple[str, Device, PointConfig]] = {
+            pid: (e.code, d, p)
+            for e, d, p in cfg.points()
+            if (pid := point_ids.get((e.code, p.code))) is not None
+        }
+        self.rules: dict[int, PointRule] = {}
+        self.overrides: dict[int, StoredOverride] = {}
+        self.engine: AlarmEngine | None = None
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> list[PointRule]:
+        """The config's rules with the stored overrides; a stored override that the present
+        configuration makes invalid is logged and left out (the file's rule is in force)."""
+        self.rules = {
+            r.point: r for r in rules_from_config(self.cfg, self.point_ids, self.settings)
+        }
+        rows = await self.pool.fetch(
+            "SELECT enterprise, point, override, set_by, set_at FROM alarm_rules"
+        )
+        for r in rows:
+            pid = self.point_ids.get((r["enterprise"], r["point"]))
+            tag = f"{r['enterprise']}/{r['point']}"
+            if pid is None or pid not in self.points:
+                log.warning(
+                    "alarm rule set for %s ignored: no such point in the configuration", tag
+                )
+                continue
+            try:
+                override = RuleOverride.model_validate(json.loads(r["override"]))
+                self.rules[pid] = self._rule(pid, override)
+            except (ValueError, RuleError) as exc:
+                log.error("alarm rule set for %s ignored, the file's is in force: %s", tag, exc)
+                continue
+            self.overrides[pid] = StoredOverride(override, r["set_by"], r["set_at"])
+        return [self.rules[p] for p in sorted(self.rules)]
+
+    def _rule(self, pid: int, override: RuleOverride | None) -> PointRule:
+        enterprise, device, p = self.points[pid]
+        tag = f"{enterprise}/{p.code}"
+        if override is None:
+            override = self.settings.points.get(tag)
+        return point_rule(tag, pid, device, p, self.settings.defaults, override)
+
+    async def set(self, pid: int, override: RuleOverride | None, by: str) -> PointRule:
+        """Set the point's override (None: back to the configuration file's rule) and put the
+        resulting rule in force. KeyError for an unknown point, RuleError for a bad rule."""
+        enterprise, _, p = self.points[pid]
+        rule = self._rule(pid, override)
+        async with self._lock:
+            if override is None:
+                await self.pool.execute(
+                    "DELETE FROM alarm_rules WHERE enterprise = $1 AND point = $2",
+                    enterprise, p.code,
+                )  # fmt: skip
+                self.overrides.pop(pid, None)
+                why = f"rule reverted to the configuration by {by}"
+            else:
+                at = await self.pool.fetchval(
+                    "INSERT INTO alarm_rules (enterprise, point, override, set_by, set_at)"
+                    " VALUES ($1, $2, $3::jsonb, $4, now()) ON CONFLICT (enterprise, point) DO"
+                    " UPDATE SET override = excluded.override, set_by = excluded.set_by,"
+                    " set_at = excluded.set_at RETURNING set_at",
+                    enterprise, p.code,
+                    json.dumps(override.model_dump(mode="json", exclude_unset=True)), by,
+                )  # fmt: skip
+                self.overrides[pid] = StoredOverride(override, by, at)
+                why = f"rule changed by {by}"
+            self.rules[pid] = rule
+            if self.engine is not None:
+                await self.engine.replace_rules(self.engine.rules.with_rules([rule]), [pid], why)
+        return rule

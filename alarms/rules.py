@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -385,15 +385,30 @@ def rules_from_config(
             continue
         tag = f"{e.code}/{p.code}"
         try:
-            fields = _rule_fields(tag, pid, d, p, settings.defaults, settings.points.get(tag))
-            rules.append(PointRule.model_validate(fields))
-        except (GasRuleError, _GasLimitError) as exc:
-            problems.append(f"point {tag}: {exc}")
-        except ValidationError as exc:
-            problems += [_describe(tag, err) for err in exc.errors(include_url=False)]
+            rules.append(point_rule(tag, pid, d, p, settings.defaults, settings.points.get(tag)))
+        except RuleError as exc:
+            problems += exc.problems
     if problems:
         raise RuleError(problems)
     return rules
+
+
+def point_rule(
+    tag: str,
+    pid: int,
+    device: Device,
+    p: PointConfig,
+    defaults: RuleDefaults,
+    override: RuleOverride | None,
+) -> PointRule:
+    """The rule of one point from its configuration, the defaults and its override (from the
+    config file or set over the API); RuleError lists every problem, e.g. H above HH."""
+    try:
+        return PointRule.model_validate(_rule_fields(tag, pid, device, p, defaults, override))
+    except (GasRuleError, _GasLimitError) as exc:
+        raise RuleError([f"point {tag}: {exc}"]) from None
+    except ValidationError as exc:
+        raise RuleError([_describe(tag, err) for err in exc.errors(include_url=False)]) from None
 
 
 class _GasLimitError(ValueError):
@@ -531,10 +546,16 @@ class RuleArrays:
         if len(set(ids)) != len(ids):
             dup = sorted({i for i in ids if ids.count(i) > 1})
             raise RuleError([f"point id {i} has more than one rule" for i in dup])
-        n = max(ids, default=-1) + 1
-        c = N_CONDITIONS
-        nan = np.nan
-        a = cls(
+        a = cls._empty(max(ids, default=-1) + 1)
+        for r in rules:
+            a._fill(r)
+        return a
+
+    @classmethod
+    def _empty(cls, n: int) -> RuleArrays:
+        """n rows without a rule: every condition off."""
+        c, nan = N_CONDITIONS, np.nan
+        return cls(
             known=np.zeros(n, np.bool_),
             limit=np.full((n, 4), nan),
             deadband=np.zeros((n, 4)),
@@ -555,36 +576,62 @@ class RuleArrays:
             priority=np.full((n, c), Priority.MEDIUM, np.uint8),
             alarm_class=np.zeros((n, c), np.uint8),
         )
+
+    def with_rules(self, rules: Iterable[PointRule]) -> RuleArrays:
+        """A copy in which the rows of these points are rebuilt from their rules (the other
+        rows are kept as they are)."""
+        names = [f.name for f in fields(self)]
+        a = RuleArrays(**{f: getattr(self, f).copy() for f in names})
+        blank = RuleArrays._empty(1)
+        for r in rules:
+            if not 0 <= r.point < a.size:
+                raise RuleError([f"point id {r.point} has no row (size {a.size})"])
+            for f in names:
+                getattr(a, f)[r.point] = getattr(blank, f)[0]
+            a._fill(r)
+        return a
+
+    def enabled(self, point: int) -> npt.NDArray[np.bool_]:
+        """(C,) which conditions the point's rule can raise at all."""
+        out = np.zeros(N_CONDITIONS, np.bool_)
+        out[: len(LIMIT_CONDITIONS)] = ~np.isnan(self.limit[point])
+        out[Condition.ROC] = not math.isnan(self.roc_limit[point])
+        out[Condition.BAD_QUALITY] = self.bad_quality[point]
+        out[Condition.STALE] = self.stale_after_ns[point] < NEVER_NS
+        out[Condition.STUCK] = self.stuck_window_ns[point] < NEVER_NS
+        out[Condition.OUT_OF_RANGE] = not math.isnan(self.range_lo[point])
+        out[Condition.FORECAST] = not math.isnan(self.forecast_horizon_s[point])
+        return out
+
+    def _fill(self, r: PointRule) -> None:
+        a, i, nan = self, r.point, np.nan
         sign = np.array([1.0, 1.0, -1.0, -1.0])
         delayed = [*LIMIT_CONDITIONS, Condition.ROC, Condition.OUT_OF_RANGE, Condition.FORECAST]
-        for r in rules:
-            i = r.point
-            a.known[i] = True
-            lim = np.array([nan if (v := r.limit(n_)) is None else v for n_ in LIMITS])
-            db = np.array([r.deadband_of(n_) for n_ in LIMITS])
-            a.limit[i] = lim
-            a.deadband[i] = db
-            a.set_level[i] = sign * lim
-            a.clear_level[i] = sign * lim - db
-            a.on_delay_ns[i, delayed] = round(r.on_delay_s * NS)
-            a.off_delay_ns[i, delayed] = round(r.off_delay_s * NS)
-            if r.roc is not None:
-                a.roc_limit[i] = r.roc.limit_per_s
-                a.roc_tau_s[i] = r.roc.window_s
-            if r.bad_quality is not None:
-                a.bad_quality[i] = True
-                a.on_delay_ns[i, Condition.BAD_QUALITY] = round(r.bad_quality.after_s * NS)
-            if r.stale is not None:
-                a.stale_after_ns[i] = round(r.stale.periods * r.stale.period_s * NS)
-            if r.stuck is not None:
-                a.stuck_eps[i] = r.stuck.epsilon
-                a.stuck_window_ns[i] = round(r.stuck.window_s * NS)
-            if r.range is not None and r.out_of_range:
-                a.range_lo[i], a.range_hi[i] = r.range
-            if r.forecast is not None:
-                a.forecast_tau_s[i] = r.forecast.window_s
-                a.forecast_horizon_s[i] = r.forecast.horizon_s
-            for cond in Condition:
-                a.priority[i, cond] = r.priority_of(cond)
-                a.alarm_class[i, cond] = CLASSES.index(r.class_of(cond))
-        return a
+        a.known[i] = True
+        lim = np.array([nan if (v := r.limit(n_)) is None else v for n_ in LIMITS])
+        db = np.array([r.deadband_of(n_) for n_ in LIMITS])
+        a.limit[i] = lim
+        a.deadband[i] = db
+        a.set_level[i] = sign * lim
+        a.clear_level[i] = sign * lim - db
+        a.on_delay_ns[i, delayed] = round(r.on_delay_s * NS)
+        a.off_delay_ns[i, delayed] = round(r.off_delay_s * NS)
+        if r.roc is not None:
+            a.roc_limit[i] = r.roc.limit_per_s
+            a.roc_tau_s[i] = r.roc.window_s
+        if r.bad_quality is not None:
+            a.bad_quality[i] = True
+            a.on_delay_ns[i, Condition.BAD_QUALITY] = round(r.bad_quality.after_s * NS)
+        if r.stale is not None:
+            a.stale_after_ns[i] = round(r.stale.periods * r.stale.period_s * NS)
+        if r.stuck is not None:
+            a.stuck_eps[i] = r.stuck.epsilon
+            a.stuck_window_ns[i] = round(r.stuck.window_s * NS)
+        if r.range is not None and r.out_of_range:
+            a.range_lo[i], a.range_hi[i] = r.range
+        if r.forecast is not None:
+            a.forecast_tau_s[i] = r.forecast.window_s
+            a.forecast_horizon_s[i] = r.forecast.horizon_s
+        for cond in Condition:
+            a.priority[i, cond] = r.priority_of(cond)
+            a.alarm_class[i, cond] = CLASSES.index(r.class_of(cond))

@@ -21,10 +21,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from alarms.engine import AlarmEngine, FirstOutGroup
+from alarms.engine import AlarmEngine, FirstOutGroup, RuleBook
 from alarms.notify import Notifier, NotifySettings, WebSocketChannel
 from alarms.reports import Reports
-from alarms.rules import AlarmSettings, PointRule, RuleArrays, rules_from_config
+from alarms.rules import AlarmSettings, RuleArrays
 from alarms.warning_desk import WarningDesk
 from alarms.warnings import Duty, Recipient
 from collectors import DeviceCollector
@@ -99,7 +99,7 @@ class Running:
     alarms: AlarmEngine
     warnings: WarningDesk
     notifications: WebSocketChannel
-    rules: list[PointRule]
+    rules: RuleBook
     sources: SourceStates
     reports: Reports
 
@@ -174,10 +174,12 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             _write_demo_accounts(settings.data_dir / "demo-accounts.txt", demo_accounts)
 
         alarm_settings = AlarmSettings.model_validate(cfg.alarms)
-        rules = rules_from_config(
-            cfg, {(p.enterprise, p.code): p.id for p in index}, alarm_settings
+        # The config's rules with the overrides set over the API (stored, the source of truth).
+        rules = RuleBook(
+            store.pool, cfg, {(p.enterprise, p.code): p.id for p in index}, alarm_settings
         )
-        engine = AlarmEngine(store.pool, RuleArrays.build(rules))
+        engine = AlarmEngine(store.pool, RuleArrays.build(await rules.load()))
+        rules.engine = engine
         engine.first_out_groups(
             [
                 FirstOutGroup(
@@ -189,7 +191,7 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             alarm_settings.suppression.first_out,
         )
         restored = await engine.restore()
-        log.info("alarm engine: %d rules, %d alarms restored", len(rules), restored)
+        log.info("alarm engine: %d rules, %d alarms restored", len(rules.rules), restored)
         sources = SourceStates(store.pool, engine, cfg, index, alarm_settings.suppression)
         log.info("hazard sources: %d operating states restored", await sources.restore())
         grades = {(e.code, h.code): h.grade for e in cfg.enterprises for h in e.hazard_sources}

@@ -1,6 +1,6 @@
 """Alarms end to end with the simulated plant: a leak raises the downwind detector's 一级 then
-二级 alarm on a WebSocket, acknowledgement, clearing, communication loss, shelving expiry and a
-restart that restores every alarm without duplicates."""
+二级 alarm on a WebSocket, acknowledgement, clearing only below the deadband, communication loss,
+shelving expiry and a restart that restores every alarm without duplicates."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ deadband_pct = 5.0
 WEST_WIND = {"direction_deg": 270.0, "speed_m_s": 2.0}
 LEVEL_1_LEAK = 0.018  # g/s: GD-102 reads about 1.5 mg/m³
 LEVEL_2_LEAK = 0.03  # g/s: GD-102 reads about 2.5 mg/m³ (within its 0–3 range)
+# g/s: GD-102 reads about 0.925 mg/m³, mid-way between 一级 (1.0) and 1.0 − deadband (0.85);
+# the sensor noise (0.2 % of the 3 mg/m³ span, σ = 0.006) keeps it well inside that band.
+IN_DEADBAND_LEAK = 0.01134
 
 
 @dataclass
@@ -144,6 +147,47 @@ async def test_leak_raises_level_1_then_level_2_and_clears_after_the_leak(plant:
         assert [e["kind"] for e in detail["events"]][::-1] == [
             "raised", "acknowledged", "cleared",
         ]  # fmt: skip
+        await ws.close()
+    finally:
+        await http.close()
+        await server.close()
+
+
+async def test_alarm_stays_active_inside_the_deadband_and_clears_only_below_it(
+    plant: Plant,
+) -> None:
+    server, run, http, _csrf = await plant.start()
+    try:
+        gd102 = run.points.id("E1", "GD-102")
+        ws = await http.ws_connect("/ws")
+        await ws.send_json({"op": "subscribe", "topics": ["alarms"]})
+        await ws.receive_json()
+        feed = Feed(ws)
+        await plant.sim.set_scenario("leak", "TK101", rate_g_s=LEVEL_1_LEAK)
+        h = await feed.next(lambda e: e["point"] == gd102 and e["kind"] == "raised")
+        assert h["condition"] == "H" and h["value"] > 1.0
+
+        # The leak dwindles: GD-102 falls below its 一级 limit but not below limit − deadband.
+        await plant.sim.set_scenario("leak", "TK101", rate_g_s=IN_DEADBAND_LEAK)
+        seen: set[int] = set()
+
+        async def several_readings_in_the_band() -> bool:
+            latest = run.hub.latest.get([gd102])
+            if 0.85 < latest.value[0] < 1.0:
+                seen.add(int(latest.ts[0]))
+            return len(seen) >= 4
+
+        await _until(several_readings_in_the_band)
+        await asyncio.sleep(0.5)  # the engine has evaluated those readings
+        detail = await (await http.get(f"/api/alarms/{h['alarm']}")).json()
+        assert detail["state"] == "unack" and detail["active"] is True
+        assert [e["kind"] for e in detail["events"]] == ["raised"]
+
+        # The leak stops: below limit − deadband the alarm returns to normal (unacknowledged).
+        await plant.sim.set_scenario("normal", None)
+        cleared = await feed.next(lambda e: e["point"] == gd102 and e["kind"] == "cleared")
+        assert cleared["condition"] == "H" and cleared["to"] == "rtn_unack"
+        assert cleared["value"] < 0.85
         await ws.close()
     finally:
         await http.close()

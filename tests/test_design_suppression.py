@@ -139,12 +139,17 @@ class Plant:
         return [tuple(r) for r in rows]
 
 
-async def _engine(store: Store, index: PointIndex, now: list[int]) -> AlarmEngine:
+async def _engine(
+    store: Store,
+    index: PointIndex,
+    now: list[int],
+    group: tuple[str, ...] = ("PT-1", "LT-1", "TT-1"),
+) -> AlarmEngine:
     cfg = parse_config(CONFIG)
     rules = rules_from_config(cfg, {(p.enterprise, p.code): p.id for p in index})
     engine = AlarmEngine(store.pool, RuleArrays.build(rules), clock=lambda: now[0])
-    group = tuple(index.id("E9", c) for c in ("PT-1", "LT-1", "TT-1"))
-    engine.first_out_groups([FirstOutGroup("firstout:E9/TK1-trip", group)])
+    ids = tuple(index.id("E9", c) for c in group)
+    engine.first_out_groups([FirstOutGroup("firstout:E9/TK1-trip", ids)] if group else [])
     engine.point_names = {p.id: p.code for p in index}
     await engine.restore()
     return engine
@@ -168,10 +173,10 @@ async def plant(database_url: str) -> AsyncIterator[Plant]:
         await store.close()
 
 
-async def _restart(p: Plant) -> None:
+async def _restart(p: Plant, group: tuple[str, ...] = ("PT-1", "LT-1", "TT-1")) -> None:
     p.sub.close()
     await p.task
-    p.engine = await _engine(p.store, p.points, p.now)
+    p.engine = await _engine(p.store, p.points, p.now, group)
     p.hub = Hub()
     p.sub = p.hub.subscribe("alarms")
     p.task = asyncio.create_task(p.engine.run(p.sub))
@@ -298,6 +303,21 @@ async def test_first_out_in_one_batch_the_earliest_sample_leads(plant: Plant) ->
     assert p.state("LT-1", Condition.H) is AlarmState.SUPPRESSED
 
 
+async def test_first_out_suppression_follows_the_configured_groups_after_a_restart(
+    plant: Plant,
+) -> None:
+    p = plant
+    await p.read({"PT-1": 1.7, "LT-1": 8.5, "TT-1": 45.0}, 1)
+    assert p.state("TT-1", Condition.H) is AlarmState.SUPPRESSED
+    await _restart(p, ("PT-1", "LT-1"))  # TT-1 left the group: it is annunciated now
+    assert p.engine.suppressions["firstout:E9/TK1-trip"].points == {p.id("LT-1")}
+    assert p.state("TT-1", Condition.H) is AlarmState.UNACK
+    assert p.state("LT-1", Condition.H) is AlarmState.SUPPRESSED
+    await _restart(p, ())  # no group any more: released
+    assert not p.engine.suppressions
+    assert p.state("LT-1", Condition.H) is AlarmState.UNACK
+
+
 def test_first_out_groups_in_the_config_are_checked_with_their_line() -> None:
     bad = CONFIG.replace('points = ["PT-1", "LT-1", "TT-1"]', 'points = ["PT-1", "XX-9"]')
     with pytest.raises(ConfigError) as info:
@@ -347,7 +367,8 @@ async def _app(db: str, tmp: Path) -> App:
     await server.start_server()
     await ensure_demo_accounts(holder[0].store.pool, "E9")
     http = {}
-    for who, (user, password) in {"duty": DUTY, "enterprise": ENTERPRISE}.items():
+    users = {"duty": DUTY, "enterprise": ENTERPRISE, "shift": ("shift", "Shift@2026!")}
+    for who, (user, password) in users.items():
         h = ClientSession(f"http://{server.host}:{server.port}", cookie_jar=CookieJar(unsafe=True))
         h.headers["X-CSRF-Token"] = await sign_in(h, user, password)
         http[who] = h

@@ -1,8 +1,11 @@
-"""Escalation up the duty roster: exact times with an injected clock, repeats, stop on ack."""
+"""Escalation up the duty roster: exact times with an injected clock, repeats, stop on ack, and
+the sent state kept across a restart of the engine (real database)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -10,6 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from alarms import state as sm
+from alarms.engine import AlarmEngine
 from alarms.escalation import (
     DEFAULT_POLICY,
     EscalationPolicy,
@@ -19,6 +23,13 @@ from alarms.escalation import (
     next_due_ns,
 )
 from alarms.model import AlarmState, Condition, Priority
+from alarms.notify import Notifier, WebSocketChannel
+from alarms.rules import RuleArrays, rules_from_config
+from streams import Hub, SampleBatch
+from streams.config import parse_config
+from streams.registry import sync_config
+from streams.store import Store
+from tests.test_warning_desk import CONFIG
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S  # 2023-11-14 22:13:20 UTC
@@ -229,3 +240,60 @@ def test_notices_follow_the_schedule_whenever_the_scheduler_wakes(gaps: list[int
         assert n.level == min(n.attempt, 2)
     attempts = [n.attempt for n in notes]
     assert attempts == sorted(set(attempts))  # strictly increasing: no step sent twice
+
+
+async def test_a_restart_does_not_send_an_escalation_step_again(database_url: str) -> None:
+    """The engine on a real database with an injected clock: step 1 is sent, the engine
+    restarts, step 1 is not sent again; step 2 comes on schedule; acknowledgement clears it."""
+    cfg = parse_config(CONFIG)
+    store = await Store.open(database_url)
+    now = [T0]
+    try:
+        index = await sync_config(store.pool, cfg)
+        gd = index.id("E9", "GD-1")
+        rules = RuleArrays.build(
+            rules_from_config(cfg, {(p.enterprise, p.code): p.id for p in index})
+        )
+        policy = EscalationPolicy.model_validate({"timing": {"1": {"t1_s": 60, "t2_s": 300}}})
+
+        async def start() -> tuple[AlarmEngine, Notifier, asyncio.Queue[Any]]:
+            engine = AlarmEngine(store.pool, rules, clock=lambda: now[0])
+            await engine.restore()
+            channel = WebSocketChannel()
+            notifier = Notifier([channel])
+            engine.escalate_with(policy, notifier, {gd: "GD-1"})
+            return engine, notifier, channel.events.listen()
+
+        async def tick_at(engine: AlarmEngine, notifier: Notifier, t_s: float) -> None:
+            now[0] = T0 + round(t_s * S)
+            await engine.tick()
+            await notifier.drain()
+
+        engine, notifier, feed = await start()
+        hub = Hub()
+        sub = hub.subscribe("alarms")
+        task = asyncio.create_task(engine.run(sub))
+        await hub.publish(SampleBatch.of(T0, [gd], [45.0]))  # above HH (40 mg/m³)
+        await sub.join()
+        sub.close()
+        await task
+        await tick_at(engine, notifier, 61)
+        (note,) = await feed.get()
+        assert (note["condition"], note["attempt"]) == ("HH", 1)
+        stored = await store.pool.fetch("SELECT attempt, raised_at_ns FROM alarm_escalations")
+        assert [tuple(r) for r in stored] == [(1, T0)]
+
+        engine, notifier, feed = await start()  # the restart
+        for t in (62, 120, 359):
+            await tick_at(engine, notifier, t)
+        assert feed.empty()
+        await tick_at(engine, notifier, 361)
+        (note,) = await feed.get()
+        assert (note["attempt"], note["role"]) == (2, "director")
+
+        hh = next(i for i, k in engine.keys.items() if k[1] is Condition.HH)
+        await engine.operate([hh], lambda a, t: sm.acknowledge(a, "duty", None, t))
+        await tick_at(engine, notifier, 400)
+        assert await store.pool.fetchval("SELECT count(*) FROM alarm_escalations") == 0
+    finally:
+        await store.close()

@@ -115,7 +115,7 @@ async def _client_for(app: App, role: Role) -> tuple[ClientSession, dict[str, st
 
 def _path(route: Route, point: int) -> str:
     path = route.path.replace("{id}", str(point)).replace("{target}", "no-such-target")
-    return path.replace("{code}", "no-such-code")
+    return path.replace("{code}", "no-such-code").replace("{point}", str(point))
 
 
 def test_every_route_of_the_application_declares_a_permission() -> None:

@@ -16,18 +16,18 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from alarms import state as sm
-from alarms.engine import AlarmEngine, event_view
+from alarms.engine import AlarmEngine, RuleBook, event_view
 from alarms.kpi import EventColumns, kpis
 from alarms.model import AlarmEvent, AlarmState, Condition
 from alarms.notify import WebSocketChannel
-from alarms.rules import PointRule
+from alarms.rules import RuleError, RuleOverride
 from streams.registry import PointIndex
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
 from web.sources import SOURCE_ROUTES
 
 ENGINE = web.AppKey("alarm_engine", AlarmEngine)
 NOTIFICATIONS = web.AppKey("alarm_notifications", WebSocketChannel)
-RULES = web.AppKey("alarm_rules", list[PointRule])
+RULES = web.AppKey("alarm_rules", RuleBook)
 POINTS = web.AppKey("alarm_points", PointIndex)
 MAX_EVENTS = 500
 
@@ -261,21 +261,60 @@ async def alarm_kpi(request: web.Request) -> web.Response:
     return _json(kpis(events, start, end, area_of))
 
 
+def _rule_view(book: RuleBook, points: PointIndex, point: int) -> dict[str, Any]:
+    info = points.info(point)
+    stored = book.overrides.get(point)
+    return {
+        "enterprise": info.enterprise,
+        "code": info.code,
+        **book.rules[point].model_dump(mode="json"),
+        # Where the rule comes from: the configuration file, or an override set over the API.
+        "source": "config" if stored is None else "api",
+        "set_by": None if stored is None else stored.by,
+        "set_at": None if stored is None else stored.at.isoformat(timespec="seconds"),
+    }
+
+
 async def alarm_rules(request: web.Request) -> web.Response:
     """The rule in force for each point (its limits, deadbands, delays, priorities…)."""
     enterprise = request.query.get("enterprise")
-    points = request.app[POINTS]
-    out = []
-    for rule in request.app[RULES]:
-        if not _visible(request, rule.point):
-            continue
-        info = points.info(rule.point)
-        if enterprise is not None and info.enterprise != enterprise:
-            continue
-        out.append(
-            {"enterprise": info.enterprise, "code": info.code, **rule.model_dump(mode="json")}
-        )
+    book, points = request.app[RULES], request.app[POINTS]
+    out = [
+        _rule_view(book, points, point)
+        for point in sorted(book.rules)
+        if _visible(request, point)
+        and (enterprise is None or points.info(point).enterprise == enterprise)
+    ]
     return _json({"rules": out})
+
+
+def _rule_point(request: web.Request) -> int:
+    raw = request.match_info["point"]
+    if raw.isdigit() and int(raw) in request.app[RULES].rules and _visible(request, int(raw)):
+        return int(raw)
+    raise json_error(web.HTTPNotFound, f"no point {raw!r} with an alarm rule")
+
+
+async def _set_rule(request: web.Request, override: RuleOverride | None) -> web.Response:
+    point = _rule_point(request)
+    book = request.app[RULES]
+    try:
+        await book.set(point, override, _principal(request).username)
+    except RuleError as exc:
+        raise json_error(
+            web.HTTPBadRequest, "; ".join(exc.problems), problems=exc.problems
+        ) from None
+    return _json(_rule_view(book, request.app[POINTS], point))
+
+
+async def put_rule(request: web.Request) -> web.Response:
+    body = request[BODY]
+    assert isinstance(body, RuleOverride)
+    return await _set_rule(request, body)
+
+
+async def delete_rule(request: web.Request) -> web.Response:
+    return await _set_rule(request, None)
 
 
 ALARM_ROUTES = [
@@ -292,6 +331,11 @@ ALARM_ROUTES = [
                  "area": "enterprise code"}),
     Route("GET", "/api/alarms/rules", alarm_rules, Permission.MONITOR_READ,
           "The alarm rule in force for each point", query={"enterprise": "enterprise code"}),
+    Route("PUT", "/api/alarms/rules/{point}", put_rule, Permission.ALARM_RULES,
+          "Set a point's alarm rule (its override, as in the configuration file's "
+          "[alarms.points]); in force at once, kept across restarts", body=RuleOverride),
+    Route("DELETE", "/api/alarms/rules/{point}", delete_rule, Permission.ALARM_RULES,
+          "Revert a point's alarm rule to the configuration file's"),
     Route("GET", "/api/alarms/{id}", get_alarm, Permission.MONITOR_READ,
           "An alarm with its event history"),
     Route("POST", "/api/alarms/ack", bulk_ack, Permission.ALARM_OPERATE,

@@ -6,6 +6,7 @@ suppress the source's alarms by design in the alarm engine (which classes: `[ala
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class SourceStates:
             if p.hazard_source is not None:
                 self.points.setdefault((p.enterprise, p.hazard_source), []).append(p.id)
         self.states: dict[tuple[str, str], SourceStatus] = {}
+        self._lock = asyncio.Lock()  # one change at a time: set the new cause, lift the old
 
     async def restore(self) -> int:
         """Load the stored states and make the engine's suppressions agree with them (also
@@ -111,6 +113,12 @@ class SourceStates:
     ) -> SourceStatus:
         """Record the new state, then move the suppression: the new one is set before the old
         one is lifted, so alarms suppressed by both see no transition."""
+        async with self._lock:
+            return await self._set(enterprise, source, state, reason, by)
+
+    async def _set(
+        self, enterprise: str, source: str, state: SourceState, reason: str, by: str
+    ) -> SourceStatus:
         old = self.get(enterprise, source)
         since = await self.pool.fetchval(
             "INSERT INTO source_states (enterprise, source, state, since, reason, set_by)"

@@ -23,3 +23,24 @@ CREATE TABLE source_states (
     set_by     text NOT NULL,
     PRIMARY KEY (enterprise, source)
 );
+
+-- Alarm rules set over the API: the override of one point, as in the configuration file's
+-- [alarms.points."ENTERPRISE/POINT"]; it takes precedence over the file's and outlives restarts.
+CREATE TABLE alarm_rules (
+    enterprise text NOT NULL,
+    point      text NOT NULL,  -- the point's code
+    override   jsonb NOT NULL,
+    set_by     text NOT NULL,
+    set_at     timestamptz NOT NULL,
+    PRIMARY KEY (enterprise, point)
+);
+
+-- What escalation has sent for each unacknowledged alarm (alarms.escalation.EscalationState), so
+-- a restart does not send a step again. Times in ns: the raise time must match the alarm's.
+CREATE TABLE alarm_escalations (
+    alarm        bigint PRIMARY KEY REFERENCES alarms (id),
+    raised_at_ns bigint NOT NULL,
+    attempt      integer NOT NULL,
+    level        integer NOT NULL,
+    sent_at_ns   bigint NOT NULL
+);
