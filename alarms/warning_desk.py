@@ -8,6 +8,7 @@ and tells listeners (the WebSocket topic `warnings`). Operators' steps come thro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -21,6 +22,7 @@ import asyncpg  # type: ignore[import-untyped]
 from alarms import warnings as wm
 from alarms.engine import AlarmEngine
 from alarms.model import AlarmClass, AlarmState, Condition
+from alarms.reports import Reports
 from alarms.warning_rules import WarningRules, load_warning_rules
 from streams.fanout import Fanout
 from streams.registry import PointIndex
@@ -54,6 +56,7 @@ class WarningDesk:
         *,
         rules: WarningRules | None = None,
         clock: Callable[[], int] = time.time_ns,
+        reports: Reports | None = None,
     ) -> None:
         self.pool = pool
         self.engine = engine
@@ -62,8 +65,10 @@ class WarningDesk:
         self.recipients = recipients or {}  # (enterprise, hazard source) → 包保责任人
         self.rules = rules or load_warning_rules()
         self.clock = clock
+        self.reports = reports  # what enterprises report: special work, daily commitment
         self.warnings: dict[int, wm.Warning] = {}
         self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
         self.events = Fanout()  # every warning change, for the WebSocket topic
 
     async def restore(self) -> int:
@@ -73,7 +78,8 @@ class WarningDesk:
         return len(rows)
 
     def inputs(self, now_ns: int) -> wm.WarningInputs:
-        """The rules' view of the present: active alarms and data quality per hazard source."""
+        """The rules' view of the present: active alarms, data quality and what the enterprises
+        reported (special work, the daily commitment) per hazard source."""
         alarms: dict[tuple[str, str | None], list[wm.ActiveAlarm]] = defaultdict(list)
         quality: dict[tuple[str, str | None], dict[int, dict[str, Any]]] = defaultdict(dict)
         cameras: dict[tuple[str, str | None], dict[str, int]] = defaultdict(dict)
@@ -114,6 +120,13 @@ class WarningDesk:
         enterprises: dict[str, set[str | None]] = defaultdict(set)
         for p in self.points:
             enterprises[p.enterprise].add(p.hazard_source)
+        for e, src in self.grades:
+            enterprises[e].add(src)  # a source without points may still have special work
+        works = self.reports.special_work_at(now_ns) if self.reports else {}
+        committed = {
+            e: self.reports.commitment_inputs(e, now_ns) if self.reports else (None, None)
+            for e in enterprises
+        }
         return wm.WarningInputs(
             tuple(
                 wm.EnterpriseInputs(
@@ -128,9 +141,18 @@ class WarningDesk:
                                 for pid, q in quality.get((e, src), {}).items()
                             ),
                             cameras_offline=cameras.get((e, src), {}),
+                            special_work=frozenset(works.get((e, src), ()))
+                            if self.reports and src
+                            else None,
+                            special_work_permits=works.get((e, src), {}) if src else {},
+                            production_state=self.reports.source_state(e, src)
+                            if self.reports and src
+                            else None,
                         )
                         for src in sorted(sources, key=lambda s: s or "")
                     ),
+                    commitment_submitted=committed[e][0],
+                    production_state=committed[e][1],
                 )
                 for e, sources in sorted(enterprises.items())
             )
@@ -138,11 +160,17 @@ class WarningDesk:
 
     async def run(self, period_s: float = EVALUATE_EVERY_S) -> None:
         while True:
+            self._wake.clear()
             try:
                 await self.evaluate()
             except Exception:  # a bad evaluation must not stop the desk; it retries
                 log.exception("warning evaluation failed")
-            await asyncio.sleep(period_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), period_s)
+
+    def poke(self) -> None:
+        """Evaluate now rather than at the end of the period: an input changed."""
+        self._wake.set()
 
     async def evaluate(self) -> None:
         now = self.clock()

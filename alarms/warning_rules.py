@@ -10,6 +10,7 @@ import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -133,11 +134,18 @@ class MissingCommitmentRule(_Rule):
     """The enterprise's daily safety commitment (每日安全承诺) is missing."""
 
     kind: Literal["missing_commitment"]
+    # Due each local day by this hour (0-23) of `timezone`; missing only once that has passed.
+    deadline_hour: Annotated[int, Field(ge=0, le=23)]
+    timezone: str
 
     @model_validator(mode="after")
     def _enterprise_wide(self) -> MissingCommitmentRule:
         if self.grades:
             raise ValueError(f"rule {self.id!r}: the commitment is enterprise-wide, drop `grades`")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"rule {self.id!r}: unknown timezone {self.timezone!r}") from None
         return self
 
 

@@ -91,6 +91,8 @@ class SourceInputs:
     quality: tuple[PointQuality, ...] = ()
     cameras_offline: Mapping[str, int] = field(default_factory=dict)  # camera → offline since
     special_work: frozenset[str] | None = None  # on-going 特殊作业 codes; None: not reported
+    # The permit numbers (作业证编号) of each on-going work type, named in the evidence.
+    special_work_permits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     production_state: str | None = None  # None: the enterprise's
     wind_toward_sensitive_target: bool | None = None  # None: unknown
 
@@ -262,7 +264,7 @@ def _source_rule(
                 _hit(
                     rule,
                     now_ns,
-                    [_state_evidence(rules, state), _work_evidence(rules, works)],
+                    [_state_evidence(rules, state), _work_evidence(rules, works, src)],
                 )
             ]
         return []
@@ -311,7 +313,7 @@ def _source_rule(
         if not works:
             return []
         evidence = [_alarm_evidence(a, now_ns) for a in matching]
-        return [_hit(rule, since, [*evidence, _work_evidence(rules, works)])]
+        return [_hit(rule, since, [*evidence, _work_evidence(rules, works, src)])]
     raise AssertionError(f"unhandled rule kind {rule.kind!r}")
 
 
@@ -439,14 +441,28 @@ def _count_evidence(c: AlarmCount) -> Evidence:
     return _evidence("alarm_count", {**params, "count": c.count}, words)
 
 
-def _work_evidence(rules: WarningRules, works: Sequence[str]) -> Evidence:
+def _work_evidence(rules: WarningRules, works: Sequence[str], src: SourceInputs) -> Evidence:
     names = {w.code: w for w in rules.special_work_types}
+    permits = {
+        w: list(src.special_work_permits[w]) for w in works if src.special_work_permits.get(w)
+    }
+
+    def named(w: str, zh: bool) -> str:
+        name = names[w].zh if zh else names[w].en
+        if w not in permits:
+            return name
+        numbers = ", ".join(permits[w])
+        return f"{name}(作业证 {numbers})" if zh else f"{name} (permit {numbers})"
+
+    params: dict[str, Any] = {"works": list(works)}
+    if permits:
+        params["permits"] = permits
     return _evidence(
         "special_work",
-        {"works": list(works)},
+        params,
         {
-            "works_zh": "、".join(names[w].zh for w in works),
-            "works_en": ", ".join(names[w].en for w in works),
+            "works_zh": "、".join(named(w, True) for w in works),
+            "works_en": ", ".join(named(w, False) for w in works),
         },
     )
 

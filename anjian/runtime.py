@@ -24,8 +24,10 @@ from aiohttp import web
 
 from alarms.engine import AlarmEngine, FirstOutGroup, RuleBook
 from alarms.notify import Notifier, NotifySettings, WebSocketChannel
+from alarms.reports import Reports
 from alarms.rules import AlarmSettings, RuleArrays
 from alarms.warning_desk import WarningDesk
+from alarms.warning_rules import WarningLevel
 from alarms.warnings import Duty, Recipient
 from anjian.video import camera_rules, demo_cameras
 from collectors import DeviceCollector
@@ -55,6 +57,7 @@ from web.accounts import ACCOUNTS, Accounts, DemoAccount, ensure_demo_accounts
 from web.alarms import ENGINE, NOTIFICATIONS, POINTS, RULES
 from web.app import SERVICES, Services, make_app
 from web.audit import AUDIT, AuditLog
+from web.reports import REPORTS
 from web.sources import SOURCES, SourceStates
 from web.video import VIDEO, VideoServices
 from web.warnings import DESK
@@ -105,6 +108,7 @@ class Running:
     notifications: WebSocketChannel
     rules: RuleBook
     sources: SourceStates
+    reports: Reports
     video: VideoManager
     clips: ClipRecorder
 
@@ -212,6 +216,15 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             for h in e.hazard_sources
         }
         desk = WarningDesk(store.pool, engine, index, grades, people)
+        reports = Reports(
+            store.pool,
+            desk.rules,
+            {e.code: [h.code for h in e.hazard_sources] for e in cfg.enterprises},
+            operating_states=sources.states,
+        )
+        desk.reports = reports
+        works, commitments = await reports.load()
+        log.info("reports: %d special works not ended, %d recent commitments", works, commitments)
         log.info("warning desk: %d open warnings restored", await desk.restore())
 
         notify = NotifySettings.model_validate(cfg.notify)
@@ -228,7 +241,7 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
         clips = ClipRecorder(video, engine.events, store.pool, settings.data_dir)
         run = Running(
             store, hub, writer, collectors, mqtt_ingest, cfg, index, simulator, audit, accounts,
-            demo_accounts, engine, desk, ws_channel, rules, sources, video, clips,
+            demo_accounts, engine, desk, ws_channel, rules, sources, reports, video, clips,
         )  # fmt: skip
 
         async with asyncio.TaskGroup() as tg:
@@ -248,6 +261,8 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             jobs.append(tg.create_task(_every(MAINTAIN_EVERY_S, store.maintain), name="maintain"))
             jobs.append(tg.create_task(engine.ticker(), name="alarm ticker"))
             jobs.append(tg.create_task(desk.run(), name="warning desk"))
+            if simulator is not None:
+                jobs.append(tg.create_task(_demo_commitments(cfg, reports), name="commitments"))
             retention = cfg.security.audit_retention_days
 
             async def prune_audit() -> None:
@@ -304,6 +319,29 @@ def ssl_context(security: SecuritySettings) -> ssl.SSLContext | None:
     return context
 
 
+DEMO_COMMITMENT_CHECK_S = 600.0
+
+
+async def _demo_commitments(cfg: Config, reports: Reports) -> None:
+    """The demo's enterprises submit their daily safety commitment (安全承诺) each day, as a real
+    enterprise's main responsible person would, so the demo shows only the warnings its plant
+    causes. A missing commitment is still warned about outside the demo."""
+    while True:
+        day = reports.today()
+        for e in cfg.enterprises:
+            sources = [h.code for h in e.hazard_sources]
+            if not sources or await reports.commitments(day, e.code):
+                continue
+            await reports.submit_commitment(
+                e.code, "demo", day=day, risk_level=WarningLevel.BLUE,
+                production_state="normal", units_running=len(sources), units_stopped=0,
+                units_maintenance=0, special_work={}, hot_work_grade1=0, hot_work_special=0,
+                sources_safe=dict.fromkeys(sources, True), note="模拟企业每日安全承诺",
+                signed_by=f"{e.name} 主要负责人",
+            )  # fmt: skip
+        await asyncio.sleep(DEMO_COMMITMENT_CHECK_S)
+
+
 def build_app(
     settings: Settings, ready: Callable[[Running], None] | None = None
 ) -> web.Application:
@@ -336,6 +374,7 @@ def build_app(
             app[RULES] = run.rules
             app[NOTIFICATIONS] = run.notifications
             app[POINTS] = run.points
+            app[REPORTS] = run.reports
             app[SOURCES] = run.sources
             app[VIDEO] = VideoServices(run.video, run.store.pool, settings.data_dir)
             if ready is not None:

@@ -32,6 +32,7 @@ from web.alarms import ALARM_ROUTES, ENGINE, NOTIFICATIONS
 from web.audit import AUDIT, AUDIT_ROUTES
 from web.auth import ADMIN_ROUTES, AUTH_ROUTES, authenticate, end_with_session
 from web.overview import OVERVIEW_ROUTES
+from web.reports import REPORT_ROUTES
 from web.security import (
     ANONYMOUS,
     BODY,
@@ -682,7 +683,7 @@ def make_app(
     app.cleanup_ctx.append(_ingest_rate)
     routes = [
         *SPINE_ROUTES, *AUTH_ROUTES, *ADMIN_ROUTES, *AUDIT_ROUTES, *ALARM_ROUTES, *WARNING_ROUTES,
-        *VIDEO_ROUTES, *VIDEO_LIVE_ROUTES, *OVERVIEW_ROUTES,
+        *VIDEO_ROUTES, *VIDEO_LIVE_ROUTES, *OVERVIEW_ROUTES, *REPORT_ROUTES,
     ]  # fmt: skip
     app[ROUTES] = routes
     by_match: dict[object, Route] = {}

@@ -22,6 +22,7 @@ from alarms.rules import SourceState, SuppressionSettings
 from streams.config import Config
 from streams.registry import PointIndex
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
+from web.warnings import DESK
 
 _ZH = {
     SourceState.RUNNING: "运行",
@@ -212,6 +213,7 @@ async def set_state(request: web.Request) -> web.Response:
     status = await request.app[SOURCES].set(
         enterprise, source, body.state, body.reason.strip(), principal.username
     )
+    request.app[DESK].poke()  # the state is an input of the early warnings: evaluate now
     return _json(status.view())
 
 
