@@ -409,3 +409,57 @@ def test_ticks_between_batches_change_nothing_but_discover_earlier(
     ticked.tick(end)
     assert _comparable(plain.changes, values=False) == _comparable(ticked.changes, values=False)
     np.testing.assert_array_equal(plain.state.active, ticked.state.active)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n_points=st.integers(1024, 1100),
+    scans=st.integers(2, 6),
+    seed=st.integers(0, 2**32 - 1),
+    cuts=st.lists(st.integers(1, 1099), min_size=1, max_size=4),
+)
+def test_a_whole_scan_applied_in_place_equals_the_same_samples_in_small_batches(
+    n_points: int, scans: int, seed: int, cuts: list[int]
+) -> None:
+    # A batch naming every point of a range of ids once takes the in-place path; batches of
+    # fewer than 1,024 samples take the gathered one. Both must give the same changes and state.
+    rng = np.random.default_rng(seed)
+    rules = [
+        PointRule(
+            point=i,
+            hh=90,
+            h=80,
+            l=20,
+            ll=10,
+            range=(0, 100),
+            deadband=[0.0, 2.0][i % 2],
+            on_delay_s=[0.0, 1.5, 3.0][i % 3],
+            off_delay_s=[0.0, 2.0][i % 5 % 2],
+            roc=RateOfChange(limit_per_s=5, window_s=3),
+            bad_quality=BadQuality(after_s=2),
+            stale=Stale(period_s=1, periods=2),
+            stuck=Stuck(epsilon=0.5, window_s=4),
+            forecast=Forecast(window_s=5, horizon_s=10),
+        )
+        for i in range(1, n_points + 1)
+    ]
+    whole, split = Run(*rules), Run(*rules)
+    level = rng.uniform(0, 100, n_points)
+    for r in range(scans):
+        level += rng.normal(0, 8, n_points)
+        ids = rng.permutation(np.arange(1, n_points + 1, dtype=np.int32))
+        ts = T0 + r * S + rng.integers(0, S // 2, n_points)
+        quality = rng.choice(np.array([0, 0, 0, 0, 0, 2, 3, 5], np.uint8), n_points)
+        scan = SampleBatch(ts, ids, level[ids - 1].copy(), quality)
+        whole.batch(scan)
+        bounds = sorted({*range(0, n_points, 512), n_points, *(c for c in cuts if c < n_points)})
+        for lo, hi in itertools.pairwise(bounds):
+            split.batch(scan.take(np.arange(lo, hi)))
+        whole.tick(r + 0.75)
+        split.tick(r + 0.75)
+
+    assert whole.changes  # the series does raise and clear conditions
+    assert _comparable(whole.changes) == _comparable(split.changes)
+    for name in ("raw", "active", "since", "pending", "i"):
+        np.testing.assert_array_equal(getattr(whole.state, name), getattr(split.state, name))
+    np.testing.assert_array_equal(whole.state.f, split.state.f)
