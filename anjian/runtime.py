@@ -322,23 +322,30 @@ def ssl_context(security: SecuritySettings) -> ssl.SSLContext | None:
 DEMO_COMMITMENT_CHECK_S = 600.0
 
 
+async def submit_demo_commitments(cfg: Config, reports: Reports) -> int:
+    """Today's daily safety commitment (安全承诺) of every enterprise with hazard sources that has
+    none yet, as its main responsible person would submit it; returns how many were submitted."""
+    day = reports.today()
+    submitted = 0
+    for e in cfg.enterprises:
+        sources = [h.code for h in e.hazard_sources]
+        if not sources or await reports.commitments(day, e.code):
+            continue
+        await reports.submit_commitment(
+            e.code, "demo", day=day, risk_level=WarningLevel.BLUE, production_state="normal",
+            units_running=len(sources), units_stopped=0, units_maintenance=0, special_work={},
+            hot_work_grade1=0, hot_work_special=0, sources_safe=dict.fromkeys(sources, True),
+            note="模拟企业每日安全承诺", signed_by=f"{e.name} 主要负责人",
+        )  # fmt: skip
+        submitted += 1
+    return submitted
+
+
 async def _demo_commitments(cfg: Config, reports: Reports) -> None:
-    """The demo's enterprises submit their daily safety commitment (安全承诺) each day, as a real
-    enterprise's main responsible person would, so the demo shows only the warnings its plant
-    causes. A missing commitment is still warned about outside the demo."""
+    """The demo's enterprises commit every day, so the demo shows only the warnings its plant
+    causes (a missing commitment is still warned about outside the demo)."""
     while True:
-        day = reports.today()
-        for e in cfg.enterprises:
-            sources = [h.code for h in e.hazard_sources]
-            if not sources or await reports.commitments(day, e.code):
-                continue
-            await reports.submit_commitment(
-                e.code, "demo", day=day, risk_level=WarningLevel.BLUE,
-                production_state="normal", units_running=len(sources), units_stopped=0,
-                units_maintenance=0, special_work={}, hot_work_grade1=0, hot_work_special=0,
-                sources_safe=dict.fromkeys(sources, True), note="模拟企业每日安全承诺",
-                signed_by=f"{e.name} 主要负责人",
-            )  # fmt: skip
+        await submit_demo_commitments(cfg, reports)
         await asyncio.sleep(DEMO_COMMITMENT_CHECK_S)
 
 

@@ -41,6 +41,9 @@ _PARTITIONS_AHEAD_DAYS = 3
 _MAX_PARTITION_SPAN_DAYS = 366
 # Late rows are re-aggregated into the rollups for this long after their minute closed.
 _ROLLUP_LOOKBACK_US = 10 * _MINUTE_US
+# A refresh of the continuous aggregate meeting the refresh policy's: retry this often.
+REFRESH_ATTEMPTS = 50
+REFRESH_RETRY_S = 0.2
 
 # pg_advisory_xact_lock keys: "anjian" in ASCII, then a number per critical section.
 _LOCK_MIGRATIONS = 0x616E6A69616E0001
@@ -295,11 +298,20 @@ class Store:
         end_us = _ceil_div(_ceil_div(end_ns, _NS_PER_US), _MINUTE_US) * _MINUTE_US
         if self.timescale:
             # A procedure that refuses to run inside a transaction: simple protocol, no params.
+            sql = (
+                "CALL refresh_continuous_aggregate('samples_1m', "
+                f"'{_ts(start_us).isoformat()}', '{_ts(end_us).isoformat()}')"
+            )
             async with self.pool.acquire() as conn:
-                await conn.execute(
-                    "CALL refresh_continuous_aggregate('samples_1m', "
-                    f"'{_ts(start_us).isoformat()}', '{_ts(end_us).isoformat()}')"
-                )
+                # TimescaleDB's refresh policy may hold an overlapping window: wait it out.
+                for attempt in range(REFRESH_ATTEMPTS):
+                    try:
+                        await conn.execute(sql)
+                        return
+                    except asyncpg.LockNotAvailableError:
+                        if attempt == REFRESH_ATTEMPTS - 1:
+                            raise
+                        await asyncio.sleep(REFRESH_RETRY_S)
             return
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ROLLUPS)

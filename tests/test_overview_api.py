@@ -15,9 +15,12 @@ import pytest
 from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestServer
 
-from anjian.runtime import Running, Settings, build_app
+from alarms.reports import Reports
+from alarms.warning_rules import load_warning_rules
+from anjian.runtime import Running, Settings, build_app, submit_demo_commitments
 from collectors.sim.runner import Simulator
 from streams.config import Config, parse_config
+from streams.store import Store
 from tests.conftest import DUTY, ENTERPRISE, sign_in
 from web.accounts import ensure_demo_accounts
 
@@ -45,6 +48,15 @@ async def site(database_url: str, tmp_path: Path) -> AsyncIterator[Site]:
     await sim.start()
     config = tmp_path / "plant.toml"
     config.write_text(sim.config_toml + QUICK_QUALITY_ALARMS, encoding="utf-8")
+    cfg = parse_config(sim.config_toml)
+    # The enterprises have committed today (else each has a blue "commitment missing" warning).
+    store = await Store.open(database_url)
+    try:
+        await submit_demo_commitments(cfg, Reports(store.pool, load_warning_rules(), {
+            e.code: [h.code for h in e.hazard_sources] for e in cfg.enterprises
+        }))  # fmt: skip
+    finally:
+        await store.close()
     holder: list[Running] = []
     app = build_app(
         Settings(config=config, data_dir=tmp_path / "data", database_url=database_url),
@@ -55,7 +67,7 @@ async def site(database_url: str, tmp_path: Path) -> AsyncIterator[Site]:
     try:
         await ensure_demo_accounts(holder[0].store.pool, "E1")
         url = f"http://{server.host}:{server.port}"
-        yield Site(sim, parse_config(sim.config_toml), holder[0], url)
+        yield Site(sim, cfg, holder[0], url)
     finally:
         await server.close()
         await sim.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -71,7 +72,17 @@ async def _refresh_rollups(store: Store, now: int) -> None:
     if store.timescale:
         conn = await asyncpg.connect(store.url)
         try:
-            await conn.execute("CALL refresh_continuous_aggregate('samples_1m', NULL, NULL)")
+            # TimescaleDB's own refresh policy may be running on an overlapping window: wait it out.
+            for attempt in range(50):
+                try:
+                    await conn.execute(
+                        "CALL refresh_continuous_aggregate('samples_1m', NULL, NULL)"
+                    )
+                    break
+                except asyncpg.LockNotAvailableError:
+                    if attempt == 49:
+                        raise
+                    await asyncio.sleep(0.2)
         finally:
             await conn.close()
     else:
