@@ -9,6 +9,7 @@ import logging
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from streams.spool import Spool, read_batch_file
 from streams.store import Store
 from streams.writer import SampleWriter
 
-T0 = 1_767_225_600_000_000_000  # 2026-01-01 00:00:00 UTC in ns
+# A whole hour in the recent past: inside retention, so TimescaleDB's retention job (which may
+# run at any moment) never drops the rows a test has just written.
+T0 = (time.time_ns() // 3_600_000_000_000 - 2) * 3_600_000_000_000
 SECOND = 1_000_000_000
 
 # Exact microseconds, NULL for NaN, the rows in insertion-independent order.
