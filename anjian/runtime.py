@@ -224,6 +224,8 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
         )
         desk.reports = reports
         works, commitments = await reports.load()
+        if simulator is not None:  # before the desk's first look: no warning of a missing one
+            commitments += await submit_demo_commitments(cfg, reports)
         log.info("reports: %d special works not ended, %d recent commitments", works, commitments)
         log.info("warning desk: %d open warnings restored", await desk.restore())
 
