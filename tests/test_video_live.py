@@ -468,7 +468,6 @@ async def test_an_unlinked_camera_is_pulled_at_full_rate_only_while_somebody_wat
 
 
 LIVE_PAGE = Path(__file__).parent / "live_page"
-CONSOLE_JS = Path(__file__).parents[1] / "web" / "static" / "js"
 SCREENSHOTS = Path(__file__).parent / "output" / "screenshots"
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 
@@ -480,8 +479,8 @@ async def _open(
     user: tuple[str, str] = DUTY,
     mse: bool = True,
 ) -> tuple[Page, list[str]]:
-    """A signed-in page of tests/live_page served as if by the app, under the app's CSP; the
-    console's i18n/dom/api modules stand in when this branch does not have them yet."""
+    """A signed-in page of tests/live_page served as if by the app, under the app's CSP; it
+    imports the console's own modules from the app."""
     csp = (await app.client.get("/static/camera.css")).headers["Content-Security-Policy"]
     # The page is fulfilled by the test, not fetched: Chromium cannot tell it came from the
     # loopback server and would hold its connections to 127.0.0.1 to the Local Network Access
@@ -502,9 +501,6 @@ async def _open(
         )
 
     await page.route("**/live-test/*", from_test_folder)
-    for module in ("i18n.js", "dom.js", "api.js"):
-        if not (CONSOLE_JS / module).exists():
-            await page.route(f"**/static/js/{module}", from_test_folder)
     if not mse:
         await page.add_init_script("delete window.MediaSource; delete window.ManagedMediaSource;")
     base = str(app.client.make_url("/")).rstrip("/")
