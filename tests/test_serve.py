@@ -111,7 +111,9 @@ async def test_serve_prints_url_and_stops_cleanly_on_sigterm_flushing_the_writer
                 await asyncio.sleep(0.1)
         published = int(health["ingest"]["samples_total"])
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        code = await asyncio.wait_for(proc.wait(), 30)
+        assert proc.stderr is not None
+        assert code == 0, (await proc.stderr.read()).decode(errors="replace")[-6000:]
     finally:
         if proc.returncode is None:
             proc.kill()

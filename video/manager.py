@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -126,6 +127,19 @@ class VideoManager:
         finally:
             for cam in self._cameras.values():
                 cam.source.stop()
+            # Wait for the threads to end: one still inside FFmpeg while the interpreter
+            # finalizes can crash the process (seen once as SIGSEGV after SIGTERM). A session
+            # ends at its next packet or I/O timeout, so this is bounded.
+            limit = self.settings.open_timeout_s + self.settings.read_timeout_s + 1.0
+            await asyncio.to_thread(self._join_threads, limit)
+
+    def _join_threads(self, limit_s: float) -> None:
+        deadline = time.monotonic() + limit_s
+        for cam in self._cameras.values():
+            cam.source.join(max(0.0, deadline - time.monotonic()))
+        left = [cam.spec.id for cam in self._cameras.values() if cam.source.alive]
+        if left:
+            log.warning("camera threads still running at stop: %s", ", ".join(left))
 
     async def publish_health(self) -> None:
         if not self._cameras:

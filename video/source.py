@@ -123,8 +123,13 @@ class CameraSource:
         """Ask the thread to end; it does at the next packet or timeout (it is a daemon)."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None and wait_s > 0:
-            self._thread.join(wait_s)
+        if wait_s > 0:
+            self.join(wait_s)
+
+    def join(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for the thread to end (after `stop()`)."""
+        if self._thread is not None:
+            self._thread.join(timeout_s)
 
     @property
     def alive(self) -> bool:
