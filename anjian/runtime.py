@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import secrets
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -149,7 +150,9 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
         if settings.demo:
             mqtt = settings.mqtt
             if mqtt is None and mqtt_broker_answers():
-                mqtt = MqttSettings()
+                # A topic prefix of this demo's own: two demos on one broker (or a demo beside
+                # the tests) must not read each other's gateway.
+                mqtt = MqttSettings(topic_prefix=f"anjian/demo-{secrets.token_hex(4)}")
             simulator = Simulator(mqtt=mqtt)
             await simulator.start()
             stack.push_async_callback(simulator.stop)
