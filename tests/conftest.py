@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 # The RTSP camera fixtures (rtsp_server, rtsp_server_factory) for the video tests.
-pytest_plugins = ("tests.video_kit",)
+pytest_plugins = ("tests.video_kit", "tests.console_kit")
 
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -1,21 +1,15 @@
 """Shared fixtures of the console's browser tests: a demo server, Debian's Chromium, sign-in.
 
-Use them by naming them in a test module (pytest finds fixtures there; plain assignments keep
-ruff from calling the fixture parameters redefinitions):
+tests/conftest.py loads this module as a plugin, so a test names the fixtures as parameters:
 
-    from tests import console_kit
     from tests.console_kit import Console, login, shot
 
-    console = console_kit.console
-    console_browser = console_kit.console_browser
-    console_page = console_kit.console_page
-
-- `console` (session): `anjian serve --demo` in a subprocess on a free port, with its own data
+- `console` (module): `anjian serve --demo` in a subprocess on a free port, with its own data
   dir and a fresh database on the test PostgreSQL server. `console.url`, `console.password(user)`,
   `console.totp(user)` (a fresh one-time code for the administrators), `console.api(user)` (a
   signed-in HTTP client: `.call(method, path, body)`), `console.scenario(name, target, **params)`
   (switches the demo plant as the system administrator, the role holding system:control).
-  The server is shared by every console test of the session: a test that starts a scenario ends
+  The server is shared by the console tests of one module: a test that starts a scenario ends
   it (`console.scenario("normal")`) and must not expect an empty alarm list.
 - `console_browser` (module): Debian's chromium through Playwright's `executable_path`
   (never a downloaded browser build); skipped loudly when chromium is missing.
@@ -224,7 +218,9 @@ def _anjian() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "anjian.cli"]
 
 
-@pytest.fixture(scope="session")
+# Module scope: one demo server per test module, stopped at its end, so that one module's
+# scenarios cannot colour another's enterprises and only one demo plant runs at a time.
+@pytest.fixture(scope="module")
 def console(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     if not (ROOT / "web" / "static" / "vendor" / "echarts").is_dir():
         pytest.fail(

@@ -14,15 +14,9 @@ import pyotp
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests import console_kit
 from tests.console_kit import Console, login, shot
 from web.accounts import digest
 from web.auth import COOKIE
-
-# The kit's fixtures, shared by the console's browser tests.
-console = console_kit.console
-console_browser = console_kit.console_browser
-console_page = console_kit.console_page
 
 # DESIGN.md: from a value changing at the device to a console seeing the alarm, one poll period
 # (the demo's devices poll every 1 s) plus at most 100 ms. The alarm's time is its sample's time

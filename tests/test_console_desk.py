@@ -15,15 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.console_kit import (  # noqa: F401
-    Api,
-    Console,
-    console,
-    console_browser,
-    console_page,
-    login,
-    shot,
-)
+from tests.console_kit import Api, Console, login, shot
 
 TARGET = "TK104.LT"  # its loop breaks: E1's hazard source HS102 gets a blue warning
 ECHARTS = "/static/vendor/echarts/echarts.esm.min.js"
@@ -75,7 +67,7 @@ def _submit(page: Page, **fields: str) -> None:
 
 
 @pytest.fixture
-def duty_page(console_browser: Browser, console: Console) -> Iterator[Page]:  # noqa: F811
+def duty_page(console_browser: Browser, console: Console) -> Iterator[Page]:
     context = console_browser.new_context(
         viewport={"width": 1600, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai"
     )
@@ -90,8 +82,8 @@ def duty_page(console_browser: Browser, console: Console) -> Iterator[Page]:  # 
 
 
 def test_enterprise_signs_answers_and_clears_and_the_duty_officer_reviews(
-    console: Console,  # noqa: F811
-    console_page: Page,  # noqa: F811
+    console: Console,
+    console_page: Page,
     duty_page: Page,
 ) -> None:
     duty = console.api("duty")
@@ -186,8 +178,8 @@ def _status(value: float, targets: list[float]) -> str:
 
 
 def test_kpi_page_shows_the_api_figures_against_its_targets(
-    console: Console,  # noqa: F811
-    console_page: Page,  # noqa: F811
+    console: Console,
+    console_page: Page,
 ) -> None:
     shift = console.api("shift")
     if shift.call("GET", "/api/alarms/kpi")["overall"]["annunciated"] == 0:

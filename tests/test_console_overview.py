@@ -12,12 +12,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from tests import console_kit
 from tests.console_kit import Console, login, shot
-
-console = console_kit.console
-console_browser = console_kit.console_browser
-console_page = console_kit.console_page
 
 # The colours of style.css's warning variables (and green without a warning).
 COLOURS = {"red": "#e02020", "orange": "#ff7f00", "yellow": "#f5c400", "blue": "#1e6fff"}
@@ -117,7 +112,8 @@ def test_the_map_shows_the_demo_enterprises_coloured_by_warning(
 
     # The English switch relabels the page.
     page.click("#lang")
-    expect(page.locator('.ov-row[data-code="E3"] .level-badge')).to_have_text("Blue warning")
+    english = {"red": "Red", "orange": "Orange", "yellow": "Yellow", "blue": "Blue"}[e3_level]
+    expect(page.locator('.ov-row[data-code="E3"] .level-badge')).to_have_text(f"{english} warning")
     page.click("#lang")
 
     # Drill-down: a click on the row opens the enterprise with its hazard sources and points.

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlparse
 
 from playwright.sync_api import Page, Response, expect
 
-from tests.console_kit import Console, console, console_browser, console_page, login, shot  # noqa: F401
+from tests.console_kit import Console, login, shot
 
 POINTS = ("E1/TK104.LT", "E1/GD-108")
 SPAN_S = 1800  # the range first shown: half an hour, in buckets of a few seconds
@@ -73,8 +73,8 @@ def _settled(page: Page) -> None:
 
 
 def test_two_points_zoom_refetches_and_csv_holds_the_shown_rows(
-    console: Console,  # noqa: F811
-    console_page: Page,  # noqa: F811
+    console: Console,
+    console_page: Page,
 ) -> None:
     page = console_page
     duty = console.api("duty")
