@@ -119,6 +119,16 @@ async def test_camera_api_snapshot_clip_and_offline_alarm(
             frame = next(jpeg.decode(video=0))
         assert (frame.width, frame.height) == (1280, 720)
 
+    # The seconds before an alarm must be in the ring before the alarm can have them.
+    ring = run.video.ring(cam["id"])
+    assert ring is not None
+
+    async def buffered() -> bool:
+        held = ring.window(0, None)
+        return held is not None and held.seconds >= PRE_S + 1.0
+
+    await _until(buffered, 30, f"{PRE_S + 1.0} s of video in the ring")
+
     # An alarm on the linked point: the clip from 3 s before to 4 s after it.
     point = run.points.id("E1", LINKED)
     await run.hub.publish(SampleBatch.of(now_ns(), [point], [80.0]))
