@@ -158,9 +158,9 @@ class Console:
     def api(self, user: str, password: str | None = None) -> Api:
         api = Api(self.url)
         body: dict[str, Any] = {"username": user, "password": password or self.password(user)}
+        _pace_sign_in()  # first: a one-time code taken before a wait of up to a minute expires
         if self.needs_totp(user):
             body["totp"] = self.totp(user)
-        _pace_sign_in()
         try:
             answer = api.call("POST", "/api/auth/login", body)
         except ApiError as exc:
