@@ -14,6 +14,7 @@ from pathlib import Path
 
 from alarms.model import AlarmClass
 from alarms.rules import BadQuality, PointRule, Priorities
+from collectors.sim.rtsp_server import GST_PACKAGES
 from streams.config import Camera, Config, Enterprise
 from video.health import HEALTH_SUFFIXES
 from video.manager import CameraSpec
@@ -73,9 +74,10 @@ async def demo_cameras(cfg: Config) -> AsyncIterator[Config]:
     picture), watching its gas detectors; unchanged when GStreamer cannot run here."""
     if not cfg.enterprises or not await asyncio.to_thread(gstreamer_available):
         log.warning(
-            "demo cameras off: %s cannot import GStreamer's RTSP server (python3-gi, "
-            "gir1.2-gst-rtsp-server-1.0; ./run installs them as root)",
+            "demo cameras off: %s cannot import GStreamer's RTSP server (Debian packages %s; "
+            "./run installs them as root)",
             GST_PYTHON,
+            GST_PACKAGES,
         )
         yield cfg
         return

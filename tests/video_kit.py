@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 import pytest
 
+from collectors.sim.rtsp_server import GST_PACKAGES
+
 SYSTEM_PYTHON = os.environ.get("ANJIAN_GST_PYTHON", "/usr/bin/python3")
 SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "collectors" / "sim" / "rtsp_server.py"
 _PROBE = (
@@ -42,9 +44,7 @@ def gstreamer_missing() -> str | None:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return (
             f"{SYSTEM_PYTHON} cannot import GStreamer's RTSP server ({last}); install "
-            "gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base "
-            "gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad "
-            "gstreamer1.0-libav (./run test does it as root)"
+            f"{GST_PACKAGES} (./run test does it as root)"
         )
     if done.stdout.strip():
         return f"GStreamer elements missing: {done.stdout.strip()} (gstreamer1.0-plugins-*)"

@@ -14,11 +14,16 @@ import signal
 import sys
 from typing import Any
 
-GST_MISSING = (
-    "GStreamer's RTSP server is not importable by {python}: install the Debian packages "
+# The Debian packages this server needs (`./run` installs them as root; messages name them).
+GST_PACKAGES = (
     "gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base "
     "gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad "
-    "gstreamer1.0-libav ({error})"
+    "gstreamer1.0-libav"
+)
+GST_MISSING = (
+    "GStreamer's RTSP server is not importable by {python}: install the Debian packages "
+    + GST_PACKAGES
+    + " ({error})"
 )
 
 # Role name carried by an authenticated client's token (any string: matched by permissions).
