@@ -122,6 +122,15 @@ def test_enterprise_commits_and_reports_special_work_and_the_centre_sees_it(
     (ended,) = firm.call("GET", "/api/special-work")["special_work"]
     assert ended["ended_at"] is not None and ended["end_note"] == "作业完毕，现场已清理"
 
+    # The language switch rebuilds the page and keeps what was typed and not yet sent.
+    work.locator("input[name=permit_no]").fill("DH-DRAFT")
+    page.click("#lang")
+    expect(page.locator(".reports-work h2")).to_have_text("Register special work")
+    expect(work.locator("input[name=permit_no]")).to_have_value("DH-DRAFT")
+    expect(form.locator("input[name=signed_by]")).to_have_value("王总")
+    expect(row).to_contain_text("ended")
+    page.click("#lang")
+
     # Another work, still on-going past its planned end: the centre sees it flagged.
     began = datetime.now(BROWSER_ZONE) - timedelta(hours=3)
     firm.call("POST", "/api/special-work", {

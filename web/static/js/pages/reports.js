@@ -108,14 +108,18 @@ function saveDraft(key, form) {
   drafts.set(key, Object.fromEntries(new FormData(form).entries()));
 }
 
-function restoreDraft(key, form) {
-  const saved = drafts.get(key);
-  if (!saved) return false;
-  for (const [name, value] of Object.entries(saved)) {
+/** Sets the form's fields by name (those it has). */
+function fill(form, values) {
+  for (const [name, value] of Object.entries(values)) {
     const input = form.elements.namedItem(name);
     if (input) input.value = value;
   }
-  return true;
+}
+
+function restoreDraft(key, form) {
+  const saved = drafts.get(key);
+  if (saved) fill(form, saved);
+  return !!saved;
 }
 
 /** A table: its header's catalogue keys and its rows of {attrs, cells}. */
@@ -196,11 +200,12 @@ export default {
 
 function enterpriseView(container, ctx, names) {
   const enterprise = ctx.me.enterprise;
-  const draftKey = (form) => `${ctx.me.username}/${form}`;
+  let today = null;
+  // The commitment's draft is of its day: a draft kept past midnight is not restored.
+  const draftKey = (form) => `${ctx.me.username}/${form}${form === "commitment" ? `/${today}` : ""}`;
   let changed = () => {};
   let commitmentFilled = false;
   let ownSources = [];
-  let today = null;
 
   const status = el("p", { class: "reports-status" });
   const commitmentFields = el("div", { class: "reports-fields" });
@@ -250,10 +255,7 @@ function enterpriseView(container, ctx, names) {
     for (const c of [...COUNTS, ...HOT_WORK]) values[c] = current[c];
     for (const [k, v] of Object.entries(current.special_work)) values[`special_work.${k}`] = v;
     for (const [k, v] of Object.entries(current.sources_safe)) values[`sources_safe.${k}`] = String(v);
-    for (const [name, value] of Object.entries(values)) {
-      const input = commitmentForm.elements.namedItem(name);
-      if (input) input.value = value;
-    }
+    fill(commitmentForm, values);
   }
 
   function buildWorkForm(vocabulary) {
