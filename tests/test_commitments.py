@@ -196,6 +196,21 @@ async def test_only_the_enterprise_submits_and_reads_its_own(app: App) -> None:
         await centre.close()
 
 
+async def test_the_listing_names_the_special_work_types_and_production_states(app: App) -> None:
+    firm = await app.signed_in(ENTERPRISE)
+    try:
+        listed = await (await firm.get("/api/commitments")).json()
+    finally:
+        await firm.close()
+    rules = load_warning_rules()
+    assert listed["special_work_types"] == [w.model_dump() for w in rules.special_work_types]
+    hot_work = {"code": "hot_work", "zh": "动火作业", "en": "hot work"}
+    assert listed["special_work_types"][0] == hot_work
+    maintenance = {"code": "maintenance", "zh": "检维修", "en": "maintenance"}
+    assert maintenance in listed["production_states"]
+    assert len(listed["production_states"]) == len(rules.production_states)
+
+
 async def test_grade_1_source_in_maintenance_with_special_work_warns_yellow(app: App) -> None:
     today = app.run.reports.today()
     firm = await app.signed_in(ENTERPRISE)

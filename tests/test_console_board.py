@@ -87,7 +87,7 @@ def test_sign_in_with_totp_step_and_role_aware_navigation(
     # The duty officer: every console page, the board first, with its operator actions.
     login(page, "duty")
     expect(page.locator("#nav a")).to_have_text(
-        ["报警", "企业总览", "预警", "趋势", "报警指标", "视频监控", "大屏"]
+        ["报警", "企业总览", "预警", "企业填报", "趋势", "报警指标", "视频监控", "大屏"]
     )
     expect(page).to_have_url(re.compile(r"#/board$"))
     expect(page.locator("#nav a.active")).to_have_text("报警")
@@ -309,7 +309,7 @@ def test_leader_enrols_an_authenticator_at_first_sign_in(
     console.accounts["leader"] = (role, password, secret)
     setup.locator("input[name=code]").fill(console.totp("leader"))
     setup.locator("button[type=submit]").click()
-    expect(page.locator("#nav a")).to_have_count(7)
+    expect(page.locator("#nav a")).to_have_count(8)
     expect(page.locator("#alarm-table")).to_be_visible()
     shot(page, "leader-enrolled")
 

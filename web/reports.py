@@ -175,10 +175,14 @@ async def list_commitments(request: web.Request) -> web.Response:
     days = await reports.commitments(day, enterprise)
     submitted = {revisions[0].enterprise for revisions in days}
     deadline = reports.deadline(day)
+    rules = request.app[DESK].rules
     return _json(
         {
             "date": day.isoformat(),
             "deadline": deadline.isoformat() if deadline else None,
+            # The codes a commitment and a special work report use, named for the console's form.
+            "special_work_types": [w.model_dump() for w in rules.special_work_types],
+            "production_states": [s.model_dump() for s in rules.production_states],
             "commitments": [
                 {**revisions[0].view(), "previous": [c.view() for c in revisions[1:]]}
                 for revisions in days
@@ -207,6 +211,7 @@ REPORT_ROUTES = [
           "Submit today's safety commitment (安全承诺); a resubmission replaces it",
           body=CommitmentBody),
     Route("GET", "/api/commitments", list_commitments, Permission.MONITOR_READ,
-          "The safety commitments of a day and the enterprises still missing one",
+          "The safety commitments of a day, the enterprises still missing one, and the special "
+          "work types and production states (codes with their names) a report may use",
           query={"date": "YYYY-MM-DD (default: today, local)", "enterprise": "enterprise code"}),
 ]  # fmt: skip

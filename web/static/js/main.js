@@ -12,6 +12,7 @@ import alarm from "./pages/alarm.js";
 import overview from "./pages/overview.js";
 import trends from "./pages/trends.js";
 import warnings from "./pages/warnings.js";
+import reports, { forgetDrafts } from "./pages/reports.js";
 import kpi from "./pages/kpi.js";
 import wall from "./pages/wall.js";
 import cameras from "./pages/cameras.js";
@@ -19,11 +20,11 @@ import cameras from "./pages/cameras.js";
 // Every page, in navigation order. A page: {id, nav (catalogue key or null = not in the nav),
 // permission, aliases? (more first path segments it serves), chrome? (false = no nav chrome),
 // mount(container, ctx) → unmount()}.
-const PAGES = [board, overview, warnings, trends, kpi, cameras, wall, alarm];
+const PAGES = [board, overview, warnings, reports, trends, kpi, cameras, wall, alarm];
 
 register({
   "zh-CN": {
-    "nav.board": "报警", "nav.overview": "企业总览", "nav.warnings": "预警", "nav.trends": "趋势",
+    "nav.board": "报警", "nav.overview": "企业总览", "nav.warnings": "预警", "nav.reports": "企业填报", "nav.trends": "趋势",
     "nav.kpi": "报警指标", "nav.wall": "大屏",
     "status.ingest": "采集", "status.latency": "延迟", "status.collectors": "采集器",
     "status.cameras": "摄像机", "status.up": "在线", "status.down": "离线", "status.live": "实时",
@@ -32,7 +33,7 @@ register({
     "status.latency_title": "设备采样时间到控制台收到的时间（近10秒中位数与最大值）",
   },
   en: {
-    "nav.board": "Alarms", "nav.overview": "Enterprises", "nav.warnings": "Warnings",
+    "nav.board": "Alarms", "nav.overview": "Enterprises", "nav.warnings": "Warnings", "nav.reports": "Reports",
     "nav.trends": "Trends", "nav.kpi": "Alarm KPIs", "nav.wall": "Wall",
     "status.ingest": "Ingest", "status.latency": "Latency", "status.collectors": "Collectors",
     "status.cameras": "Cameras", "status.up": "up", "status.down": "down", "status.live": "Live",
@@ -68,6 +69,7 @@ function showLogin(code) {
   forgetNames();
   health.stop();
   unmountPage();
+  forgetDrafts(); // after the unmount, which keeps what the reports page's forms held
   document.body.classList.remove("signed-in", "no-chrome");
   $("#login").hidden = false;
   $("#login").reset();
