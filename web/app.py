@@ -30,7 +30,7 @@ from streams.registry import PointIndex, list_enterprises, list_points
 from streams.store import Store
 from web.alarms import ALARM_ROUTES, ENGINE, NOTIFICATIONS
 from web.audit import AUDIT, AUDIT_ROUTES
-from web.auth import ADMIN_ROUTES, AUTH_ROUTES, authenticate, end_with_session
+from web.auth import ADMIN_ROUTES, AUTH_ROUTES, authenticate, closed_with_session
 from web.overview import OVERVIEW_ROUTES
 from web.reports import REPORT_ROUTES
 from web.security import (
@@ -420,21 +420,20 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     client = _LiveClient(ws, request.app, _principal(request))
     pump = asyncio.create_task(client.pump())
-    watch = asyncio.create_task(end_with_session(request, ws, SESSION_CHECK_S))
     try:
-        async for msg in ws:
-            if msg.type == WSMsgType.TEXT:
-                try:
-                    data = json.loads(msg.data)
-                except json.JSONDecodeError:
-                    await client.error("not JSON")
-                    continue
-                await client.handle(data)
-            elif msg.type == WSMsgType.ERROR:
-                break
+        async with closed_with_session(request, ws, SESSION_CHECK_S):
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    try:
+                        data = json.loads(msg.data)
+                    except json.JSONDecodeError:
+                        await client.error("not JSON")
+                        continue
+                    await client.handle(data)
+                elif msg.type == WSMsgType.ERROR:
+                    break
     finally:
         pump.cancel()
-        watch.cancel()
         client.unfollow()
     return ws
 

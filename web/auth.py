@@ -6,10 +6,11 @@ Handlers never check permissions: each `Route` names its own and the guard middl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar, cast
 
 from aiohttp import web
@@ -118,14 +119,35 @@ async def session_alive(request: web.Request) -> bool:
 WS_SESSION_ENDED = 4401
 
 
-async def end_with_session(request: web.Request, ws: web.WebSocketResponse, every_s: float) -> None:
-    """Close a WebSocket when its session ends (sign-out, idle timeout, account disabled),
-    checking every `every_s` seconds."""
-    while not ws.closed:
-        await asyncio.sleep(every_s)
-        if not await session_alive(request):
-            await ws.close(code=WS_SESSION_ENDED, message=b"session ended")
-            return
+@contextlib.asynccontextmanager
+async def closed_with_session(
+    request: web.Request, ws: web.WebSocketResponse, every_s: float
+) -> AsyncIterator[None]:
+    """While inside, close `ws` with WS_SESSION_ENDED when its session ends (sign-out, idle
+    timeout, account disabled), checking every `every_s` seconds.
+
+    The handler's receive loop ends as this close begins; on leaving, a close under way is let
+    finish its closing handshake. Cancelled, it would drop the connection before the client's
+    answer, and the client would see 1006 (abnormal closure) instead of the code sent.
+    """
+    closing = False
+
+    async def watch() -> None:
+        nonlocal closing
+        while not ws.closed:
+            await asyncio.sleep(every_s)
+            if not await session_alive(request):
+                closing = True
+                await ws.close(code=WS_SESSION_ENDED, message=b"session ended")
+                return
+
+    task = asyncio.create_task(watch())
+    try:
+        yield
+    finally:
+        if not closing:
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def authenticate(request: web.Request) -> Principal:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from video.live import LiveService, Viewer
 from video.manager import VideoManager
-from web.auth import end_with_session
+from web.auth import closed_with_session
 from web.security import PRINCIPAL, Permission, Principal, Route, json_error
 from web.video import VIDEO
 
@@ -45,30 +45,37 @@ async def camera_live(request: web.Request) -> web.WebSocketResponse:
     # Compressed video does not deflate: no per-message compression.
     ws = web.WebSocketResponse(heartbeat=30, compress=False)
     await ws.prepare(request)
-    async with live_service(services.manager).watch(spec.id) as viewer:
-        tasks = [
-            asyncio.create_task(relay(viewer, ws)),
-            asyncio.create_task(end_with_session(request, ws, SESSION_CHECK_S)),
-        ]
+    async with (
+        live_service(services.manager).watch(spec.id) as viewer,
+        closed_with_session(request, ws, SESSION_CHECK_S),
+    ):
+        relaying = asyncio.create_task(relay(viewer, ws))
+        reading = asyncio.create_task(_read_until_closed(ws))
         try:
-            async for _ in ws:
-                pass  # the browser only listens; this loop sees the close
+            await asyncio.wait({relaying, reading}, return_when=asyncio.FIRST_COMPLETED)
+            if not reading.done():
+                # The feed ended: close from here (not from the relay task, which a cancel
+                # could stop before the closing handshake); the read loop sees it and ends.
+                await ws.close()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            relaying.cancel()
+            await asyncio.gather(relaying, reading, return_exceptions=True)
     return ws
 
 
+async def _read_until_closed(ws: web.WebSocketResponse) -> None:
+    async for _ in ws:
+        pass  # the browser only listens; this loop sees the close (and answers it)
+
+
 async def relay(viewer: Viewer, ws: web.WebSocketResponse) -> None:
-    """Send the viewer's messages until its feed ends or the socket closes, then close it."""
+    """Send the viewer's messages until its feed ends or the socket closes."""
     with contextlib.suppress(ConnectionError):
         while (message := await viewer.next()) is not None and not ws.closed:
             if isinstance(message, bytes):
                 await ws.send_bytes(message)
             else:
                 await ws.send_str(message)
-    await ws.close()
 
 
 VIDEO_LIVE_ROUTES: list[Route] = [
