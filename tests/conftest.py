@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestServer
+
+from anjian.runtime import Running, Settings, build_app
+from web.accounts import DemoAccount, ensure_demo_accounts
 
 # The RTSP camera fixtures (rtsp_server, rtsp_server_factory) for the video tests.
 pytest_plugins = ("tests.video_kit", "tests.console_kit")
@@ -121,6 +127,32 @@ def port() -> int:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Served:
+    server: TestServer
+    run: Running
+    accounts: list[DemoAccount]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server.host}:{self.server.port}"
+
+
+@contextlib.asynccontextmanager
+async def serving(config: Path, database_url: str, enterprise: str) -> AsyncIterator[Served]:
+    """The whole application from the config file `config` (data beside it) on a test server,
+    with the demo accounts (the enterprise user's is `enterprise`'s)."""
+    holder: list[Running] = []
+    settings = Settings(config=config, data_dir=config.parent / "data", database_url=database_url)
+    server = TestServer(build_app(settings, ready=holder.append))
+    await server.start_server()
+    try:
+        accounts = await ensure_demo_accounts(holder[0].store.pool, enterprise)
+        yield Served(server, holder[0], accounts)
+    finally:
+        await server.close()
 
 
 # The demo accounts (web.accounts.DEMO_ACCOUNTS): username → password.

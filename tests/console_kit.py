@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import http.cookiejar
 import json
 import os
@@ -273,19 +274,29 @@ def console_browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture
-def console_page(console_browser: Browser, console: Console) -> Iterator[Page]:
-    context = console_browser.new_context(
+@contextlib.contextmanager
+def open_page(browser: Browser, console: Console) -> Iterator[Page]:
+    """A page of its own browser context (no cookies) on the console, 1600×900, zh-CN in
+    Asia/Shanghai; `page.errors` collects script errors and console errors."""
+    context = browser.new_context(
         viewport={"width": 1600, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai"
     )
-    page = context.new_page()
-    errors: list[str] = []
-    page.errors = errors  # type: ignore[attr-defined]
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(console.url)
-    yield page
-    context.close()
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.errors = errors  # type: ignore[attr-defined]
+        page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(console.url)
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def console_page(console_browser: Browser, console: Console) -> Iterator[Page]:
+    with open_page(console_browser, console) as page:
+        yield page
 
 
 def login(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.console_kit import Api, Console, login, shot
+from tests.console_kit import Api, Console, login, open_page, shot
 
 TARGET = "TK104.LT"  # its loop breaks: E1's hazard source HS102 gets a blue warning
 ECHARTS = "/static/vendor/echarts/echarts.esm.min.js"
@@ -68,17 +68,9 @@ def _submit(page: Page, **fields: str) -> None:
 
 @pytest.fixture
 def duty_page(console_browser: Browser, console: Console) -> Iterator[Page]:
-    context = console_browser.new_context(
-        viewport={"width": 1600, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai"
-    )
-    page = context.new_page()
-    errors: list[str] = []
-    page.errors = errors  # type: ignore[attr-defined]
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(console.url)
-    yield page
-    context.close()
+    """A second browser, side by side with `console_page`."""
+    with open_page(console_browser, console) as page:
+        yield page
 
 
 def test_enterprise_signs_answers_and_clears_and_the_duty_officer_reviews(

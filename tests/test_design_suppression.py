@@ -5,6 +5,7 @@ over the API (scoping, audit, restart); first-out groups in the configuration.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,19 +14,17 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp import ClientSession, CookieJar
-from aiohttp.test_utils import TestServer
 
 from alarms.engine import AlarmEngine, FirstOutGroup
 from alarms.model import AlarmClass, AlarmState, Condition
 from alarms.rules import RuleArrays, rules_from_config
-from anjian.runtime import Running, Settings, build_app
+from anjian.runtime import Running
 from streams import Hub, SampleBatch, Subscription
 from streams.config import ConfigError, parse_config
 from streams.quality import Quality
 from streams.registry import PointIndex, sync_config
 from streams.store import Store
-from tests.conftest import DUTY, ENTERPRISE, sign_in
-from web.accounts import ensure_demo_accounts
+from tests.conftest import DUTY, ENTERPRISE, serving, sign_in
 
 CONFIG = """
 [alarms.defaults]
@@ -343,9 +342,9 @@ def test_first_out_groups_in_the_config_are_checked_with_their_line() -> None:
 
 @dataclass
 class App:
-    server: TestServer
     run: Running
     http: dict[str, ClientSession]
+    served: contextlib.AsyncExitStack
 
     async def call(self, who: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
         r = await self.http[who].request(method, path, **kw)
@@ -354,25 +353,21 @@ class App:
     async def close(self) -> None:
         for h in self.http.values():
             await h.close()
-        await self.server.close()
+        await self.served.aclose()
 
 
 async def _app(db: str, tmp: Path) -> App:
     config = tmp / "plant.toml"
     config.write_text(CONFIG, encoding="utf-8")
-    holder: list[Running] = []
-    server = TestServer(
-        build_app(Settings(config=config, data_dir=tmp / "data", database_url=db), holder.append)
-    )
-    await server.start_server()
-    await ensure_demo_accounts(holder[0].store.pool, "E9")
+    stack = contextlib.AsyncExitStack()
+    served = await stack.enter_async_context(serving(config, db, "E9"))
     http = {}
     users = {"duty": DUTY, "enterprise": ENTERPRISE, "shift": ("shift", "Shift@2026!")}
     for who, (user, password) in users.items():
-        h = ClientSession(f"http://{server.host}:{server.port}", cookie_jar=CookieJar(unsafe=True))
+        h = ClientSession(served.url, cookie_jar=CookieJar(unsafe=True))
         h.headers["X-CSRF-Token"] = await sign_in(h, user, password)
         http[who] = h
-    return App(server, holder[0], http)
+    return App(served.run, http, stack)
 
 
 async def _until(check: Callable[[], bool], timeout: float = 10) -> None:

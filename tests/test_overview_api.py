@@ -13,16 +13,14 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientSession, CookieJar
-from aiohttp.test_utils import TestServer
 
 from alarms.reports import Reports
 from alarms.warning_rules import load_warning_rules
-from anjian.runtime import Running, Settings, build_app, submit_demo_commitments
+from anjian.runtime import Running, submit_demo_commitments
 from collectors.sim.runner import Simulator
 from streams.config import Config, parse_config
 from streams.store import Store
-from tests.conftest import DUTY, ENTERPRISE, sign_in
-from web.accounts import ensure_demo_accounts
+from tests.conftest import DUTY, ENTERPRISE, serving, sign_in
 
 # Quality alarms (and so the blue warning of an out-of-range value) within a second.
 QUICK_QUALITY_ALARMS = """
@@ -57,19 +55,10 @@ async def site(database_url: str, tmp_path: Path) -> AsyncIterator[Site]:
         }))  # fmt: skip
     finally:
         await store.close()
-    holder: list[Running] = []
-    app = build_app(
-        Settings(config=config, data_dir=tmp_path / "data", database_url=database_url),
-        ready=holder.append,
-    )
-    server = TestServer(app)
-    await server.start_server()
     try:
-        await ensure_demo_accounts(holder[0].store.pool, "E1")
-        url = f"http://{server.host}:{server.port}"
-        yield Site(sim, cfg, holder[0], url)
+        async with serving(config, database_url, "E1") as served:
+            yield Site(sim, cfg, served.run, served.url)
     finally:
-        await server.close()
         await sim.stop()
 
 

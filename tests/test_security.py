@@ -18,8 +18,8 @@ from aiohttp import ClientSession, CookieJar, web
 from aiohttp.test_utils import TestServer
 
 from anjian.runtime import Running, Settings, build_app
-from tests.conftest import DUTY, ENTERPRISE, free_port, sign_in
-from web.accounts import DemoAccount, ensure_demo_accounts
+from tests.conftest import DUTY, ENTERPRISE, free_port, serving, sign_in
+from web.accounts import DemoAccount
 from web.app import FEEDS, ROUTES, STATIC_PREFIX
 from web.security import ROLE_PERMISSIONS, TOPICS, Permission, Role, Route
 
@@ -79,18 +79,9 @@ class App:
 async def app(database_url: str, tmp_path: Path) -> AsyncIterator[App]:
     config = tmp_path / "plant.toml"
     config.write_text(CONFIG.format(port=free_port()), encoding="utf-8")
-    holder: list[Running] = []
-    application = build_app(
-        Settings(config=config, data_dir=tmp_path / "data", database_url=database_url),
-        ready=holder.append,
-    )
-    server = TestServer(application)
-    await server.start_server()
-    try:
-        accounts = await ensure_demo_accounts(holder[0].store.pool, "E9")
-        yield App(server, holder[0], {str(a.role): a for a in accounts}, database_url)
-    finally:
-        await server.close()
+    async with serving(config, database_url, "E9") as served:
+        accounts = {str(a.role): a for a in served.accounts}
+        yield App(served.server, served.run, accounts, database_url)
 
 
 async def _client_for(app: App, role: Role) -> tuple[ClientSession, dict[str, str]]:

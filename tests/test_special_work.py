@@ -18,10 +18,9 @@ from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestServer
 
 from alarms.reports import Reports
-from anjian.runtime import Running, Settings, build_app
+from anjian.runtime import Running
 from streams import SampleBatch
-from tests.conftest import DUTY, ENTERPRISE, free_port, sign_in
-from web.accounts import ensure_demo_accounts
+from tests.conftest import DUTY, ENTERPRISE, free_port, serving, sign_in
 
 # E9 has a grade-1 reactor unit with a temperature point and a grade-2 tank farm without
 # points; E8 is another enterprise. The Modbus devices are never reached (bad quality keeps
@@ -94,18 +93,8 @@ async def running_app(database_url: str, tmp_path: Path) -> AsyncIterator[App]:
     """The whole application on its own database, with the demo accounts (E9's user)."""
     config = tmp_path / "plant.toml"
     config.write_text(CONFIG.replace("{port}", str(free_port())), encoding="utf-8")
-    holder: list[Running] = []
-    application = build_app(
-        Settings(config=config, data_dir=tmp_path / "data", database_url=database_url),
-        ready=holder.append,
-    )
-    server = TestServer(application)
-    await server.start_server()
-    try:
-        await ensure_demo_accounts(holder[0].store.pool, "E9")
-        yield App(server, holder[0], database_url)
-    finally:
-        await server.close()
+    async with serving(config, database_url, "E9") as served:
+        yield App(served.server, served.run, database_url)
 
 
 @pytest.fixture

@@ -11,14 +11,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 from aiohttp import ClientWebSocketResponse
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from pymodbus.client import AsyncModbusTcpClient
 
-from anjian.runtime import Running, Settings, build_app
+from anjian.runtime import Running
 from collectors.sim.modbus_server import ModbusSimServer
 from streams.config import parse_config
-from tests.conftest import DUTY, free_port, sign_in
-from web.accounts import ensure_demo_accounts
+from tests.conftest import DUTY, free_port, serving, sign_in
 
 CONFIG = """
 [[regions]]
@@ -86,19 +85,16 @@ async def spine(database_url: str, tmp_path: Path) -> AsyncIterator[Spine]:
     await device.start()
     config_file = tmp_path / "plant.toml"
     config_file.write_text(text, encoding="utf-8")
-    holder: list[Running] = []
-    app = build_app(
-        Settings(config=config_file, data_dir=tmp_path / "data", database_url=database_url),
-        ready=holder.append,
-    )
-    client = TestClient(TestServer(app))
-    await client.start_server()
     try:
-        await ensure_demo_accounts(holder[0].store.pool, "E9")
-        await sign_in(client, *DUTY)
-        yield Spine(client, holder[0], device, database_url)
+        async with serving(config_file, database_url, "E9") as served:
+            client = TestClient(served.server)
+            await client.start_server()
+            try:
+                await sign_in(client, *DUTY)
+                yield Spine(client, served.run, device, database_url)
+            finally:
+                await client.close()
     finally:
-        await client.close()
         await device.stop()
 
 

@@ -15,14 +15,12 @@ from typing import Any
 import av
 import pytest
 from aiohttp import ClientSession, CookieJar
-from aiohttp.test_utils import TestServer
 
-from anjian.runtime import Running, Settings, build_app
+from anjian.runtime import Running
 from collectors.sim.runner import Simulator
 from streams import SampleBatch, now_ns
-from tests.conftest import DUTY, ENTERPRISE, sign_in
+from tests.conftest import DUTY, ENTERPRISE, serving, sign_in
 from tests.video_kit import RtspServer
-from web.accounts import ensure_demo_accounts
 
 PRE_S, POST_S = 3.0, 4.0
 VIDEO = f"""
@@ -74,21 +72,14 @@ async def site(
     text = text[:cut] + _camera(camera.url("tank")).format(source=source) + "\n" + text[cut:]
     config = tmp_path / "plant.toml"
     config.write_text(text + VIDEO, encoding="utf-8")
-    holder: list[Running] = []
-    app = build_app(
-        Settings(config=config, data_dir=tmp_path / "data", database_url=database_url),
-        ready=holder.append,
-    )
-    server = TestServer(app)
-    await server.start_server()
-    http = ClientSession(f"http://{server.host}:{server.port}", cookie_jar=CookieJar(unsafe=True))
     try:
-        await ensure_demo_accounts(holder[0].store.pool, "E2")
-        await sign_in(http, *DUTY)
-        yield camera, holder[0], http
+        async with (
+            serving(config, database_url, "E2") as served,
+            ClientSession(served.url, cookie_jar=CookieJar(unsafe=True)) as http,
+        ):
+            await sign_in(http, *DUTY)
+            yield camera, served.run, http
     finally:
-        await http.close()
-        await server.close()
         await sim.stop()
 
 

@@ -15,13 +15,13 @@ import av
 import numpy as np
 import pytest
 from aiohttp import ClientSession, WSMsgType, WSServerHandshakeError, web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, Page, Route, expect
 
 import video.live
 import web.video_live
-from anjian.runtime import Running, Settings, build_app
-from tests.conftest import DUTY, ENTERPRISE, free_port, sign_in
+from anjian.runtime import Running
+from tests.conftest import DUTY, ENTERPRISE, free_port, serving, sign_in
 from tests.test_page import browser  # noqa: F401 - the fixture is shared
 from tests.video_kit import RtspServer
 from video.live import (
@@ -34,7 +34,6 @@ from video.live import (
 )
 from video.ring import PacketRing, StreamInfo
 from video.source import CameraSource, SourceSettings
-from web.accounts import ensure_demo_accounts
 
 FPS = 25
 GOP = 10
@@ -378,21 +377,16 @@ async def video_app(
         CONFIG.format(url9=server.url("cam9"), url8=server.url("cam8"), plc_port=free_port()),
         encoding="utf-8",
     )
-    holder: list[Running] = []
-    app = build_app(
-        Settings(config=config, data_dir=tmp_path / "data", database_url=database_url),
-        ready=holder.append,
-    )
-    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        await ensure_demo_accounts(holder[0].store.pool, "E9")
-        await sign_in(client, *DUTY)
-        listed = await (await client.get("/api/cameras")).json()
-        cameras = {c["code"]: str(c["id"]) for c in listed["cameras"]}
-        yield VideoApp(client, cameras, server, holder[0])
-    finally:
-        await client.close()
+    async with serving(config, database_url, "E9") as served:
+        client: TestClient[web.Request, web.Application] = TestClient(served.server)
+        await client.start_server()
+        try:
+            await sign_in(client, *DUTY)
+            listed = await (await client.get("/api/cameras")).json()
+            cameras = {c["code"]: str(c["id"]) for c in listed["cameras"]}
+            yield VideoApp(client, cameras, server, served.run)
+        finally:
+            await client.close()
 
 
 async def test_live_route_needs_a_session_and_hides_other_enterprises_cameras(
