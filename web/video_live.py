@@ -59,6 +59,7 @@ async def camera_live(request: web.Request) -> web.WebSocketResponse:
                 await ws.close()
         finally:
             relaying.cancel()
+            reading.cancel()  # done already, unless the handler itself was cancelled
             await asyncio.gather(relaying, reading, return_exceptions=True)
     return ws
 

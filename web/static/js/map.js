@@ -11,7 +11,7 @@
 import * as echarts from "/static/vendor/echarts/echarts.esm.min.js";
 
 const MAPS = "/static/vendor/maps";
-const LEVELS = ["red", "orange", "yellow", "blue"];
+const LEVELS = ["red", "orange", "yellow", "blue"]; // 红橙黄蓝, the most severe first
 // The overview opens on the enterprises: their extent padded by half, but never less than about
 // 6 km across (neighbours in one chemical park stand apart); zoom out to see the districts.
 const PADDING = 1.5;

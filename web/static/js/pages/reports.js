@@ -7,6 +7,7 @@ import { call, get } from "../api.js";
 import { clear, dialog, el, stylesheet } from "../dom.js";
 import { formatTime, lang, register, t } from "../i18n.js";
 import * as live from "../live.js";
+import { LEVELS } from "../map.js";
 
 register({
   "zh-CN": {
@@ -76,7 +77,6 @@ register({
   },
 });
 
-const LEVELS = ["red", "orange", "yellow", "blue"];
 const COUNTS = ["units_running", "units_stopped", "units_maintenance"];
 const HOT_WORK = ["hot_work_grade1", "hot_work_special"];
 // A special work's columns, named as in the form that registers it.

@@ -6,6 +6,7 @@ import { call, get } from "../api.js";
 import { clear, dialog, el, stylesheet, toast } from "../dom.js";
 import { formatTime, lang, register, t } from "../i18n.js";
 import * as live from "../live.js";
+import { LEVELS } from "../map.js";
 
 register({
   "zh-CN": {
@@ -72,7 +73,6 @@ register({
   },
 });
 
-const LEVELS = ["red", "orange", "yellow", "blue"];
 const LIVE = new Set(["issued", "pushed", "signed", "feedback"]);
 
 /** "1:02:03" / "12:34" for a duration in ms. */
