@@ -1,0 +1,1 @@
+"""The aiohttp app: REST API, WebSocket hub, authentication and roles, the console."""
