@@ -328,6 +328,9 @@ async def _audit_verify(args: argparse.Namespace) -> int:
 
 def _bench(name: str, argv: list[str]) -> int:
     bench_dir = REPO / "tests" / "bench"
+    if not bench_dir.is_dir():
+        print(f"the benchmarks run from a source checkout ({bench_dir} not found)", file=sys.stderr)
+        return 2
     file = bench_dir / f"bench_{name}.py"
     if not file.exists():
         known = sorted(p.stem.removeprefix("bench_") for p in bench_dir.glob("bench_*.py"))
