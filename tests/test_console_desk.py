@@ -158,6 +158,14 @@ def test_enterprise_signs_answers_and_clears_and_the_duty_officer_reviews(
         console.scenario("normal")
 
 
+LABELS = {
+    "HH": "高高限", "H": "高限", "L": "低限", "LL": "低低限", "ROC": "变化率超限",
+    "BAD_QUALITY": "坏质量/通讯中断", "STALE": "数据陈旧", "STUCK": "数值冻结",
+    "OUT_OF_RANGE": "超量程", "FORECAST": "趋势预测超限",
+}  # fmt: skip
+GAS_LABELS = {"H": "一级报警", "HH": "二级报警"}
+
+
 def _card(page: Page, metric: str) -> Locator:
     return page.locator(f".kpi-card[data-metric='{metric}']")
 
@@ -229,6 +237,13 @@ def test_kpi_page_shows_the_api_figures_against_its_targets(
         next(t["value"] for t in report["targets"] if t["metric"] == f"priority_pct.{p}")
         for p in ("emergency", "high", "medium", "low")
     ]
-    assert page.locator(".kpi-bad-actors tbody tr").count() == len(m["bad_actors"]["top"])
+    # Each listed alarm named in words, a gas detector's H and HH by GB/T 50493.
+    cells = page.locator(".kpi-bad-actors tbody tr td:nth-child(2)").all_inner_texts()
+    expected = []
+    for b in m["bad_actors"]["top"]:
+        assert b["class"] in ("process", "gas", "quality", "video", "system")
+        gas = b["class"] == "gas" and b["condition"] in GAS_LABELS
+        expected.append((GAS_LABELS if gas else LABELS)[b["condition"]])
+    assert cells == expected
     shot(page, "kpi")
     assert [e for e in page.errors if "401" not in e] == []  # type: ignore[attr-defined]

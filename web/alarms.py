@@ -258,7 +258,15 @@ async def alarm_kpi(request: web.Request) -> web.Response:
         np.array([r["priority"] for r in rows], np.int64),
         [r["kind"] for r in rows],
     )
-    return _json(kpis(events, start, end, area_of))
+    report = kpis(events, start, end, area_of)
+    # The alarm class of each listed alarm: the console names a gas detector's H and HH by
+    # GB/T 50493 (一级/二级报警), other points' by their limit.
+    rules = engine.rules
+    for m in (report["overall"], *report["areas"].values()):
+        for row in (*m["bad_actors"]["top"], *m["chattering"], *m["stale"]):
+            point, condition = row["point"], Condition[row["condition"]]
+            row["class"] = rules.class_of(point, condition).value if point < rules.size else None
+    return _json(report)
 
 
 def _rule_view(book: RuleBook, points: PointIndex, point: int) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import * as echarts from "/static/vendor/echarts/echarts.esm.min.js";
 import { get } from "../api.js";
 import { clear, el, stylesheet } from "../dom.js";
 import { formatNumber, formatTime, register, t } from "../i18n.js";
+import { conditionLabel } from "./alarm-common.js";
 
 register({
   "zh-CN": {
@@ -233,15 +234,15 @@ export default {
             t("kpi.min", { n: formatNumber(e.duration_s / 60, 1) }), e.alarms, e.peak_10min]), "kpi-floods"),
         table(t("kpi.bad_actors", { n: report.rules.top_n }),
           ["point", "condition", "area", "count", "share"].map((c) => t(`kpi.col.${c}`)),
-          m.bad_actors.top.map((b) => [pointName(b.point), b.condition, b.area, b.count,
+          m.bad_actors.top.map((b) => [pointName(b.point), conditionLabel(b), b.area, b.count,
             `${formatNumber(b.share_pct, 1)}%`]), "kpi-bad-actors"),
         table(t("kpi.chattering_list"), ["point", "condition", "area", "activations", "in_window"]
           .map((c) => t(`kpi.col.${c}`, { s: report.rules.chatter_window_s })),
-        m.chattering.map((c) => [pointName(c.point), c.condition, c.area, c.activations, c.max_in_window]),
+        m.chattering.map((c) => [pointName(c.point), conditionLabel(c), c.area, c.activations, c.max_in_window]),
         "kpi-chattering"),
         table(t("kpi.stale_list", { hours: report.rules.stale_after_s / 3600 }),
           ["point", "condition", "area", "since", "hours"].map((c) => t(`kpi.col.${c}`)),
-          m.stale.map((s) => [pointName(s.point), s.condition, s.area, iso(s.active_since_ns),
+          m.stale.map((s) => [pointName(s.point), conditionLabel(s), s.area, iso(s.active_since_ns),
             formatNumber(s.active_h, 1)]), "kpi-stale"));
       note.textContent = t("kpi.counting", { start: report.rules.flood_start_above, end: report.rules.flood_end_below });
     }
