@@ -144,10 +144,13 @@ async def test_missing_commitment_after_the_deadline_warns_blue_until_submitted(
         assert [tuple(r) for r in audited] == [("enterprise", "ok"), ("enterprise", "ok")]
 
         # The next day, past the deadline again: the same live warning's condition resumes.
+        # (The warning, unsigned for 24 h, may be escalated by the desk's own timer as well.)
+        before = len(_enterprise_warning(app).steps)
         now[0] = at(day + timedelta(days=1), 9, 30)
         await desk.evaluate()
         w = _enterprise_warning(app)
-        assert w.condition_active and w.steps[-1].action.value == "condition_resumed"
+        assert w.condition_active
+        assert "condition_resumed" in [s.action.value for s in w.steps[before:]]
     finally:
         await firm.close()
         await centre.close()
