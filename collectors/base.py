@@ -21,6 +21,19 @@ from streams.config import Device, PointConfig
 log = logging.getLogger("anjian.collectors")
 
 
+def raise_if_cancelled() -> None:
+    """Raise CancelledError when the current task has a cancellation pending.
+
+    Python 3.11's asyncio.wait_for (inside pymodbus, aiomqtt and asyncua) can swallow a
+    cancellation that arrives with the awaited reply, and a client's clean-up can replace it with
+    its own error; a reconnect or poll loop that went on after either would never stop. Call it
+    after such calls and in the loop's error handler.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @dataclass(frozen=True, slots=True)
 class BoundPoint:
     """A configured point with the id the store gave it."""

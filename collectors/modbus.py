@@ -18,7 +18,7 @@ import numpy.typing as npt
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException
 
-from collectors.base import Backoff, DeviceCollector
+from collectors.base import Backoff, DeviceCollector, raise_if_cancelled
 from collectors.modbus_codec import RegisterLayout, encode
 from streams import Hub, Quality, SampleBatch
 from streams.config import ModbusDevice, ModbusTable, Order, PointConfig
@@ -186,6 +186,7 @@ class ModbusCollector(DeviceCollector):
                 self._client = client
                 await self._poll_forever(client)
             except Exception as exc:
+                raise_if_cancelled()  # a client's clean-up may have replaced it
                 reason = _describe(exc)
             finally:
                 self._client = None
@@ -194,7 +195,6 @@ class ModbusCollector(DeviceCollector):
             await self.sleep_backoff()
 
     async def _poll_forever(self, client: AsyncModbusTcpClient) -> NoReturn:
-        task = asyncio.current_task()
         period, phase = self.period_ns, self.phase_ns
         while True:
             if self.free_run:
@@ -210,10 +210,7 @@ class ModbusCollector(DeviceCollector):
             batch = await self.poll(client, start)
             await self.succeeded()
             await self.publish(batch)
-            if task is not None and task.cancelling():
-                # Python 3.11's wait_for (inside pymodbus) can swallow a cancellation that
-                # races with a reply; honour it here or the collector would never stop.
-                raise asyncio.CancelledError
+            raise_if_cancelled()  # one that came with a reply
 
     async def poll(self, client: AsyncModbusTcpClient, ts_ns: int) -> SampleBatch:
         """Read every block once; the batch is stamped with `ts_ns`. Raises on any failure."""

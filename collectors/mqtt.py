@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import aiomqtt
 import numpy as np
 
-from collectors.base import Backoff, CollectorStatus, DeviceCollector
+from collectors.base import Backoff, CollectorStatus, DeviceCollector, raise_if_cancelled
 from streams import Hub, Quality, SampleBatch, now_ns
 from streams.config import MqttDevice, MqttSettings
 
@@ -166,6 +166,7 @@ class MqttIngest:
                     timeout=10,
                 ) as client:
                     await client.subscribe(f"{self._prefix}+/+/data", qos=1)
+                    raise_if_cancelled()  # one that came with the CONNACK or SUBACK
                     if lost_logged:
                         log.info("MQTT broker %s:%s: connection restored", s.host, s.port)
                     lost_logged = False
@@ -177,6 +178,7 @@ class MqttIngest:
                     async for _ in client.messages:
                         pass  # the sink parsed it; this only waits for a disconnection
             except aiomqtt.MqttError as exc:
+                raise_if_cancelled()  # the client's clean-up may have replaced it
                 self.connected = False
                 if not lost_logged:
                     log.warning(

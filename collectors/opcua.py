@@ -28,7 +28,7 @@ from asyncua.ua.status_codes import StatusCodes as _S
 from asyncua.ua.uaerrors import UaStringParsingError
 from cryptography import x509
 
-from collectors.base import Backoff, DeviceCollector
+from collectors.base import Backoff, DeviceCollector, raise_if_cancelled
 from streams import Hub, Quality, SampleBatch, now_ns
 from streams.config import OpcUaDevice
 
@@ -141,6 +141,7 @@ class OpcUaCollector(DeviceCollector):
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    raise_if_cancelled()  # a client's clean-up may have replaced it
                     await self._flush()
                     await self.failed(_describe(exc))
                     # After COMM_FAIL even an unchanged value must be published again.
@@ -164,6 +165,7 @@ class OpcUaCollector(DeviceCollector):
                 await client.connect()
                 sub = await self._subscribe(client)
             await self.succeeded()
+            raise_if_cancelled()  # one that came with a reply while connecting
             await self._consume(sub)
         finally:
             with contextlib.suppress(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -247,3 +248,19 @@ async def test_broker_unreachable_means_comm_fail_for_every_gateway_device() -> 
     assert (got.quality == Quality.COMM_FAIL).all()
     assert all(st.up is False and "MQTT broker" in (st.last_error or "") for st in ingest.statuses)
     assert ingest.connected is False
+
+
+async def test_ingest_stops_when_cancelled_at_any_moment_of_its_connection() -> None:
+    # Python 3.11's asyncio.wait_for inside aiomqtt can swallow a cancellation that arrives with
+    # the broker's CONNACK or SUBACK; the ingest then subscribed and waited for messages forever
+    # (a server stopped early in its start-up hung). About 2 % of such cancellations hit that
+    # moment, so cancel often at random instants of the connection: each must stop the ingest.
+    rng = random.Random(0)
+    for attempt in range(300):
+        ingest = MqttIngest(settings(), [("E1", device("D", [{"code": "X"}]), {"X": 1})], Hub())
+        task = asyncio.create_task(ingest.run())
+        await asyncio.sleep(rng.uniform(0, 0.015))
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        assert done, f"attempt {attempt}: the cancelled ingest still runs"
+        assert task.cancelled()

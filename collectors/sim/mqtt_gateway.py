@@ -16,7 +16,7 @@ from typing import Literal
 
 import aiomqtt
 
-from collectors.base import Backoff
+from collectors.base import Backoff, raise_if_cancelled
 from streams.config import MqttDevice, MqttSettings
 
 log = logging.getLogger("anjian.sim.mqtt")
@@ -72,6 +72,7 @@ class MqttSimGateway:
                         for device in self.devices:
                             tg.create_task(self._publish_loop(client, device))
             except* aiomqtt.MqttError as group:
+                raise_if_cancelled()  # the client's clean-up may have replaced it
                 log.warning(
                     "simulated gateway %s: broker lost: %s", self.enterprise, group.exceptions[0]
                 )
@@ -83,10 +84,7 @@ class MqttSimGateway:
         while True:
             await self._running.wait()
             await client.publish(self.topic(device.code), self.payload(device.code), qos=1)
-            # Python 3.11's asyncio.wait_for (inside aiomqtt) swallows a cancellation that comes
-            # with the PUBACK; honour it here, or stopping the gateway hangs.
-            if (task := asyncio.current_task()) is not None and task.cancelling():
-                raise asyncio.CancelledError
+            raise_if_cancelled()  # one that came with the PUBACK
             self.published += 1
             next_at = max(next_at + period, time.monotonic())
             await asyncio.sleep(next_at - time.monotonic())
