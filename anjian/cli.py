@@ -23,6 +23,7 @@ from aiohttp import web
 
 from alarms.rules import RuleError
 from streams.config import Config, ConfigError, MqttSettings, SecuritySettings, load_config
+from streams.store import DatabaseUnavailable, MigrationError
 
 if TYPE_CHECKING:
     from collectors.sim.runner import Simulator
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("anjian")
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = ("normal", "leak", "stuck", "out_of_range", "comm_loss", "wind")
+
+
+class CannotListen(Exception):
+    """The console's address is taken, or not one of this host's."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, RuleError) as exc:
         print(exc, file=sys.stderr)
         return 2
+    except (DatabaseUnavailable, MigrationError, CannotListen) as exc:
+        # What stops start-up, said in one line (everything started so far has been stopped).
+        print(f"anjian: {exc}", file=sys.stderr)
+        return 1
     raise AssertionError(args.command)
 
 
@@ -164,7 +173,11 @@ async def _serve_async(settings: object) -> int:
     await runner.setup()  # runs the cleanup contexts: database, plant, collectors
     try:
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            where = f"{settings.host}:{settings.port}"
+            raise CannotListen(f"cannot listen on {where}: {exc.strerror or exc}") from exc
         if demo and demo[0].demo_accounts:
             print(
                 "demo accounts (README): duty / Duty@2026!, enterprise / Enterprise@2026! …; "

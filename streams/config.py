@@ -16,6 +16,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+
+def redact_url(url: str) -> str:
+    """The URL without its user:password (for logs and the API)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    host = authority.rpartition("@")[2]
+    return f"{scheme}://{host}{slash}{path}"
+
+
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 DataType = Literal["bool", "int16", "uint16", "int32", "uint32", "float32", "float64"]
 Order = Literal["big", "little"]

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streams import batch
+from streams.config import redact_url
 from streams.hub import Latest
 from streams.quality import Quality
 
@@ -52,6 +53,11 @@ _LOCK_ROLLUPS = 0x616E6A69616E0003
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(timescaledb|postgresql))?\.sql$")
 _PARTITION = re.compile(r"^samples_(\d{8})$")
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached, or refuses the connection (the reason is in the
+    message; the URL in it carries no credentials)."""
 
 
 class MigrationError(Exception):
@@ -187,7 +193,12 @@ class Store:
                 f"retention must be at least 1 day, got retention_days={retention_days}, "
                 f"rollup_retention_days={rollup_retention_days}"
             )
-        conn: asyncpg.Connection = await asyncpg.connect(url)
+        try:
+            conn: asyncpg.Connection = await asyncpg.connect(url)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseUnavailable(
+                f"cannot connect to the database {redact_url(url)}: {exc}"
+            ) from exc
         try:
             async with conn.transaction():
                 # Serialises start-up of several processes on one database.

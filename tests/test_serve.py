@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -232,3 +233,52 @@ async def test_serve_over_tls_from_the_config(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def _anjian(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Runs `anjian …` to its end (60 s at most); its exit code and standard error."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "anjian.cli", *args,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, err.decode(errors="replace")
+
+
+async def test_an_unreachable_database_stops_start_up_with_one_clear_line() -> None:
+    port = free_port()  # nothing listens there
+    url = f"postgresql://anjian:s3cret@127.0.0.1:{port}/anjian"
+    code, err = await _anjian("migrate", "--database-url", url)
+    assert code == 1, err
+    (line,) = err.strip().splitlines()
+    where = f"postgresql://127.0.0.1:{port}/anjian"  # without the credentials
+    assert line.startswith(f"anjian: cannot connect to the database {where}: "), line
+    assert "Connect call failed" in line and "s3cret" not in err
+
+
+async def test_a_taken_port_stops_start_up_cleanly_with_one_clear_line(
+    database_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "plant.toml"
+    config.write_text(readme_example(), encoding="utf-8")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # Everything starts (database, collectors, alarm engine), then the console cannot
+        # listen: what started is stopped again and the command ends.
+        code, err = await _anjian(
+            "serve", "--config", str(config), "--port", str(port),
+            "--data-dir", str(tmp_path / "data"), env={"ANJIAN_DATABASE_URL": database_url},
+        )  # fmt: skip
+    assert code == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"anjian: cannot listen on 127.0.0.1:{port}: "), err[-3000:]
+    assert "address already in use" in last and "Traceback" not in err

@@ -13,12 +13,13 @@ from pathlib import Path
 import av
 import pytest
 
+from streams.config import redact_url
 from tests.video_kit import RtspServer
 from video.clips import write_mp4
 from video.health import HealthMeter
 from video.ring import PacketRing
 from video.snapshot import Snapshotter
-from video.source import CameraSource, SourceSettings, redact_url
+from video.source import CameraSource, SourceSettings
 
 NS = 1_000_000_000
 

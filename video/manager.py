@@ -21,13 +21,13 @@ import asyncpg  # type: ignore[import-untyped]
 import numpy as np
 
 from streams import Hub, SampleBatch, now_ns
-from streams.config import Camera, Config
+from streams.config import Camera, Config, redact_url
 from streams.registry import PointIndex
 from video.health import HEALTH_SUFFIXES, Health, HealthMeter
 from video.ring import Packet, PacketRing
 from video.settings import VideoSettings
 from video.snapshot import Snapshot, Snapshotter
-from video.source import CameraSource, SourceSettings, redact_url
+from video.source import CameraSource, SourceSettings
 
 log = logging.getLogger("anjian.video")
 Release = Callable[[], None]

@@ -20,6 +20,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from streams.config import redact_url
 from video.ring import PacketRing, StreamInfo
 from video.snapshot import decode_keyframe
 
@@ -48,16 +49,6 @@ class SourceSettings:
     # Low-rate mode (nobody watching, no linked alarm): connect this often, for `idle_pull_s`.
     idle_every_s: float = 60.0
     idle_pull_s: float = 4.0
-
-
-def redact_url(url: str) -> str:
-    """The URL without its user:password (for logs and the API)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, path = rest.partition("/")
-    host = authority.rpartition("@")[2]
-    return f"{scheme}://{host}{slash}{path}"
 
 
 @dataclass(slots=True)
