@@ -21,7 +21,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from alarms import state as sm
 from alarms.escalation import EscalationPolicy, EscalationState, due_notifications
-from alarms.evaluator import EvalState, evaluate, tick
+from alarms.evaluator import EvalState, evaluate, restart_history, tick
 from alarms.model import AlarmClass, AlarmEvent, Condition, ConditionChange, Priority
 from alarms.notify import Notifier
 from alarms.rules import (
@@ -459,11 +459,13 @@ class AlarmEngine:
             if rules.size != self.rules.size:
                 raise ValueError(f"rules for {rules.size} points, the engine has {self.rules.size}")
             now = self.clock()
-            self.rules = rules
+            old, self.rules = self.rules, rules
             changed = set(points)
             gone: list[ConditionChange] = []
             for p in changed:
-                off = ~rules.enabled(p)
+                on = rules.enabled(p)
+                restart_history(self.eval, p, on & ~old.enabled(p))
+                off = ~on
                 for c in Condition:
                     if off[c]:
                         if self.eval.active[p, c]:

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alarms.model import N_CONDITIONS, Condition, ConditionChange
-from alarms.rules import NS, RuleArrays
+from alarms.rules import NEVER_NS, NS, RuleArrays
 from streams.batch import SampleBatch
 from streams.quality import Quality
 
@@ -30,8 +30,11 @@ from streams.quality import Quality
 # scattered back. Other levels gather the rows they touch.
 #
 # The state is column-major (one contiguous row per condition or history column) so the in-place
-# path streams through memory; only the few points whose conditions flipped or have a delay
-# running reach the on/off-delay step, which gathers their rows.
+# path streams through memory; only the few (condition, point) pairs that flipped or have a delay
+# running reach the on/off-delay step, which reads and writes just those. The rule kinds with
+# history (rate of change, flat line, forecast) are computed only for blocks where some point has
+# them and kept only for the points that have them: most points of a plant have limits and
+# quality checks only.
 #
 # Memory (EvalState): per point 10 × (bool raw + bool active + int64 since) = 100 B, 10 float64
 # and 5 int64 history/aggregate columns = 120 B and a flag: 221 B, so 22 MB for 100,000 points.
@@ -45,7 +48,7 @@ Ints = npt.NDArray[np.int64]
 Index = npt.NDArray[np.intp]
 Rows = slice | Index  # state columns: a range of point ids applied in place, or gathered ids
 
-_HH, _H = Condition.HH, Condition.H
+_HH, _H, _L, _LL = Condition.HH, Condition.H, Condition.L, Condition.LL
 _ROC, _BAD, _STALE = Condition.ROC, Condition.BAD_QUALITY, Condition.STALE
 _STUCK, _OOR, _FC = Condition.STUCK, Condition.OUT_OF_RANGE, Condition.FORECAST
 _GOOD = np.uint8(Quality.GOOD)
@@ -55,7 +58,6 @@ _MIN_FIT_WEIGHT = 2.0  # a line through fewer than about two samples predicts no
 # time past about 20,000 rows on a small cache).
 _CHUNK = 16384
 _IN_PLACE_MIN = 1024  # below this a level gathers its rows: putting it in order costs more
-_SIGN = np.array([1.0, 1.0, -1.0, -1.0])[:, None]  # HH, H, L, LL as in RuleArrays.set_level
 
 # Float state columns.
 _LAST_V = 0  # latest value, any quality (reported with time-driven changes)
@@ -126,21 +128,43 @@ class EvalState:
         return [Condition(int(c)) for c in np.flatnonzero(self.active_by_condition[:, point])]
 
 
-class _Levels:
-    """The sign-normalised limits of RuleArrays, condition-major (4, n) for the in-place path.
-    The last rules seen are kept (with a reference, so their id cannot be reused)."""
+def restart_history(state: EvalState, point: int, gained: Bools) -> None:
+    """Start afresh the history of the rule kinds a point's rule has just gained (`gained`: per
+    condition). History is not kept for a kind while no rule of its block has it, so it may be
+    old: the rate starts from 0, the flat line and the forecast fit from the next sample."""
+    if gained[_ROC]:
+        state.f[_RATE, point] = 0.0
+    if gained[_STUCK]:
+        state.f[_RUN_LO : _RUN_HI + 1, point] = np.nan
+    if gained[_FC]:
+        state.f[_W:, point] = 0.0
 
-    last: tuple[RuleArrays, Floats, Floats] | None = None
+
+class _Columns:
+    """RuleArrays in the evaluator's layout: limits condition-major ((2, n) each), like the
+    state, and which points have each optional rule kind (see _Kinds). The last rules seen are
+    kept (with a reference, so their id cannot be reused)."""
+
+    last: tuple[RuleArrays, _Columns] | None = None
+
+    def __init__(self, rules: RuleArrays) -> None:
+        self.set_level = np.ascontiguousarray(rules.set_level.T)
+        # Unsigned: raise above hi_set, clear below hi_clear; raise below lo_set, clear above.
+        self.hi_set = self.set_level[:2]
+        self.hi_clear = np.ascontiguousarray(rules.clear_level[:, :2].T)
+        self.lo_set = np.ascontiguousarray(-rules.set_level[:, 2:].T)
+        self.lo_clear = np.ascontiguousarray(-rules.clear_level[:, 2:].T)
+        self.roc_k = -1.0 / rules.roc_tau_s  # decay = exp(k·dt)
+        self.roc = ~np.isnan(rules.roc_limit)
+        self.stuck = rules.stuck_window_ns < NEVER_NS
+        self.range = ~(np.isnan(rules.range_lo) & np.isnan(rules.range_hi))
+        self.forecast = ~np.isnan(rules.forecast_horizon_s)
 
     @classmethod
-    def of(cls, rules: RuleArrays) -> tuple[Floats, Floats]:
+    def of(cls, rules: RuleArrays) -> _Columns:
         if cls.last is None or cls.last[0] is not rules:
-            cls.last = (
-                rules,
-                np.ascontiguousarray(rules.set_level.T),
-                np.ascontiguousarray(rules.clear_level.T),
-            )
-        return cls.last[1], cls.last[2]
+            cls.last = (rules, cls(rules))
+        return cls.last[1]
 
 
 class _Changes:
@@ -152,26 +176,17 @@ class _Changes:
     def add(
         self,
         points: Index,
-        mature: Bools,
+        conds: Index,
         active: Bools,
         ts: Ints,
         value: Floats,
         fc_t: Ints,
         fc_hh: Bools,
     ) -> None:
-        """`mature`, `active`, `ts` are condition × row; the rest per row."""
-        conds, rows = np.nonzero(mature)
-        if len(rows):
+        """One change per element: a point, its condition, the new `active` and its time."""
+        if len(points):
             self.cols.append(
-                (
-                    points[rows].astype(np.int64),
-                    conds.astype(np.int64),
-                    active[conds, rows],
-                    ts[conds, rows],
-                    value[rows],
-                    fc_t[rows],
-                    fc_hh[rows],
-                )
+                (points.astype(np.int64), conds.astype(np.int64), active, ts, value, fc_t, fc_hh)
             )
 
     def result(self) -> list[ConditionChange]:
@@ -196,6 +211,26 @@ def evaluate(
     """Apply a batch of samples (per point in time order; older than the point's latest are
     ignored, as are points without a rule)."""
     _check(rules, state)
+    changes = _Changes()
+    scan = _Scan.repeated(rules, batch.point)
+    if scan is None:
+        batch = _usable(rules, batch)
+        scan = _Scan.of(rules, batch.point)
+    if scan is not None:
+        # Every point of a range of ids once: take the samples in point order.
+        rows, pos = scan
+        t, v, q = batch.ts.take(pos), batch.value.take(pos), batch.quality.take(pos)
+        _apply(rules, state, rows, t, v, q, changes)
+        return state, changes.result()
+    point = batch.point
+    for idx in _levels(point):
+        p: Index = point[idx].astype(np.intp)
+        _apply(rules, state, p, batch.ts[idx], batch.value[idx], batch.quality[idx], changes)
+    return state, changes.result()
+
+
+def _usable(rules: RuleArrays, batch: SampleBatch) -> SampleBatch:
+    """The samples of points that have a rule."""
     point = batch.point
     usable = point < rules.size
     usable &= point >= 0
@@ -205,25 +240,43 @@ def evaluate(
     known = rules.known[point]
     if not known.all():
         batch = batch.take(known)
-        point = batch.point
-    changes = _Changes()
-    n = len(point)
-    if n >= _IN_PLACE_MIN:
+    return batch
+
+
+class _Scan:
+    """A batch that names every point of a range of ids once, all with a rule (a whole scan of
+    the plant), is applied in place. The order that puts its samples in point order is kept for
+    the next batch with the same points in the same order (the collectors' next poll), which
+    then skips the checks."""
+
+    last: tuple[RuleArrays, npt.NDArray[np.int32], slice, Index] | None = None
+
+    @classmethod
+    def repeated(
+        cls, rules: RuleArrays, point: npt.NDArray[np.int32]
+    ) -> tuple[slice, Index] | None:
+        last = cls.last
+        if last is not None and last[0] is rules and np.array_equal(last[1], point):
+            return last[2], last[3]
+        return None
+
+    @classmethod
+    def of(cls, rules: RuleArrays, point: npt.NDArray[np.int32]) -> tuple[slice, Index] | None:
+        """For the points of a usable batch."""
+        n = len(point)
+        if n < _IN_PLACE_MIN:
+            return None
         lo = int(point.min())
-        if int(point.max()) - lo + 1 == n:
-            at = point.astype(np.intp)
-            at -= lo
-            pos = np.full(n, -1, np.intp)
-            pos[at] = np.arange(n)
-            if pos.min() >= 0:
-                # Every point of [lo, lo + n) once: take the samples in point order.
-                t, v, q = batch.ts.take(pos), batch.value.take(pos), batch.quality.take(pos)
-                _apply(rules, state, slice(lo, lo + n), t, v, q, changes)
-                return state, changes.result()
-    for idx in _levels(point):
-        p: Index = point[idx].astype(np.intp)
-        _apply(rules, state, p, batch.ts[idx], batch.value[idx], batch.quality[idx], changes)
-    return state, changes.result()
+        if int(point.max()) - lo + 1 != n:
+            return None
+        at = point.astype(np.intp)
+        at -= lo
+        pos = np.full(n, -1, np.intp)
+        pos[at] = np.arange(n)
+        if pos.min() < 0:
+            return None
+        cls.last = (rules, point.copy(), slice(lo, lo + n), pos)
+        return cls.last[2], pos
 
 
 def tick(
@@ -280,40 +333,39 @@ def _ids(rows: Rows, k: Index) -> Index:
 
 def _advance(rules: RuleArrays, state: EvalState, p: Index, now: Ints, changes: _Changes) -> None:
     """Bring points `p` (distinct) to time `now` without a new sample."""
-    raw = state.raw_by_condition[:, p]
-    since = state.since[:, p]
     last_t = state.i[_LAST_T, p]
     after = rules.stale_after_ns[p]
-    newly = ((now - last_t) > after) & ~raw[_STALE]
-    raw[_STALE] |= newly
-    since[_STALE] = np.where(newly, last_t + after, since[_STALE])
-    _mature(rules, state, p, raw, since, now, state.f[_LAST_V, p], changes)
+    newly = np.flatnonzero(((now - last_t) > after) & ~state.raw_by_condition[_STALE, p])
+    if len(newly):
+        k = p[newly]
+        state.raw_by_condition[_STALE, k] = True
+        state.since[_STALE, k] = last_t[newly] + after[newly]
+    _mature(rules, state, p, now, state.f[_LAST_V, p], changes)
 
 
 def _mature(
-    rules: RuleArrays,
-    state: EvalState,
-    p: Index,
-    raw: Bools,
-    since: Ints,
-    now: Ints,
-    value: Floats,
-    changes: _Changes,
+    rules: RuleArrays, state: EvalState, p: Index, now: Ints, value: Floats, changes: _Changes
 ) -> None:
-    """Delays that have run out by `now` make `active` follow `raw`; store the rows (condition ×
-    row arrays `raw`, `since`)."""
-    active = state.active_by_condition[:, p]
-    delay = np.where(raw, rules.on_delay_ns[p].T, rules.off_delay_ns[p].T)
-    ts = since + delay
-    mature = (raw != active) & (ts <= now)
-    if mature.any():
-        active = np.where(mature, raw, active)
+    """Delays of points `p` (distinct; their raw and since stored) that have run out by `now`
+    make `active` follow `raw`. Only the few (condition, point) pairs where they differ are
+    gathered: one random read each from the point-major delay columns."""
+    raw = state.raw_by_condition[:, p]
+    c, r = np.nonzero(raw != state.active_by_condition[:, p])
+    pts = p[r]
+    to = raw[c, r]
+    delay = np.where(to, rules.on_delay_ns[pts, c], rules.off_delay_ns[pts, c])
+    ts = state.since[c, pts]
+    ts += delay
+    mature = ts <= now[r]
+    state.pending[p] = False
+    if not mature.all():
+        state.pending[pts[~mature]] = True
+        k = np.flatnonzero(mature)
+        pts, c, r, to, ts = pts[k], c[k], r[k], to[k], ts[k]
+    if len(pts):
+        state.active_by_condition[c, pts] = to
         i = state.i
-        changes.add(p, mature, active, ts, value, i[_FC_T, p], i[_FC_HH, p] == 1)
-        state.active_by_condition[:, p] = active
-    state.raw_by_condition[:, p] = raw
-    state.since[:, p] = since
-    state.pending[p] = (raw != active).any(axis=0)
+        changes.add(pts, c, to, ts, value[r], i[_FC_T, pts], i[_FC_HH, pts] == 1)
 
 
 def _apply(
@@ -350,8 +402,10 @@ def _apply(
             dirty.append((_ids(block, k), raw[:, k], flip[:, k], tb[k], vb[k]))
     if dirty:
         pk, raw, flip, tk, vk = (np.concatenate(x, axis=-1) for x in zip(*dirty, strict=True))
-        since = np.where(flip, tk, state.since[:, pk])
-        _mature(rules, state, pk, raw, since, tk, vk, changes)
+        c, r = np.nonzero(flip)
+        state.raw_by_condition[c, pk[r]] = raw[c, r]
+        state.since[c, pk[r]] = tk[r]
+        _mature(rules, state, pk, tk, vk, changes)
 
 
 def _sample(
@@ -372,21 +426,25 @@ def _sample(
     good = q == _GOOD
     good &= np.isfinite(v)
     bad = np.flatnonzero(~good)
-    if len(bad) == len(v):
-        pass
-    elif len(bad):
-        # Rare: evaluate every row, then put the history of the others back.
-        keep_f, keep_i = f[:, bad], i[:, bad]
+    if len(bad) < len(v):
+        # Every row is evaluated; the rows with a bad sample (rare) then get their history and
+        # raw conditions back.
+        kinds = _Kinds(_Columns.of(rules), rows)
+        kept = kinds.keep(f, i, good, bad)
         with np.errstate(all="ignore"):
-            _from_values(rules, rows, t, v, f, i, raw)
-        f[:, bad], i[:, bad], raw[:, bad] = keep_f, keep_i, raw_old[:, bad]
-    else:
-        _from_values(rules, rows, t, v, f, i, raw)
-    raw[_BAD] = ~good & (q != _QOOR) & rules.bad_quality[rows]
-    flagged = np.flatnonzero(q == _QOOR)
-    if len(flagged):
-        raw[_OOR, flagged] = ~np.isnan(rules.range_lo[_ids(rows, flagged)])
+            _from_values(rules, kinds, rows, t, v, f, i, raw)
+        for fx, fk, ix, ik in kept:
+            f[fx], i[ix] = fk, ik
+        if len(bad):
+            raw[:, bad] = raw_old[:, bad]
+    raw[_BAD] = False
     raw[_STALE] = False
+    if len(bad):
+        qb = q[bad]
+        raw[_BAD, bad] = (qb != _QOOR) & rules.bad_quality[_ids(rows, bad)]
+        flagged = bad[qb == _QOOR]
+        if len(flagged):
+            raw[_OOR, flagged] = ~np.isnan(rules.range_lo[_ids(rows, flagged)])
     f[_LAST_V] = v
     i[_LAST_T] = t
     if not isinstance(rows, slice):
@@ -395,8 +453,52 @@ def _sample(
     return raw, raw != raw_old
 
 
+def _index(*k: int) -> Index:
+    return np.array(k, np.intp)
+
+
+class _Kinds:
+    """Which optional rule kinds the rows of a block have. A kind no row has is skipped; a kind
+    some rows lack is evaluated for every row and the history columns of the others are put
+    back, so a point keeps history only for the kinds of its rule whatever its block holds."""
+
+    def __init__(self, cols: _Columns, rows: Rows) -> None:
+        self.range = bool(cols.range[rows].any())
+        self.roc = self.stuck = self.forecast = False
+        # (the kind's points among rows, or None for all; float and int history columns)
+        self.history: list[tuple[Bools | None, Index, Index]] = [
+            (None, _index(_GOOD_V), _index(_GOOD_T))
+        ]
+        for kind, has, f_cols, i_cols in (
+            ("roc", cols.roc[rows], _index(_RATE), _index()),
+            ("stuck", cols.stuck[rows], _index(_RUN_LO, _RUN_HI), _index(_RUN_T)),
+            (
+                "forecast",
+                cols.forecast[rows],
+                _index(_W, _ST, _SV, _STT, _STV),
+                _index(_FC_T, _FC_HH),
+            ),
+        ):
+            if has.any():
+                setattr(self, kind, True)
+                self.history.append((None if has.all() else has, f_cols, i_cols))
+
+    def keep(
+        self, f: Floats, i: Ints, good: Bools, bad: Index
+    ) -> list[tuple[tuple[Index, ...], Floats, tuple[Index, ...], Ints]]:
+        """The history that rows with a bad sample or without the kind must keep."""
+        out = []
+        for has, f_cols, i_cols in self.history:
+            r = bad if has is None else np.flatnonzero(~(has & good))
+            if len(r):
+                fx, ix = np.ix_(f_cols, r), np.ix_(i_cols, r)
+                out.append((fx, f[fx], ix, i[ix]))
+        return out
+
+
 def _from_values(
     rules: RuleArrays,
+    kinds: _Kinds,
     rows: Rows,
     t: Ints,
     v: Floats,
@@ -405,54 +507,83 @@ def _from_values(
     raw: Bools,
 ) -> None:
     """Raw value conditions for good samples; updates `raw` and the history columns `f`, `i` in
-    place."""
+    place. A rule kind no row of the block has is skipped: its raw stays False and its history
+    is not kept (`restart_history` starts it afresh when a rule gains the kind)."""
+    cols = _Columns.of(rules)
     # Limits with deadband hysteresis: raised above the limit, cleared only below limit − db.
-    set_levels, clear_levels = _Levels.of(rules)
-    set_level = set_levels[:, rows]
-    sv = v * _SIGN
-    lim = raw[:4]
-    lim |= sv > set_level
-    np.greater(lim, sv < clear_levels[:, rows], out=lim)  # and not below the clear level
+    hi, lo = raw[_HH : _H + 1], raw[_L : _LL + 1]
+    hi |= v > cols.hi_set[:, rows]
+    np.greater(hi, v < cols.hi_clear[:, rows], out=hi)  # and not below the clear level
+    lo |= v < cols.lo_set[:, rows]
+    np.greater(lo, v > cols.lo_clear[:, rows], out=lo)
 
     prev_v = f[_GOOD_V]
-    dt = np.multiply(t - i[_GOOD_T], 1.0 / NS)
-    first = np.isnan(prev_v)
-    if first.any():
-        dt[first] = 0.0
+    roc, fc = kinds.roc, kinds.forecast
+    if roc or fc:
+        dt = np.multiply(t - i[_GOOD_T], 1.0 / NS)
+        first = np.isnan(prev_v)
+        if first.any():
+            dt[first] = 0.0
+    if roc:
+        _rate(rules, rows, v, prev_v, dt, f, raw)
+    if kinds.stuck:
+        _flat_line(rules, rows, t, v, prev_v, f, i, raw)
+    if kinds.range:
+        raw[_OOR] = (v < rules.range_lo[rows]) | (v > rules.range_hi[rows])
+    if fc:
+        raw[_FC] = _forecast(rules, rows, t, v, dt, f, i, cols.set_level[:, rows])
+    f[_GOOD_V] = v
+    i[_GOOD_T] = t
+
+
+def _rate(
+    rules: RuleArrays, rows: Rows, v: Floats, prev_v: Floats, dt: Floats, f: Floats, raw: Bools
+) -> None:
+    """Rate of change: exponentially weighted mean of the slopes between samples,
+    rate ← slope + decay·(rate − slope)."""
+    decay = np.multiply(dt, _Columns.of(rules).roc_k[rows])
+    np.exp(decay, out=decay)
     moved = dt > 0
-    # Rate of change: exponentially weighted mean of the slopes between samples.
-    decay = np.exp(-dt / rules.roc_tau_s[rows])
     with np.errstate(divide="ignore", invalid="ignore"):
         slope = np.subtract(v, prev_v)
         slope /= dt
-        slope *= 1.0 - decay
-        rate = decay * f[_RATE]
-        rate += slope
-    if moved.all():
-        f[_RATE] = rate
-    else:
-        np.copyto(f[_RATE], rate, where=moved)
+        rate = f[_RATE] - slope
+        rate *= decay
+        if moved.all():
+            rate = np.add(rate, slope, out=f[_RATE])
+        else:
+            rate += slope
+            np.copyto(f[_RATE], rate, where=moved)
     raw[_ROC] = np.abs(rate) > rules.roc_limit[rows]
 
-    # Flat line: extend the run while max − min < ε, else restart it from the previous sample
-    # (if close enough) or from this one.
+
+def _flat_line(
+    rules: RuleArrays,
+    rows: Rows,
+    t: Ints,
+    v: Floats,
+    prev_v: Floats,
+    f: Floats,
+    i: Ints,
+    raw: Bools,
+) -> None:
+    """Flat line: extend the run while max − min < ε, else restart it from the previous sample
+    (if close enough) or from this one. The run's columns are updated in place."""
     eps = rules.stuck_eps[rows]
-    lo = np.minimum(f[_RUN_LO], v)
-    hi = np.maximum(f[_RUN_HI], v)
-    within = (hi - lo) < eps
-    near = np.abs(v - prev_v) < eps
-    f[_RUN_LO] = np.where(within, lo, np.where(near, np.minimum(v, prev_v), v))
-    f[_RUN_HI] = np.where(within, hi, np.where(near, np.maximum(v, prev_v), v))
-    run_t = np.where(within, i[_RUN_T], np.where(near, i[_GOOD_T], t))
-    i[_RUN_T] = run_t
+    lo, hi, run_t = f[_RUN_LO], f[_RUN_HI], i[_RUN_T]
+    np.minimum(lo, v, out=lo)
+    np.maximum(hi, v, out=hi)
+    restart = np.subtract(hi, lo)
+    restart = ~(restart < eps)
+    if restart.any():
+        near = np.subtract(v, prev_v)
+        np.abs(near, out=near)
+        near = near < eps
+        start = np.where(near, prev_v, v)
+        np.minimum(v, start, out=lo, where=restart)
+        np.maximum(v, start, out=hi, where=restart)
+        np.copyto(run_t, np.where(near, i[_GOOD_T], t), where=restart)
     raw[_STUCK] = (t - run_t) >= rules.stuck_window_ns[rows]
-
-    raw[_OOR] = (v < rules.range_lo[rows]) | (v > rules.range_hi[rows])
-
-    raw[_FC] = _forecast(rules, rows, t, v, dt, f, i, set_level)
-
-    f[_GOOD_V] = v
-    i[_GOOD_T] = t
 
 
 def _forecast(

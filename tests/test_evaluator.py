@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alarms.evaluator import EvalState, evaluate, tick
+from alarms.evaluator import EvalState, evaluate, restart_history, tick
 from alarms.model import Condition, ConditionChange
 from alarms.rules import (
     BadQuality,
@@ -259,6 +259,41 @@ def test_tick_reports_only_what_changed() -> None:
     ]
 
 
+def test_a_kind_a_rule_gains_again_starts_its_history_afresh() -> None:
+    # History is kept only while a point's rule has the kind: after stuck was off for 10 s, a
+    # flat run from before does not count, the run starts again at the latest sample (12 s).
+    flat = PointRule(point=1, stuck=Stuck(epsilon=0.5, window_s=4))
+    r = Run(flat)
+    assert r.feed(1, [50.0] * 3) == []  # 0..2 s
+    r.rules = off = RuleArrays.build([PointRule(point=1)])
+    assert r.feed(1, [50.0] * 10, start_s=3) == []  # 3..12 s: no stuck rule
+    r.rules = RuleArrays.build([flat])
+    restart_history(r.state, 1, r.rules.enabled(1) & ~off.enabled(1))
+    assert r.feed(1, [50.0] * 4, start_s=13) == [(C.STUCK, True, 16.0)]
+
+
+def test_a_repeated_scan_order_follows_the_rules_in_force() -> None:
+    # The second scan comes in the first one's order, but point 7 has lost its rule meanwhile:
+    # its sample is ignored as when the scan comes in another order.
+    n = 1100
+    rng = np.random.default_rng(1)
+    order = rng.permutation(np.arange(1, n + 1, dtype=np.int32))
+    rules = [PointRule(point=i, h=80, stale=Stale(period_s=1, periods=2)) for i in range(1, n + 1)]
+    repeated, reordered = Run(*rules), Run(*rules)
+    first = SampleBatch(np.full(n, T0, np.int64), order, np.full(n, 50.0), np.zeros(n, np.uint8))
+    second = SampleBatch(
+        first.ts + S, order.copy(), np.where(order == 8, 95.0, 50.0), np.zeros(n, np.uint8)
+    )
+    without_7 = RuleArrays.build(r for r in rules if r.point != 7)
+    for run, scan in ((repeated, second), (reordered, second.take(rng.permutation(n)))):
+        run.batch(first)
+        run.rules = without_7
+        run.batch(scan)
+        assert [(c.point, c.condition, c.active) for c in run.changes] == [(8, C.H, True)]
+    for name in ("raw", "active", "since", "pending", "f", "i"):
+        np.testing.assert_array_equal(getattr(repeated.state, name), getattr(reordered.state, name))
+
+
 def test_state_size_must_match_the_rules() -> None:
     rules = RuleArrays.build([PointRule(point=3, h=1)])
     with pytest.raises(ValueError, match="state has 2 points, rules 4"):
@@ -331,11 +366,14 @@ def _series(draw: st.DrawFn) -> tuple[list[PointRule], SampleBatch]:
             deadband=draw(st.sampled_from([0.0, 2.0])),
             on_delay_s=draw(st.sampled_from([0.0, 1.5, 3.0])),
             off_delay_s=draw(st.sampled_from([0.0, 2.0])),
-            roc=RateOfChange(limit_per_s=5, window_s=3),
+            out_of_range=draw(st.booleans()),
+            # Points of one batch differ in their rule kinds: a kind some lack is skipped or
+            # evaluated, depending on which points a batch holds.
+            roc=draw(st.sampled_from([None, RateOfChange(limit_per_s=5, window_s=3)])),
             bad_quality=BadQuality(after_s=2),
             stale=Stale(period_s=1, periods=2),
-            stuck=Stuck(epsilon=0.5, window_s=4),
-            forecast=Forecast(window_s=5, horizon_s=10),
+            stuck=draw(st.sampled_from([None, Stuck(epsilon=0.5, window_s=4)])),
+            forecast=draw(st.sampled_from([None, Forecast(window_s=5, horizon_s=10)])),
         )
         for i in range(1, n_points + 1)
     ]
@@ -417,13 +455,17 @@ def test_ticks_between_batches_change_nothing_but_discover_earlier(
     scans=st.integers(2, 6),
     seed=st.integers(0, 2**32 - 1),
     cuts=st.lists(st.integers(1, 1099), min_size=1, max_size=4),
+    same_order=st.booleans(),
 )
 def test_a_whole_scan_applied_in_place_equals_the_same_samples_in_small_batches(
-    n_points: int, scans: int, seed: int, cuts: list[int]
+    n_points: int, scans: int, seed: int, cuts: list[int], same_order: bool
 ) -> None:
-    # A batch naming every point of a range of ids once takes the in-place path; batches of
-    # fewer than 1,024 samples take the gathered one. Both must give the same changes and state.
+    # A batch naming every point of a range of ids once takes the in-place path (its order is
+    # kept for the next scan in the same order); batches of fewer than 1,024 samples take the
+    # gathered one. Both must give the same changes and state. Rule kinds differ by point: the
+    # first 512 points have no forecast, so the small batches skip it where the scan does not.
     rng = np.random.default_rng(seed)
+    order = rng.permutation(np.arange(1, n_points + 1, dtype=np.int32))
     rules = [
         PointRule(
             point=i,
@@ -435,11 +477,12 @@ def test_a_whole_scan_applied_in_place_equals_the_same_samples_in_small_batches(
             deadband=[0.0, 2.0][i % 2],
             on_delay_s=[0.0, 1.5, 3.0][i % 3],
             off_delay_s=[0.0, 2.0][i % 5 % 2],
-            roc=RateOfChange(limit_per_s=5, window_s=3),
+            out_of_range=i % 7 != 0,
+            roc=RateOfChange(limit_per_s=5, window_s=3) if i % 3 else None,
             bad_quality=BadQuality(after_s=2),
             stale=Stale(period_s=1, periods=2),
-            stuck=Stuck(epsilon=0.5, window_s=4),
-            forecast=Forecast(window_s=5, horizon_s=10),
+            stuck=Stuck(epsilon=0.5, window_s=4) if i % 4 else None,
+            forecast=Forecast(window_s=5, horizon_s=10) if i > 512 else None,
         )
         for i in range(1, n_points + 1)
     ]
@@ -447,7 +490,7 @@ def test_a_whole_scan_applied_in_place_equals_the_same_samples_in_small_batches(
     level = rng.uniform(0, 100, n_points)
     for r in range(scans):
         level += rng.normal(0, 8, n_points)
-        ids = rng.permutation(np.arange(1, n_points + 1, dtype=np.int32))
+        ids = order.copy() if same_order else rng.permutation(order)
         ts = T0 + r * S + rng.integers(0, S // 2, n_points)
         quality = rng.choice(np.array([0, 0, 0, 0, 0, 2, 3, 5], np.uint8), n_points)
         scan = SampleBatch(ts, ids, level[ids - 1].copy(), quality)
