@@ -71,8 +71,8 @@ _N_FLOAT = 10
 _LAST_T = 0  # latest sample time, any quality (the start time until the first sample)
 _GOOD_T = 1
 _RUN_T = 2  # flat-line run start
-_FC_T = 3  # predicted crossing time of the latest forecast
-_FC_HH = 4  # 1 when the latest forecast targets HH, 0 for H
+_FC_T = 3  # predicted crossing time of the latest forecast that was raw
+_FC_HH = 4  # 1 when that forecast targets HH, 0 for H
 _N_INT = 5
 
 
@@ -155,6 +155,7 @@ class _Columns:
         self.lo_set = np.ascontiguousarray(-rules.set_level[:, 2:].T)
         self.lo_clear = np.ascontiguousarray(-rules.clear_level[:, 2:].T)
         self.roc_k = -1.0 / rules.roc_tau_s  # decay = exp(k·dt)
+        self.forecast_k = -1.0 / rules.forecast_tau_s
         self.roc = ~np.isnan(rules.roc_limit)
         self.stuck = rules.stuck_window_ns < NEVER_NS
         self.range = ~(np.isnan(rules.range_lo) & np.isnan(rules.range_hi))
@@ -379,13 +380,13 @@ def _apply(
 ) -> None:
     """One sample for each of the distinct points `rows`, in blocks of _CHUNK rows; the delays
     of the whole level are handled at once."""
-    last_t = state.i[_LAST_T, rows]
-    fresh = t >= last_t
+    gap = t - state.i[_LAST_T, rows]
+    fresh = gap >= 0
     if not fresh.all():
         k = np.flatnonzero(fresh)
-        rows, t, v, q, last_t = _ids(rows, k), t[k], v[k], q[k], last_t[k]
+        rows, t, v, q, gap = _ids(rows, k), t[k], v[k], q[k], gap[k]
     # Time-driven changes up to this sample first: what a tick at `t` would have found.
-    due = (t - last_t) > rules.stale_after_ns[rows]
+    due = gap > rules.stale_after_ns[rows]
     due |= state.pending[rows]
     if due.any():
         k = np.flatnonzero(due)
@@ -598,30 +599,39 @@ def _forecast(
 ) -> Bools:
     """Exponentially weighted least-squares line through the good samples, time origin moved to
     this sample; raw when it reaches the next of H, HH within the horizon."""
-    decay = np.exp(-dt / rules.forecast_tau_s[rows])
-    w, st, sv = f[_W], f[_ST], f[_SV]
-    stt = f[_STT] - 2.0 * dt * st + dt * dt * w
-    stv = f[_STV] - dt * sv
-    st = st - dt * w
-    w = decay * w + 1.0
-    st = decay * st
-    sv = decay * sv + v
-    stt = decay * stt
-    stv = decay * stv
-    f[_W], f[_ST], f[_SV], f[_STT], f[_STV] = w, st, sv, stt, stv
+    decay = np.multiply(dt, _Columns.of(rules).forecast_k[rows])
+    np.exp(decay, out=decay)
+    w, st, sv, stt, stv = f[_W], f[_ST], f[_SV], f[_STT], f[_STV]  # updated in place
+    # Time origin moved by dt: stt += dt·(dt·w − 2·st), stv −= dt·sv, st −= dt·w.
+    dtw = dt * w
+    tmp = np.multiply(st, 2.0)
+    np.subtract(dtw, tmp, out=tmp)
+    tmp *= dt
+    stt += tmp
+    np.multiply(dt, sv, out=tmp)
+    stv -= tmp
+    st -= dtw
+    # Older samples weigh less by the decay; this one weighs 1.
+    w *= decay
+    w += 1.0
+    st *= decay
+    sv *= decay
+    sv += v
+    stt *= decay
+    stv *= decay
     den = w * stt - st * st
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         slope = (w * stv - st * sv) / den
         level = (sv - slope * st) / w
         h, hh = set_level[_H], set_level[_HH]
-        to_hh = ~(level < h)
+        to_hh = level >= h
         target = np.where(to_hh, hh, h)
         eta = (target - level) / slope
     ok = (w >= _MIN_FIT_WEIGHT) & (den > 1e-12 * w * w) & (slope > 0) & (level < target)
     raw: Bools = ok & (eta <= rules.forecast_horizon_s[rows])
-    i[_FC_T] = 0
+    # The prediction is reported only while the forecast is raw: kept for those rows alone.
     k = np.flatnonzero(raw)
     if len(k):
         i[_FC_T, k] = (t[k] + eta[k] * NS).astype(np.int64)
-    i[_FC_HH] = to_hh
+        i[_FC_HH, k] = to_hh[k]
     return raw
