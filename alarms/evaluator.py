@@ -305,11 +305,12 @@ def _check(rules: RuleArrays, state: EvalState) -> None:
 
 
 def _levels(point: npt.NDArray[np.int32]) -> list[slice | Index]:
-    """Index arrays, each naming each point at most once, to apply one after the other."""
+    """Index arrays, each naming each point at most once, to apply one after the other. Each
+    names its points in id order, so the state rows they gather lie in memory order."""
     n = len(point)
     if n == 0:
         return []
-    if n == 1 or bool((point[1:] > point[:-1]).all()) or np.bincount(point).max() == 1:
+    if n == 1 or bool((point[1:] > point[:-1]).all()):
         return [slice(None)]
     order = np.argsort(point, kind="stable")
     sp = point[order]
