@@ -392,6 +392,35 @@ async def test_live_feed_closes_when_its_session_ends(
         assert ws.close_code == 4401
 
 
+async def test_live_feed_closes_when_its_account_changes_role(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A feed keeps no rights its account has lost: a duty officer made an enterprise user of E8
+    # stops receiving E9 at once (the console then reconnects with the new scope).
+    import web.app
+
+    monkeypatch.setattr(web.app, "SESSION_CHECK_S", 0.1)
+    sec, headers = await _client_for(app, Role.SECADMIN)
+    async with sec, app.client() as duty:
+        await sign_in(duty, *DUTY)
+        ws = await duty.ws_connect("/ws")
+        await ws.send_json({"op": "subscribe", "topics": ["points:E9"]})
+        assert (await ws.receive_json())["type"] == "subscribed"
+        r = await sec.put(
+            f"/api/admin/security/accounts/{DUTY[0]}/role",
+            json={"role": "enterprise", "enterprise": "E8"},
+            headers=headers,
+        )
+        assert r.status == 200, await r.text()
+        while not ws.closed:
+            await asyncio.wait_for(ws.receive(), 5)
+        assert ws.close_code == 4403
+        ws = await duty.ws_connect("/ws")
+        await ws.send_json({"op": "subscribe", "topics": ["points:E9"]})
+        assert (await ws.receive_json())["type"] == "error"  # E9 is no longer its to see
+        await ws.close()
+
+
 async def test_warnings_are_scoped_and_each_party_takes_only_its_own_steps(app: App) -> None:
     from alarms import warnings as wm
 

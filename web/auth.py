@@ -38,7 +38,7 @@ __all__ = [
     "BACKGROUND_HEADER",
     "COOKIE",
     "authenticate",
-    "session_alive",
+    "current_principal",
 ]
 
 COOKIE = "anjian_session"
@@ -103,42 +103,58 @@ def _json(data: Any, status: int = 200) -> web.Response:
 # -- who is asking ---------------------------------------------------------------------------
 
 
-async def session_alive(request: web.Request) -> bool:
-    """Whether the cookie session of a long-lived request (a WebSocket) is still valid,
-    without counting as activity; token and anonymous requests stay valid."""
-    cookie = request.cookies.get(COOKIE)
-    if not cookie or request.headers.get("Authorization"):
-        return True
+async def current_principal(request: web.Request) -> Principal | None:
+    """The principal of a long-lived request (a WebSocket) as the accounts say now, without
+    counting as activity: None when its session ended or its token was revoked or expired."""
+    accounts = request.app[ACCOUNTS]
+    header = request.headers.get("Authorization")
     try:
-        return await request.app[ACCOUNTS].session(cookie, activity=False) is not None
+        if header is not None:
+            return await accounts.token(header.partition(" ")[2].strip())
+        cookie = request.cookies.get(COOKIE)
+        if not cookie:
+            return ANONYMOUS
+        return await accounts.session(cookie, activity=False)
     except AccountError:
-        return False
+        return None
 
 
-# The close code of a WebSocket whose session ended.
+# The close codes of a WebSocket whose session ended (the console signs out), and of one whose
+# account's access changed (a new role or enterprise: the console reconnects with the new one).
 WS_SESSION_ENDED = 4401
+WS_ACCESS_CHANGED = 4403
+
+
+def _access(p: Principal) -> tuple[object, ...]:
+    return p.role, p.enterprise, p.permissions
 
 
 @contextlib.asynccontextmanager
 async def closed_with_session(
     request: web.Request, ws: web.WebSocketResponse, every_s: float
 ) -> AsyncIterator[None]:
-    """While inside, close `ws` with WS_SESSION_ENDED when its session ends (sign-out, idle
-    timeout, account disabled), checking every `every_s` seconds.
+    """While inside, close `ws` when its session ends (sign-out, idle timeout, account disabled,
+    token revoked: WS_SESSION_ENDED) or its access changes (WS_ACCESS_CHANGED), checking every
+    `every_s` seconds: a feed never outlives the rights it was opened with.
 
     The handler's receive loop ends as this close begins; on leaving, a close under way is let
     finish its closing handshake. Cancelled, it would drop the connection before the client's
     answer, and the client would see 1006 (abnormal closure) instead of the code sent.
     """
     closing = False
+    opened_with = _access(request[PRINCIPAL])
 
     async def watch() -> None:
         nonlocal closing
         while not ws.closed:
             await asyncio.sleep(every_s)
-            if not await session_alive(request):
+            now = await current_principal(request)
+            if now is None or _access(now) != opened_with:
                 closing = True
-                await ws.close(code=WS_SESSION_ENDED, message=b"session ended")
+                if now is None:
+                    await ws.close(code=WS_SESSION_ENDED, message=b"session ended")
+                else:
+                    await ws.close(code=WS_ACCESS_CHANGED, message=b"access changed")
                 return
 
     task = asyncio.create_task(watch())
