@@ -51,7 +51,18 @@ async def test_sysadmin_creates_an_account_that_must_change_its_one_time_passwor
     text = json.dumps(listing)
     assert "argon2" not in text and password not in text and "totp_secret" not in text
 
+    # Separation of duties: it signs in only once the security administrator authorises it;
+    # the system administrator can neither do that nor use the password meanwhile.
+    assert {a["username"]: a["authorised"] for a in listing["accounts"]} == {
+        "li": False,
+        "sa": True,
+    }
     user = await env.user()
+    status, data = await user.login("li", password)
+    assert (status, data["code"]) == (403, "not_authorised")
+    assert (await sa.call("POST", "/api/admin/security/accounts/li/authorise"))[0] == 403
+    sec = await env.signed_in("sec", Role.SECADMIN)
+    assert (await sec.call("POST", "/api/admin/security/accounts/li/authorise"))[0] == 200
     status, data = await user.login("li", password)
     assert status == 200 and data["account"]["permissions"] == ["self"]
     assert (await user.call("GET", "/probe/E1"))[0] == 403
@@ -64,6 +75,14 @@ async def test_sysadmin_creates_an_account_that_must_change_its_one_time_passwor
         ("sa", "sysadmin", "li", "ok")
     ]
     assert password not in (created[0]["detail"] or "")
+    authorised = await audit_rows(env.pool, "admin.account.authorise")
+    assert [
+        (r["username"], r["target"], r["result"]) for r in authorised if r["result"] == "ok"
+    ] == [
+        ("sec", "li", "ok"),
+    ]
+    refused = [r for r in await audit_rows(env.pool, "auth.login") if r["target"] == "li"]
+    assert [r["result"] for r in refused] == ["refused 403", "ok"]
 
 
 async def test_account_creation_refuses_admin_roles_and_bad_enterprise_bindings(
@@ -108,6 +127,11 @@ async def test_disable_enable_delete_and_reset_password(env: Env) -> None:
     assert status == 200
     assert (await li.call("GET", "/probe/E1"))[0] == 401
     assert (await (await env.user()).login("li", GOOD))[0] == 401
+    # The new password works once the security administrator has authorised the account again.
+    status, data = await (await env.user()).login("li", reset["one_time_password"])
+    assert (status, data["code"]) == (403, "not_authorised")
+    sec = await env.signed_in("sec", Role.SECADMIN)
+    assert (await sec.call("POST", "/api/admin/security/accounts/li/authorise"))[0] == 200
     status, data = await (await env.user()).login("li", reset["one_time_password"])
     assert status == 200 and data["account"]["must_change_password"] is True
 

@@ -227,7 +227,8 @@ class NewToken:
 
 
 _ACCOUNT_VIEW = """
-    a.id, a.username, a.display_name, a.role, a.enterprise, a.disabled, a.failed_count,
+    a.id, a.username, a.display_name, a.role, a.enterprise, a.disabled, a.authorised,
+    a.failed_count,
     a.locked_until, a.created_at, a.last_login_at, a.password_changed_at,
     a.totp_secret IS NOT NULL AS totp_enrolled,
     a.locked_until IS NOT NULL AND a.locked_until > now() AS locked,
@@ -249,6 +250,7 @@ def _view(row: asyncpg.Record) -> dict[str, Any]:
         "role": row["role"],
         "enterprise": row["enterprise"],
         "disabled": row["disabled"],
+        "authorised": row["authorised"],
         "locked": row["locked"],
         "locked_until": _iso(row["locked_until"]) if row["locked"] else None,
         "failed_count": row["failed_count"],
@@ -324,7 +326,7 @@ class Accounts:
                 retry_after=max(1, round(wait)),
             )
         row = await self.pool.fetchrow(
-            "SELECT id, role, password_hash, totp_secret, totp_last_step, disabled,"
+            "SELECT id, role, password_hash, totp_secret, totp_last_step, disabled, authorised,"
             " locked_until, locked_until IS NOT NULL AND locked_until > now() AS locked"
             " FROM accounts WHERE username = $1",
             username,
@@ -339,6 +341,13 @@ class Accounts:
             await self._failed(row["id"], _bad_credentials("bad_password"))
         if row["disabled"]:
             raise _bad_credentials("disabled")
+        if not row["authorised"]:
+            raise AccountError(
+                web.HTTPForbidden,
+                "not_authorised",
+                "the security administrator has not yet authorised this account",
+                reason="not_authorised",
+            )
         step: int | None = None
         if row["totp_secret"] is not None:
             if not totp:
@@ -610,7 +619,8 @@ class Accounts:
     async def create_account(
         self, username: str, display_name: str, role: Role, enterprise: str | None
     ) -> tuple[int, str]:
-        """A business account with a one-time password: (id, password shown once)."""
+        """A business account with a one-time password: (id, password shown once). It signs in
+        once the security administrator has authorised it (`authorise`)."""
         _business_role(role, enterprise)
         password = one_time_password(self.settings)
         hashed = await _hash(self.hasher, password)
@@ -618,8 +628,8 @@ class Accounts:
             async with self.pool.acquire() as conn, conn.transaction():
                 account_id = await conn.fetchval(
                     "INSERT INTO accounts (username, display_name, role, enterprise,"
-                    " password_hash, must_change_password) VALUES ($1, $2, $3, $4, $5, true)"
-                    " RETURNING id",
+                    " password_hash, must_change_password, authorised)"
+                    " VALUES ($1, $2, $3, $4, $5, true, false) RETURNING id",
                     username,
                     display_name,
                     str(role),
@@ -652,10 +662,16 @@ class Accounts:
         await self.pool.execute("DELETE FROM accounts WHERE id = $1", target["id"])
 
     async def reset_password(self, actor: Principal, username: str) -> str:
-        """A new one-time password for someone else (returned once); their sessions end."""
+        """A new one-time password for someone else (returned once); their sessions end. A
+        business account then waits for the security administrator's authorisation again (an
+        administrator's account also needs its authenticator, which this does not reset)."""
         target = await self._target(actor, username, admins=True)
         password = one_time_password(self.settings)
         await self._set_password(target["id"], username, password, must_change=True)
+        if Role(target["role"]) not in ADMIN_ROLES:
+            await self.pool.execute(
+                "UPDATE accounts SET authorised = false WHERE id = $1", target["id"]
+            )
         return password
 
     # -- administration (security administrator) ---------------------------------------------
@@ -674,6 +690,11 @@ class Accounts:
             )
         except asyncpg.ForeignKeyViolationError:
             raise _unknown_enterprise(enterprise) from None
+
+    async def authorise(self, actor: Principal, username: str) -> None:
+        """Let a business account the system administrator created or reset sign in."""
+        target = await self._target(actor, username, admins=False)
+        await self.pool.execute("UPDATE accounts SET authorised = true WHERE id = $1", target["id"])
 
     async def unlock(self, actor: Principal, username: str) -> None:
         target = await self._target(actor, username, admins=True)

@@ -494,6 +494,12 @@ async def set_role(request: web.Request, note: dict[str, Any]) -> web.StreamResp
     return _json({"role": str(body.role), "enterprise": body.enterprise})
 
 
+@audited("admin.account.authorise")
+async def authorise(request: web.Request, note: dict[str, Any]) -> web.StreamResponse:
+    await _accounts(request).authorise(request[PRINCIPAL], request.match_info["target"])
+    return _json({"authorised": True})
+
+
 @audited("admin.account.unlock")
 async def unlock(request: web.Request, note: dict[str, Any]) -> web.StreamResponse:
     await _accounts(request).unlock(request[PRINCIPAL], request.match_info["target"])
@@ -602,6 +608,15 @@ ADMIN_ROUTES = [
         Permission.SECURITY_MANAGE,
         "Give a business account another business role (and enterprise binding)",
         body=RoleBody,
+        self_audited=True,
+    ),
+    Route(
+        "POST",
+        f"{_SECURITY}/authorise",
+        authorise,
+        Permission.SECURITY_MANAGE,
+        "Authorise a business account the system administrator created or gave a new password:"
+        " only then does it sign in",
         self_audited=True,
     ),
     Route(
