@@ -190,8 +190,11 @@ async def test_the_three_administrators_cannot_do_each_others_jobs(env: Env) -> 
         ("POST", "/api/admin/accounts/li/disable", None),
         ("POST", "/api/admin/accounts/li/password", None),
         ("DELETE", "/api/admin/accounts/li", None),
+        ("GET", "/api/admin/tokens", None),
+        ("POST", "/api/admin/tokens/1/activate", None),
     ]
     security_jobs = [
+        ("POST", "/api/admin/security/accounts/li/authorise", None),
         ("GET", "/api/admin/security/accounts", None),
         ("PUT", "/api/admin/security/accounts/li/role", {"role": "expert"}),
         ("POST", "/api/admin/security/accounts/li/unlock", None),

@@ -645,10 +645,22 @@ async def _bearer(env: Env, token: str, path: str) -> tuple[int, Any]:
 
 async def test_token_scope_permission_enterprise_expiry_and_revocation(env: Env) -> None:
     sec = await env.signed_in("sec", Role.SECADMIN)
+    sa = await env.signed_in("sa", Role.SYSADMIN)
     status, made = await _token(sec, ["monitor:read"], "E1")
     assert status == 201 and made["token"].startswith("anjian_")
     assert made["permissions"] == ["monitor:read"] and made["enterprise"] == "E1"
     token = made["token"]
+    # 三员: the security administrator holds the value, but it works only once the system
+    # administrator has activated it; neither can do the other's step.
+    status, data = await _bearer(env, token, "/probe/E1")
+    assert status == 401
+    assert data["error"] == "the API token is not yet activated by the system administrator"
+    assert (await sec.call("POST", f"/api/admin/tokens/{made['id']}/activate"))[0] == 403
+    status, listing = await sa.call("GET", "/api/admin/tokens")
+    assert [(t["id"], t["activated_at"]) for t in listing["tokens"]] == [(made["id"], None)]
+    assert (await sa.call("POST", f"/api/admin/tokens/{made['id']}/activate"))[0] == 200
+    status, data = await sa.call("POST", f"/api/admin/tokens/{made['id']}/activate")
+    assert (status, data["code"]) == (404, "no_token")  # active already
     status, data = await _bearer(env, token, "/probe/E1")
     assert status == 200 and data == {"username": "token:gateway", "enterprise": "E1"}
     assert (await _bearer(env, token, "/probe/E2"))[0] == 404  # another enterprise's data
@@ -657,6 +669,7 @@ async def test_token_scope_permission_enterprise_expiry_and_revocation(env: Env)
 
     status, other = await _token(sec, ["system:read"])
     assert status == 201
+    assert (await sa.call("POST", f"/api/admin/tokens/{other['id']}/activate"))[0] == 200
     assert (await _bearer(env, other["token"], "/probe/E1"))[0] == 403
 
     status, data = await _token(sec, ["monitor:read", "accounts:manage"])

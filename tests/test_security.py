@@ -290,9 +290,14 @@ async def test_api_token_reads_only_its_enterprise(app: App) -> None:
             headers=headers,
         )  # fmt: skip
         assert r.status in (200, 201), await r.text()
-        token = (await r.json())["token"]
+        made = await r.json()
     finally:
         await client.close()
+    client, headers = await _client_for(app, Role.SYSADMIN)
+    async with client:
+        r = await client.post(f"/api/admin/tokens/{made['id']}/activate", headers=headers)
+        assert r.status == 200, await r.text()
+    token = made["token"]
     async with app.client(headers={"Authorization": f"Bearer {token}"}) as machine:  # fmt: skip
         assert (await machine.get("/api/latest", params={"enterprise": "E9"})).status == 200
         assert (await machine.get("/api/latest", params={"enterprise": "E8"})).status == 404

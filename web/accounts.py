@@ -271,6 +271,7 @@ def _token_view(row: asyncpg.Record) -> dict[str, Any]:
         "enterprise": row["enterprise"],
         "expires_at": _iso(row["expires_at"]),
         "revoked_at": _iso(row["revoked_at"]),
+        "activated_at": _iso(row["activated_at"]),
         "created_by": row["created_by"],
         "created_at": _iso(row["created_at"]),
         "last_used_at": _iso(row["last_used_at"]),
@@ -789,22 +790,36 @@ class Accounts:
                 web.HTTPNotFound, "no_token", f"no unrevoked token with id {token_id}"
             )
 
+    async def activate_token(self, actor: Principal, token_id: int) -> None:
+        """The system administrator lets a token the security administrator created work."""
+        done = await self.pool.fetchval(
+            "UPDATE api_tokens SET activated_at = now(), activated_by = $2"
+            " WHERE id = $1 AND activated_at IS NULL AND revoked_at IS NULL RETURNING id",
+            token_id,
+            actor.account_id,
+        )
+        if done is None:
+            raise AccountError(
+                web.HTTPNotFound, "no_token", f"no token with id {token_id} awaiting activation"
+            )
+
     async def token(self, value: str) -> Principal:
-        """The principal of a bearer token; raises when unknown, expired or revoked."""
+        """The principal of a bearer token; raises when unknown, revoked, expired or not yet
+        activated."""
         row = await self.pool.fetchrow(
             "SELECT id, name, permissions, enterprise, revoked_at IS NOT NULL AS revoked,"
-            " expires_at <= now() AS expired,"
+            " expires_at <= now() AS expired, activated_at IS NULL AS inactive,"
             " last_used_at IS NULL"
             "   OR now() - last_used_at > make_interval(secs => $2::float8) AS stale"
             " FROM api_tokens WHERE token_hash = $1",
             digest(value),
             TOUCH_INTERVAL_S,
         )
-        if row is None or row["revoked"] or row["expired"]:
-            state = "unknown" if row is None else "revoked" if row["revoked"] else "expired"
-            raise AccountError(
-                web.HTTPUnauthorized, "bad_token", f"the API token is {state}", reason=state
-            )
+        if row is None:
+            raise _bad_token("unknown")
+        for state in ("revoked", "expired", "inactive"):
+            if row[state]:
+                raise _bad_token(state)
         if row["stale"]:
             await self.pool.execute(
                 "UPDATE api_tokens SET last_used_at = now() WHERE id = $1", row["id"]
@@ -818,6 +833,11 @@ class Accounts:
             permissions=frozenset(Permission(p) for p in row["permissions"] if p in known),
             token_id=row["id"],
         )
+
+
+def _bad_token(state: str) -> AccountError:
+    said = "not yet activated by the system administrator" if state == "inactive" else state
+    return AccountError(web.HTTPUnauthorized, "bad_token", f"the API token is {said}", reason=state)
 
 
 def _bad_credentials(reason: str) -> AccountError:

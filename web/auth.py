@@ -532,6 +532,15 @@ async def create_token(request: web.Request, note: dict[str, Any]) -> web.Stream
     return _json({"token": new.value, **new.info}, 201)
 
 
+@audited("admin.token.activate")
+async def activate_token(request: web.Request, note: dict[str, Any]) -> web.StreamResponse:
+    raw = request.match_info["target"]
+    if not raw.isdigit():
+        raise json_error(web.HTTPNotFound, f"no token with id {raw!r}", code="no_token")
+    await _accounts(request).activate_token(request[PRINCIPAL], int(raw))
+    return _json({"activated": True})
+
+
 @audited("admin.token.revoke")
 async def revoke_token(request: web.Request, note: dict[str, Any]) -> web.StreamResponse:
     raw = request.match_info["target"]
@@ -637,6 +646,21 @@ ADMIN_ROUTES = [
     ),
     Route(
         "GET",
+        "/api/admin/tokens",
+        list_tokens,
+        Permission.ACCOUNTS_MANAGE,
+        "API tokens of machines (never their values), to activate the new ones",
+    ),
+    Route(
+        "POST",
+        "/api/admin/tokens/{target}/activate",
+        activate_token,
+        Permission.ACCOUNTS_MANAGE,
+        "Activate an API token the security administrator created: only then does it work",
+        self_audited=True,
+    ),
+    Route(
+        "GET",
         "/api/admin/security/tokens",
         list_tokens,
         Permission.SECURITY_MANAGE,
@@ -648,7 +672,7 @@ ADMIN_ROUTES = [
         create_token,
         Permission.SECURITY_MANAGE,
         "Create an API token: name, business permissions, optional enterprise, expiry; the "
-        "value is returned once",
+        "value is returned once, and the token works once the system administrator activates it",
         body=TokenBody,
         self_audited=True,
     ),
