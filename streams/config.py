@@ -16,15 +16,28 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+# Query parameters that carry credentials in device URLs (e.g. Dahua's
+# `…/realmonitor?channel=1&user=admin&password=…`).
+_SECRET_PARAM = re.compile(
+    r"(?i)^(user(name)?|login|pass(word|wd)?|pwd|token|secret|key|auth\w*|sig\w*)$"
+)
+
 
 def redact_url(url: str) -> str:
-    """The URL without its user:password (for logs and the API)."""
+    """The URL without its user:password nor credential query parameters (for logs and the
+    API)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
     authority, slash, path = rest.partition("/")
     host = authority.rpartition("@")[2]
-    return f"{scheme}://{host}{slash}{path}"
+    path, q, query = path.partition("?")
+    if q:
+        params = (p.partition("=") for p in query.split("&"))
+        query = "&".join(
+            f"{k}{eq}***" if eq and _SECRET_PARAM.match(k) else f"{k}{eq}{v}" for k, eq, v in params
+        )
+    return f"{scheme}://{host}{slash}{path}{q}{query}"
 
 
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]

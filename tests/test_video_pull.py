@@ -52,6 +52,14 @@ def test_redact_url_removes_credentials() -> None:
         redact_url("rtsp://admin:s3cr%40t@10.0.0.5:554/h264/ch1") == "rtsp://10.0.0.5:554/h264/ch1"
     )
     assert redact_url("rtsp://10.0.0.5/x") == "rtsp://10.0.0.5/x"
+    # Recorders that take credentials as query parameters (Dahua's realmonitor URLs).
+    assert (
+        redact_url(
+            "rtsp://10.0.0.6:554/cam/realmonitor?channel=1&subtype=0&user=admin&password=S3c"
+        )
+        == "rtsp://10.0.0.6:554/cam/realmonitor?channel=1&subtype=0&user=***&password=***"
+    )
+    assert redact_url("rtsp://h/s?token=abc&Pwd=x&keep") == "rtsp://h/s?token=***&Pwd=***&keep"
 
 
 def test_pull_fills_the_ring_with_whole_frames_and_health_reads_25_fps(
