@@ -264,9 +264,9 @@ def _all(value: PerLimit | None) -> float | None:
 class RuleDefaults(_Model):
     """Settings applied to every point before its own override."""
 
-    deadband_pct: float | None = None  # applied to the points that have a range
-    on_delay_s: float = 0.0
-    off_delay_s: float = 0.0
+    deadband_pct: Annotated[float, Field(ge=0, le=100)] | None = None  # for points with a range
+    on_delay_s: Annotated[float, Field(ge=0, le=MAX_DELAY_S)] = 0.0
+    off_delay_s: Annotated[float, Field(ge=0, le=MAX_DELAY_S)] = 0.0
     bad_quality_after_s: Annotated[float, Field(ge=0, le=MAX_DELAY_S)] | None = 30.0
     # Stale applies to polled (Modbus) and periodically publishing (MQTT) devices; OPC-UA
     # subscriptions report on change only, so a steady value there is not a stale one.

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from alarms.rules import RuleError
+from anjian.config_check import check_config_file
 from streams.config import Config, ConfigError, MqttSettings, SecuritySettings, load_config
 from streams.store import DatabaseUnavailable, MigrationError
 
@@ -131,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_config(file: Path) -> int:
-    cfg = load_config(file)
+    cfg = check_config_file(file)
     points = sum(1 for _ in cfg.points())
     devices = sum(len(e.devices) for e in cfg.enterprises)
     print(f"{file}: OK — {len(cfg.enterprises)} enterprises, {devices} devices, {points} points")
@@ -146,7 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
     from anjian.runtime import Settings
 
     if args.config is not None:
-        load_config(args.config)  # a bad file stops here, before anything starts
+        check_config_file(args.config)  # a bad file stops here, before anything starts
     settings = Settings(
         config=args.config,
         demo=args.demo,

@@ -528,24 +528,40 @@ def parse_config(text: str, file: Path | str = "<config>") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        lines = _key_lines(text)
-        problems = []
-        for err in exc.errors(include_url=False):
-            loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x in _UNION_TAGS))
-            msg = err["msg"].removeprefix("Value error, ")
-            cause = err.get("ctx", {}).get("error")
-            if isinstance(cause, _At):
-                loc = (*loc, *cause.loc)
-            if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-                # Point at the discriminating key itself, not at the whole table.
-                key = err.get("ctx", {}).get("discriminator", "").strip("'")
-                loc = (*loc, key)
-                expected = err.get("ctx", {}).get("expected_tags", "")
+        raise ConfigError(file, validation_problems(text, exc)) from None
+
+
+def validation_problems(
+    text: str, exc: ValidationError, section: tuple[str, ...] = ()
+) -> list[ConfigProblem]:
+    """The problems of a validation of the file's text (or of its table `section`), each with
+    its key path, line and value."""
+    raw = tomllib.loads(text)
+    lines = _key_lines(text)
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x in _UNION_TAGS))
+        loc = (*section, *loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, _At):
+            loc = (*loc, *cause.loc)
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            # Point at the discriminating key itself, not at the whole table.
+            key = err.get("ctx", {}).get("discriminator", "").strip("'")
+            loc = (*loc, key)
+            expected = err.get("ctx", {}).get("expected_tags", "")
+            if expected:
                 msg = f"must be one of {expected}"
-            path = _dotted(loc)
-            value = _lookup(raw, loc)
-            problems.append(ConfigProblem(path, _line_for(lines, loc), msg, value))
-        raise ConfigError(file, problems) from None
+            else:
+                msg = f"is missing: one of {', '.join(sorted(_UNION_TAGS))}"
+        problems.append(ConfigProblem(_dotted(loc), _line_for(lines, loc), msg, _lookup(raw, loc)))
+    return problems
+
+
+def problem_at(text: str, loc: tuple[int | str, ...], message: str) -> ConfigProblem:
+    """A problem found outside validation (e.g. by the alarm rules), at the line of `loc`."""
+    return ConfigProblem(_dotted(loc), _line_for(_key_lines(text), loc), message, _MISSING)
 
 
 _UNION_TAGS = {"modbus", "opcua", "mqtt"}
@@ -570,6 +586,7 @@ def _lookup(raw: Any, loc: tuple[int | str, ...]) -> Any:
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r'^\s*("?[A-Za-z0-9_-]+"?)\s*=')
+_NAME = re.compile(r'"[^"]*"|[^.\s"]+')  # the parts of a dotted table name, quoted or bare
 
 
 def _key_lines(text: str) -> dict[tuple[int | str, ...], int]:
@@ -579,7 +596,7 @@ def _key_lines(text: str) -> dict[tuple[int | str, ...], int]:
     current: tuple[int | str, ...] = ()
     for number, line in enumerate(text.splitlines(), start=1):
         if m := _HEADER.match(line):
-            names = [n.strip().strip('"') for n in m.group(2).split(".")]
+            names = [n.strip('"') for n in _NAME.findall(m.group(2))]
             # Resolve each parent name to the latest element of its array of tables.
             path: tuple[int | str, ...] = ()
             for i, name in enumerate(names):

@@ -164,3 +164,58 @@ def test_readme_alarm_and_notify_examples_are_valid() -> None:
         assert settings.points["E1/GD-101"].deadband_pct == 5
     for table in notify:
         assert NotifySettings.model_validate(table).webhooks[0].url.startswith("https://")
+
+
+def test_tables_of_other_packages_and_alarm_rules_are_checked_before_starting(
+    tmp_path: Path,
+) -> None:
+    # [alarms], [notify] and [video] belong to other packages and the alarm rules need the
+    # points: check-config and serve still refuse them with the file and the line.
+    plant = MINIMAL.replace("    address = 0\n", "    address = 0\n    range = [0, 100]\n")
+    plant += """
+[alarms.defaults]
+on_delay_s = -1
+
+[alarms.points."E1/P1"]
+hh = 150
+high = 3.0
+
+[notify]
+webhooks = [{ url = "not a url", secret = "s" }]
+
+[video]
+idle_pull_s = "soon"
+
+[security]
+tls_certificate = "/nonexistent/cert.pem"
+tls_key = "/nonexistent/key.pem"
+"""
+    bad = tmp_path / "plant.toml"
+    bad.write_text(plant, "utf-8")
+    for args in (["check-config", str(bad)], ["serve", "--config", str(bad)]):
+        result = _anjian(*args, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        err = result.stderr
+        assert "Traceback" not in err
+        assert f"{bad}:19: alarms.defaults.on_delay_s: " in err
+        assert f"{bad}:23: alarms.points.E1/P1.high: Extra inputs are not permitted" in err
+        assert f"{bad}:26: notify.webhooks[0].url: " in err
+        assert f"{bad}:29: video.idle_pull_s: " in err
+        assert f"{bad}:32: security.tls_certificate: cannot load the TLS certificate" in err
+    assert not (tmp_path / "data").exists()
+
+    # With valid tables, each point's rule: the override's line for the point it names.
+    fixed = plant.replace("on_delay_s = -1", "on_delay_s = 1").replace("high = 3.0\n", "")
+    fixed = fixed.split("[notify]")[0]
+    bad.write_text(fixed, "utf-8")
+    result = _anjian("check-config", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{bad}:21: alarms.points.E1/P1: point E1/P1: " in result.stderr
+
+
+def test_a_device_without_protocol_says_which_are_possible() -> None:
+    text = _problems(MINIMAL.replace('  protocol = "modbus"\n', ""))
+    assert (
+        "plant.toml:6: enterprises[0].devices[0].protocol: is missing: one of modbus, mqtt, opcua"
+        in text
+    )
