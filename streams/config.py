@@ -289,34 +289,57 @@ class Enterprise(_Model):
 
     @model_validator(mode="after")
     def _references(self) -> Enterprise:
-        _unique("hazard source", (h.code for h in self.hazard_sources))
-        _unique("first-out group", (g.code for g in self.first_out_groups))
-        _unique("device", (d.code for d in self.devices))
-        _unique("point", (p.code for d in self.devices for p in d.points))
-        _unique("camera", (c.code for c in self.cameras))
+        _unique("hazard source", _codes("hazard_sources", self.hazard_sources))
+        _unique("first-out group", _codes("first_out_groups", self.first_out_groups))
+        _unique("device", _codes("devices", self.devices))
+        point_codes = [
+            (("devices", di, "points", pi, "code"), p.code)
+            for di, d in enumerate(self.devices)
+            for pi, p in enumerate(d.points)
+        ]
+        _unique("point", iter(point_codes))
+        _unique("camera", _codes("cameras", self.cameras))
         # A camera's health points live on a device of the camera's code.
-        _unique("device or camera", (x.code for x in [*self.devices, *self.cameras]))
+        _unique(
+            "device or camera",
+            itertools.chain(_codes("devices", self.devices), _codes("cameras", self.cameras)),
+        )
         _unique(
             "point (camera health points included)",
             itertools.chain(
-                (p.code for d in self.devices for p in d.points),
-                (c.health_code(h[0]) for c in self.cameras for h in CAMERA_HEALTH),
+                point_codes,
+                (
+                    (("cameras", ci, "code"), c.health_code(h[0]))
+                    for ci, c in enumerate(self.cameras)
+                    for h in CAMERA_HEALTH
+                ),
             ),
         )
         sources = {h.code for h in self.hazard_sources}
         points = {p.code for d in self.devices for p in d.points}
-        for d in self.devices:
-            for hs in [d.hazard_source, *(p.hazard_source for p in d.points)]:
+        at: Loc
+        for di, d in enumerate(self.devices):
+            named: list[tuple[Loc, str | None]] = [(("devices", di), d.hazard_source)]
+            named += [
+                (("devices", di, "points", pi), p.hazard_source) for pi, p in enumerate(d.points)
+            ]
+            for at, hs in named:
                 if hs is not None and hs not in sources:
-                    raise ValueError(f"device {d.code!r} names unknown hazard source {hs!r}")
-        for c in self.cameras:
+                    raise _At(
+                        (*at, "hazard_source"),
+                        f"device {d.code!r} names unknown hazard source {hs!r}",
+                    )
+        for ci, c in enumerate(self.cameras):
             if c.hazard_source is not None and c.hazard_source not in sources:
-                raise ValueError(
-                    f"camera {c.code!r} names unknown hazard source {c.hazard_source!r}"
+                raise _At(
+                    ("cameras", ci, "hazard_source"),
+                    f"camera {c.code!r} names unknown hazard source {c.hazard_source!r}",
                 )
-            for p in c.points:
+            for k, p in enumerate(c.points):
                 if p not in points:
-                    raise ValueError(f"camera {c.code!r} names unknown point {p!r}")
+                    raise _At(
+                        ("cameras", ci, "points", k), f"camera {c.code!r} names unknown point {p!r}"
+                    )
         grouped: dict[str, str] = {}
         for gi, g in enumerate(self.first_out_groups):
             for pi, p in enumerate(g.points):
@@ -440,13 +463,14 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _references(self) -> Config:
-        _unique("region", (r.code for r in self.regions))
-        _unique("enterprise", (e.code for e in self.enterprises))
+        _unique("region", _codes("regions", self.regions))
+        _unique("enterprise", _codes("enterprises", self.enterprises))
         regions = {r.code for r in self.regions}
-        for e in self.enterprises:
+        for ei, e in enumerate(self.enterprises):
             if regions and e.region not in regions:
-                raise ValueError(
-                    f"enterprise {e.code!r} names region {e.region!r}, not in [[regions]]"
+                raise _At(
+                    ("enterprises", ei, "region"),
+                    f"enterprise {e.code!r} names region {e.region!r}, not in [[regions]]",
                 )
             if self.mqtt is None and any(d.protocol == "mqtt" for d in e.devices):
                 raise ValueError(
@@ -469,11 +493,19 @@ class Config(_Model):
                     yield e, d, p
 
 
-def _unique(what: str, codes: Iterator[str]) -> None:
+Loc = tuple[int | str, ...]
+
+
+def _codes(key: str, items: list[Any]) -> Iterator[tuple[Loc, str]]:
+    return (((key, i, "code"), x.code) for i, x in enumerate(items))
+
+
+def _unique(what: str, codes: Iterator[tuple[Loc, str]]) -> None:
+    """Raise at the second use of a code."""
     seen: set[str] = set()
-    for c in codes:
+    for at, c in codes:
         if c in seen:
-            raise ValueError(f"{what} code {c!r} is used twice")
+            raise _At(at, f"{what} code {c!r} is used twice")
         seen.add(c)
 
 
@@ -486,6 +518,8 @@ class ConfigProblem:
 
     def __str__(self) -> str:
         shown = "" if self.value is _MISSING else f" (got {self.value!r})"
+        if len(shown) > 120:  # a whole table says nothing the line does not
+            shown = ""
         return f"{self.path or '<top>'}: {self.message}{shown}"
 
 

@@ -88,7 +88,10 @@ def test_modbus_point_without_address_is_refused() -> None:
 
 def test_reference_to_unknown_hazard_source_is_refused() -> None:
     text = MINIMAL.replace('  host = "127.0.0.1"', '  host = "127.0.0.1"\n  hazard_source = "HS9"')
-    assert "unknown hazard source 'HS9'" in _problems(text)
+    assert (
+        "plant.toml:10: enterprises[0].devices[0].hazard_source: device 'PLC1' names unknown "
+        "hazard source 'HS9' (got 'HS9')"
+    ) in _problems(text)
 
 
 def test_duplicate_point_codes_are_refused() -> None:
@@ -96,7 +99,11 @@ def test_duplicate_point_codes_are_refused() -> None:
         '    [[enterprises.devices.points]]\n    code = "P1"\n    name = "x"\n'
         '    table = "holding"\n    address = 1\n'
     )
-    assert "point code 'P1' is used twice" in _problems(text)
+    # At the second definition's line, without a dump of the whole enterprise.
+    assert _problems(text).endswith(
+        "plant.toml:17: enterprises[0].devices[0].points[1].code: point code 'P1' is used twice"
+        " (got 'P1')"
+    )
 
 
 def test_mqtt_device_needs_broker_settings() -> None:
