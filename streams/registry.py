@@ -5,6 +5,7 @@ cameras) kept in the database under stable ids, and the point index built from i
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from streams.config import Config, Limits
+
+log = logging.getLogger("anjian.registry")
 
 # pg_advisory_xact_lock key: "anjian" in ASCII, then the registry's number.
 _LOCK_REGISTRY = 0x616E6A69616E0004
@@ -258,10 +261,21 @@ async def sync_config(pool: asyncpg.Pool, cfg: Config) -> PointIndex:
                 _Column("retired", "bool[]", [False] * len(points)),
             ],
         )
-        await conn.execute(
-            "UPDATE points SET retired = true WHERE NOT retired AND NOT (id = ANY ($1::int4[]))",
+        retired = await conn.fetch(
+            "UPDATE points p SET retired = true FROM enterprises e"
+            " WHERE e.id = p.enterprise_id AND NOT p.retired AND NOT (p.id = ANY ($1::int4[]))"
+            " RETURNING e.code || '/' || p.code AS tag",
             list(point_ids.values()),
         )
+        if retired:
+            # Said loudly: a truncated or wrong configuration file retires the points it lacks.
+            tags = sorted(r["tag"] for r in retired)
+            log.warning(
+                "%d point(s) left the configuration and are retired (their history stays; "
+                "they come back with their ids when configured again): %s",
+                len(tags),
+                ", ".join(tags[:20]) + (" …" if len(tags) > 20 else ""),
+            )
 
         cameras = [(e, c) for e in ents for c in e.cameras]
         await _sync_rows(

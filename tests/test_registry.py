@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -146,7 +147,7 @@ async def test_point_info_carries_what_collectors_and_alarms_need(store: Store) 
 
 
 async def test_points_leaving_the_config_are_retired_and_come_back_with_their_id(
-    store: Store,
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     index = await sync_config(store.pool, parse_config(PLANT))
     pressure = index.id("E001", "TK1.PT")
@@ -155,7 +156,10 @@ async def test_points_leaving_the_config_are_retired_and_come_back_with_their_id
 
     shrunk = _without(PLANT, 'code = "TK1.PT"')
     assert "TK1.PT" not in shrunk
-    smaller = await sync_config(store.pool, parse_config(shrunk))
+    with caplog.at_level(logging.WARNING, "anjian.registry"):
+        smaller = await sync_config(store.pool, parse_config(shrunk))
+    assert "1 point(s) left the configuration and are retired" in caplog.text
+    assert caplog.text.rstrip().endswith("E001/TK1.PT")
     assert pressure not in smaller
     async with store.pool.acquire() as conn:
         row = await conn.fetchrow("SELECT code, retired FROM points WHERE id = $1", pressure)
