@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pyotp
 import pytest
-from aiohttp import ClientSession, CookieJar, web
+from aiohttp import ClientSession, CookieJar, WSServerHandshakeError, web
 from aiohttp.test_utils import TestServer
 
 from anjian.runtime import Running, Settings, build_app
@@ -424,6 +424,22 @@ async def test_live_feed_closes_when_its_account_changes_role(
         await ws.send_json({"op": "subscribe", "topics": ["points:E9"]})
         assert (await ws.receive_json())["type"] == "error"  # E9 is no longer its to see
         await ws.close()
+
+
+async def test_live_feed_opens_only_from_the_consoles_own_origin(app: App) -> None:
+    # The session cookie goes along with a handshake from any page of the same site (another
+    # port or sub-domain): the page's origin must be the server's own.
+    async with app.client() as client:
+        await sign_in(client, *DUTY)
+        host = f"{app.server.host}:{app.server.port}"
+        ws = await client.ws_connect("/ws", headers={"Origin": f"http://{host}"})
+        await ws.close()
+        ws = await client.ws_connect("/ws")  # not a browser: no Origin
+        await ws.close()
+        for origin in (f"http://{app.server.host}:1", "http://evil.example", "null"):
+            with pytest.raises(WSServerHandshakeError) as refused:
+                await client.ws_connect("/ws", headers={"Origin": origin})
+            assert refused.value.status == 403
 
 
 async def test_warnings_are_scoped_and_each_party_takes_only_its_own_steps(app: App) -> None:

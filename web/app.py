@@ -30,7 +30,13 @@ from streams.registry import PointIndex, list_enterprises, list_points
 from streams.store import Store
 from web.alarms import ALARM_ROUTES, ENGINE, NOTIFICATIONS
 from web.audit import AUDIT, AUDIT_ROUTES
-from web.auth import ADMIN_ROUTES, AUTH_ROUTES, authenticate, closed_with_session
+from web.auth import (
+    ADMIN_ROUTES,
+    AUTH_ROUTES,
+    authenticate,
+    closed_with_session,
+    refuse_foreign_origin,
+)
 from web.overview import OVERVIEW_ROUTES
 from web.reports import REPORT_ROUTES
 from web.security import (
@@ -416,6 +422,7 @@ class _LiveClient:
 
 
 async def live(request: web.Request) -> web.WebSocketResponse:
+    refuse_foreign_origin(request)
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     client = _LiveClient(ws, request.app, _principal(request))

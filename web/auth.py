@@ -39,6 +39,7 @@ __all__ = [
     "COOKIE",
     "authenticate",
     "current_principal",
+    "refuse_foreign_origin",
 ]
 
 COOKIE = "anjian_session"
@@ -117,6 +118,31 @@ async def current_principal(request: web.Request) -> Principal | None:
         return await accounts.session(cookie, activity=False)
     except AccountError:
         return None
+
+
+def refuse_foreign_origin(request: web.Request) -> None:
+    """Answer 403 to a WebSocket handshake from a page of another origin."""
+    if not same_origin(request):
+        raise json_error(
+            web.HTTPForbidden,
+            "a live feed opens only from this server's console, not from "
+            + request.headers["Origin"],
+            code="bad_origin",
+        )
+
+
+def same_origin(request: web.Request) -> bool:
+    """Whether a WebSocket handshake comes from a page of this server. Browsers send the page's
+    Origin with every handshake, and cookies go along whatever page opened it (a site on
+    another port or sub-domain of the same host counts as the same site), so a handshake
+    naming another origin is refused; clients other than browsers send none."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    # Behind a reverse proxy the browser's host is the proxy's, passed on as X-Forwarded-Host.
+    host = request.headers.get("X-Forwarded-Host", request.host)
+    scheme, _, rest = origin.partition("://")
+    return scheme in ("http", "https") and rest.rstrip("/").lower() == host.lower()
 
 
 # The close codes of a WebSocket whose session ended (the console signs out), and of one whose

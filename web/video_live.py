@@ -17,7 +17,7 @@ from aiohttp import web
 
 from video.live import LiveService, Viewer
 from video.manager import VideoManager
-from web.auth import closed_with_session
+from web.auth import closed_with_session, refuse_foreign_origin
 from web.security import PRINCIPAL, Permission, Principal, Route, json_error
 from web.video import VIDEO
 
@@ -42,6 +42,7 @@ async def camera_live(request: web.Request) -> web.WebSocketResponse:
     principal: Principal = request[PRINCIPAL]
     if services is None or spec is None or not principal.sees(spec.enterprise):
         raise json_error(web.HTTPNotFound, f"no camera {raw!r}")
+    refuse_foreign_origin(request)
     # Compressed video does not deflate: no per-message compression.
     ws = web.WebSocketResponse(heartbeat=30, compress=False)
     await ws.prepare(request)
