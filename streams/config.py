@@ -6,6 +6,7 @@ raises ConfigError naming the file, the line, the key path, the bad value and wh
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 import tomllib
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 # Query parameters that carry credentials in device URLs (e.g. Dahua's
 # `…/realmonitor?channel=1&user=admin&password=…`).
@@ -41,6 +42,28 @@ def redact_url(url: str) -> str:
 
 
 Code = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+def _host(value: str) -> str:
+    """A host name (RFC 1123) or an IP address."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    labels = value.rstrip(".").split(".")
+    if (
+        not value
+        or len(value) > 253
+        or all(label.isdigit() for label in labels)  # looks like an IPv4 address, is not one
+        or not all(_LABEL.fullmatch(label) for label in labels)
+    ):
+        raise ValueError("must be a host name or an IP address")
+    return value
+
+
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+Host = Annotated[str, AfterValidator(_host)]
 DataType = Literal["bool", "int16", "uint16", "int32", "uint32", "float32", "float64"]
 Order = Literal["big", "little"]
 ModbusTable = Literal["holding", "input", "coil", "discrete"]
@@ -129,7 +152,7 @@ class _DeviceBase(_Model):
 
 class ModbusDevice(_DeviceBase):
     protocol: Literal["modbus"]
-    host: str
+    host: Host
     port: Annotated[int, Field(ge=1, le=65535)] = 502
     unit_id: Annotated[int, Field(ge=0, le=255)] = 1
     byte_order: Order = "big"
@@ -365,7 +388,7 @@ class Region(_Model):
 
 
 class MqttSettings(_Model):
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
     username: str | None = None
     password: str | None = None

@@ -226,3 +226,14 @@ def test_a_device_without_protocol_says_which_are_possible() -> None:
         "plant.toml:6: enterprises[0].devices[0].protocol: is missing: one of modbus, mqtt, opcua"
         in text
     )
+
+
+@pytest.mark.parametrize("host", ["", "999.1.1.1", "10.0.0", "plc 1", "-plc", "a..b"])
+def test_a_device_host_must_be_a_host_name_or_an_ip_address(host: str) -> None:
+    text = _problems(MINIMAL.replace('host = "127.0.0.1"', f'host = "{host}"'))
+    assert "plant.toml:9: enterprises[0].devices[0].host: must be a host name or an IP" in text
+
+
+@pytest.mark.parametrize("host", ["10.0.0.5", "plc-1.plant.local", "::1", "PLC101"])
+def test_host_names_and_ip_addresses_are_accepted(host: str) -> None:
+    parse_config(MINIMAL.replace('host = "127.0.0.1"', f'host = "{host}"'))
