@@ -593,6 +593,11 @@ class WarningTransitionError(Exception):
         super().__init__(f"{ident} ({warning.state.value}): {message}")
 
 
+class WarningInputRefused(WarningTransitionError):
+    """The step was asked for with bad input (a blank reason, an unknown reason code), whatever
+    the warning's state: the API answers 400, not 409."""
+
+
 class WarningPermissionError(WarningTransitionError):
     """The actor may not take this step on this warning (wrong role or enterprise)."""
 
@@ -679,11 +684,11 @@ def submit_feedback(
         raise WarningTransitionError(warning, "feedback_given", "feedback was already given")
     if rules.lifecycle.reason(reason) is None:
         known = ", ".join(f"{r.code} ({r.zh})" for r in rules.lifecycle.reason_codes)
-        raise WarningTransitionError(
+        raise WarningInputRefused(
             warning, "unknown_reason", f"unknown reason code {reason!r}; known: {known}"
         )
     if not measures.strip():
-        raise WarningTransitionError(warning, "no_measures", "say which measures were taken")
+        raise WarningInputRefused(warning, "no_measures", "say which measures were taken")
     detail = {"reason": reason, "late": "feedback" in warning.overdue}
     return _advance(
         warning,
@@ -706,7 +711,7 @@ def clear(
         raise WarningTransitionError(warning, "already_cleared", "it is already cleared")
     if actor.role in rules.lifecycle.regulator_roles:
         if not reason.strip():
-            raise WarningTransitionError(
+            raise WarningInputRefused(
                 warning, "reason_required", "a regulator clearing a warning must give a reason"
             )
     else:

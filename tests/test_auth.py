@@ -80,7 +80,7 @@ def _guard(routes: dict[object, Route]) -> Any:
             raise json_error(web.HTTPForbidden, "csrf", code="csrf")
         if route.body is not None:
             try:
-                request[BODY] = route.body.model_validate(await request.json())
+                request[BODY] = route.body.model_validate_json(await request.text())
             except ValidationError as exc:
                 raise json_error(web.HTTPBadRequest, str(exc), code="invalid") from None
         return await handler(request)

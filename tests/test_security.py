@@ -471,7 +471,7 @@ async def test_warnings_are_scoped_and_each_party_takes_only_its_own_steps(app: 
             f"/api/warnings/{ids['E9']}/feedback",
             json={"reason": "no_such_reason", "measures": "x"}, headers=csrf,
         )  # fmt: skip
-        assert r.status == 409 and "false_alarm" in (await r.json())["error"]
+        assert r.status == 400 and "false_alarm" in (await r.json())["error"]
         r = await client.post(f"/api/warnings/{ids['E9']}/review", json={}, headers=csrf)
         assert r.status == 403  # reviewing is the regulator's
     async with app.client() as client:

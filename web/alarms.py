@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import numpy as np
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from alarms import state as sm
 from alarms.engine import AlarmEngine, RuleBook, event_view
@@ -22,6 +22,7 @@ from alarms.model import AlarmEvent, AlarmState, Condition
 from alarms.notify import WebSocketChannel
 from alarms.rules import RuleError, RuleOverride
 from streams.registry import PointIndex
+from web.inputs import INT4_MAX, INT8_MAX, Body, parse_id, parse_time, to_ns
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
 from web.sources import SOURCE_ROUTES
 
@@ -32,27 +33,30 @@ POINTS = web.AppKey("alarm_points", PointIndex)
 MAX_EVENTS = 500
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# A reason must say something: blank is refused like a missing one.
+Reason = Annotated[str, Field(min_length=1, max_length=500, pattern=r"\S")]
+# The longest KPI period one request may ask for. The report keeps a count per 10-minute window
+# for every area and is computed on the event loop: 292 years took seconds and hundreds of MB.
+MAX_KPI_PERIOD = timedelta(days=366)
 
 
-class AckBody(_Body):
+class AckBody(Body):
     comment: Annotated[str, Field(max_length=500)] = ""
 
 
-class BulkAckBody(_Body):
+class BulkAckBody(Body):
     ids: Annotated[list[int], Field(min_length=1, max_length=1000)]
     comment: Annotated[str, Field(max_length=500)] = ""
 
 
-class ShelveBody(_Body):
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+class ShelveBody(Body):
+    reason: Reason
     duration_s: Annotated[float, Field(gt=0)] | None = None
     one_shot: bool = False
 
 
-class ReasonBody(_Body):
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+class ReasonBody(Body):
+    reason: Reason
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -87,19 +91,18 @@ def _alarm_id(request: web.Request) -> int:
     """The {id} of the path, as 404 when it does not exist or is another enterprise's."""
     raw = request.match_info["id"]
     engine = request.app[ENGINE]
-    if raw.isdigit() and int(raw) in engine.keys and _visible(request, engine.keys[int(raw)][0]):
-        return int(raw)
+    alarm_id = parse_id(raw, INT8_MAX)
+    if (
+        alarm_id is not None
+        and alarm_id in engine.keys
+        and _visible(request, engine.keys[alarm_id][0])
+    ):
+        return alarm_id
     raise json_error(web.HTTPNotFound, f"no alarm {raw!r}")
 
 
 def _time(raw: str | None, name: str) -> int | None:
-    if raw is None:
-        return None
-    try:
-        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise json_error(web.HTTPBadRequest, f"{name}={raw!r} is not an RFC 3339 time") from None
-    return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1e9)
+    return None if raw is None else to_ns(parse_time(raw, name))
 
 
 async def list_alarms(request: web.Request) -> web.Response:
@@ -189,9 +192,14 @@ def _shelve(request: web.Request, who: str) -> Callable[[sm.Alarm, int], Any]:
     if (body.duration_s is None) == (not body.one_shot):
         raise json_error(web.HTTPBadRequest, "give duration_s, or one_shot: true (not both)")
     engine = request.app[ENGINE]
+    longest = engine.settings.max_shelve_s
+    if body.duration_s is not None and body.duration_s > longest:
+        raise json_error(
+            web.HTTPBadRequest, f"duration_s: at most {longest:g} s, not {body.duration_s:g}"
+        )
     return lambda a, now: sm.shelve(
         a, who, body.reason, now, duration_s=body.duration_s, one_shot=body.one_shot,
-        max_s=engine.settings.max_shelve_s,
+        max_s=longest,
     )  # fmt: skip
 
 
@@ -232,11 +240,18 @@ async def bulk_ack(request: web.Request) -> web.Response:
 
 async def alarm_kpi(request: web.Request) -> web.Response:
     engine, points, q = request.app[ENGINE], request.app[POINTS], request.query
-    now = engine.clock()
-    end = _time(q.get("to"), "to") or now
-    start = _time(q.get("from"), "from") or end - 24 * 3600 * 10**9
+    to, since = _time(q.get("to"), "to"), _time(q.get("from"), "from")
+    end = engine.clock() if to is None else to
+    start = end - 24 * 3600 * 10**9 if since is None else since
     if start >= end:
         raise json_error(web.HTTPBadRequest, "from must be before to")
+    longest = MAX_KPI_PERIOD // timedelta(microseconds=1) * 1000
+    if end - start > longest:
+        raise json_error(
+            web.HTTPBadRequest,
+            f"from/to: a period of at most {MAX_KPI_PERIOD.days} days, "
+            f"not {(end - start) / 86_400e9:.1f} days",
+        )
     scope = _principal(request).enterprise
     area = q.get("area", scope)
     if scope is not None and area != scope:
@@ -298,8 +313,9 @@ async def alarm_rules(request: web.Request) -> web.Response:
 
 def _rule_point(request: web.Request) -> int:
     raw = request.match_info["point"]
-    if raw.isdigit() and int(raw) in request.app[RULES].rules and _visible(request, int(raw)):
-        return int(raw)
+    point = parse_id(raw, INT4_MAX)
+    if point is not None and point in request.app[RULES].rules and _visible(request, point):
+        return point
     raise json_error(web.HTTPNotFound, f"no point {raw!r} with an alarm rule")
 
 
@@ -330,12 +346,15 @@ ALARM_ROUTES = [
         "GET", "/api/alarms", list_alarms, Permission.MONITOR_READ,
         "Alarms: by default every alarm that is not normal, by priority then time",
         query={"state": "comma-separated states", "priority": "1..4",
-               "enterprise": "enterprise code", "from": "raised at or after (RFC 3339)",
-               "to": "raised before (RFC 3339)"},
+               "enterprise": "enterprise code",
+               "from": "raised at or after (RFC 3339 or epoch ms)",
+               "to": "raised before (RFC 3339 or epoch ms)"},
     ),
     Route("GET", "/api/alarms/kpi", alarm_kpi, Permission.MONITOR_READ,
           "Alarm KPIs (ISA-18.2 / EEMUA 191) over a period",
-          query={"from": "RFC 3339 (default: to - 24 h)", "to": "RFC 3339 (default: now)",
+          query={"from": "RFC 3339 or epoch ms (default: to - 24 h; at most "
+                         f"{MAX_KPI_PERIOD.days} days before to)",
+                 "to": "RFC 3339 or epoch ms (default: now)",
                  "area": "enterprise code"}),
     Route("GET", "/api/alarms/rules", alarm_rules, Permission.MONITOR_READ,
           "The alarm rule in force for each point", query={"enterprise": "enterprise code"}),

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from streams import Hub, Quality
 from streams.config import SecuritySettings
@@ -37,6 +37,7 @@ from web.auth import (
     closed_with_session,
     refuse_foreign_origin,
 )
+from web.inputs import INT4_MAX, Body, parse_id, parse_time, refuse_nul, to_ns, unfit_value
 from web.overview import OVERVIEW_ROUTES
 from web.reports import REPORT_ROUTES
 from web.security import (
@@ -110,22 +111,6 @@ def _iso(ts_ns: int) -> str | None:
 
 def _float(v: float) -> float | None:
     return None if math.isnan(v) else float(v)
-
-
-def parse_time(raw: str, name: str) -> int:
-    """An instant given as RFC 3339 / ISO 8601 or as epoch milliseconds, as int ns UTC."""
-    text = raw.strip()
-    if text.lstrip("-").isdigit():
-        return int(text) * 1_000_000
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(
-            f"{name}={raw!r} is not a time: give RFC 3339 (2026-11-30T08:00:00Z) or epoch ms"
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1e9)
 
 
 def _services(request: web.Request) -> Services:
@@ -204,17 +189,17 @@ async def points(request: web.Request) -> web.Response:
 async def series(request: web.Request) -> web.Response:
     s = _services(request)
     raw_id = request.match_info["id"]
+    point = parse_id(raw_id, INT4_MAX)
     if (
-        not raw_id.isdigit()
-        or int(raw_id) not in s.points
-        or not _principal(request).sees(s.points.info(int(raw_id)).enterprise)
+        point is None
+        or point not in s.points
+        or not _principal(request).sees(s.points.info(point).enterprise)
     ):
         raise NotFound(f"no point {raw_id!r}")
-    point = int(raw_id)
     now = time.time_ns()
     q = request.query
-    end = parse_time(q["end"], "end") if "end" in q else now
-    start = parse_time(q["start"], "start") if "start" in q else end - 3600 * 10**9
+    end = to_ns(parse_time(q["end"], "end")) if "end" in q else now
+    start = to_ns(parse_time(q["start"], "start")) if "start" in q else end - 3600 * 10**9
     try:
         buckets = int(q.get("buckets", DEFAULT_BUCKETS))
     except ValueError:
@@ -265,13 +250,12 @@ async def latest(request: web.Request) -> web.Response:
     return _json({"enterprise": enterprise, "values": _rows(s, ids)})
 
 
-class ScenarioBody(BaseModel):
+class ScenarioBody(Body):
     """A scenario of the simulated plant: e.g. leak at TK101 with rate_g_s=500."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(description="normal, leak, stuck, out_of_range, comm_loss or wind")
     target: str | None = Field(None, description="the tank, point or device it acts on")
-    params: dict[str, float] = {}
+    params: dict[str, float] = Field(default_factory=dict)
 
 
 async def demo_scenario(request: web.Request) -> web.Response:
@@ -577,6 +561,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     changes = request.method not in SAFE_METHODS
     principal = ANONYMOUS
     status = 500
+    handled = False
     try:
         principal = await authenticate(request)
         request[PRINCIPAL] = principal
@@ -589,13 +574,16 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                 code="forbidden",
             )
         if changes and principal.csrf_token is not None:
-            sent = request.headers.get("X-CSRF-Token", "")
-            if not hmac.compare_digest(sent, principal.csrf_token):
+            # As bytes: compare_digest refuses str with non-ASCII characters (a 500 before).
+            sent = request.headers.get("X-CSRF-Token", "").encode("utf-8", "replace")
+            if not hmac.compare_digest(sent, principal.csrf_token.encode()):
                 raise json_error(
                     web.HTTPForbidden, "missing or wrong X-CSRF-Token header", code="csrf"
                 )
+        refuse_nul(request)
         if route.body is not None:
             request[BODY] = await _validated_body(request, route.body)
+        handled = True
         response = await handler(request)
         status = response.status
         return response
@@ -603,7 +591,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = exc.status
         raise
     finally:
-        if changes and not route.self_audited:
+        # A route that audits itself does so in its handler: a refusal before it is ours.
+        if changes and not (route.self_audited and handled):
             await request.app[AUDIT].record(
                 principal=principal if principal is not ANONYMOUS else None,
                 source=_source(request),
@@ -616,11 +605,21 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def _validated_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
     try:
-        raw = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        text = await request.text()
+        raw = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise BadRequest("the body is not JSON") from None
+    if (unfit := unfit_value(raw)) is not None:
+        field, problem = unfit
+        raise json_error(
+            web.HTTPBadRequest,
+            f"{field}: {problem}",
+            field=field,
+            errors=[{"field": field, "message": problem}],
+        )
     try:
-        return model.model_validate(raw)
+        # From the text, so strict models still take a JSON string as a time or a date.
+        return model.model_validate_json(text)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(str(x) for x in first["loc"]) or "<body>"

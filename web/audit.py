@@ -20,6 +20,7 @@ from typing import Any, Literal
 import asyncpg  # type: ignore[import-untyped]
 from aiohttp import web
 
+from web.inputs import parse_time
 from web.security import PRINCIPAL, Permission, Principal, Route, json_error
 
 GENESIS = bytes(32)  # prev_hash of the very first record
@@ -486,15 +487,7 @@ def _query(request: web.Request, allowed: Mapping[str, str]) -> Mapping[str, str
 
 def _time(query: Mapping[str, str], name: str) -> datetime | None:
     raw = query.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        at = datetime.fromisoformat(raw)
-    except ValueError:
-        raise _bad(f"{name}={raw!r} is not an RFC 3339 time like 2025-01-31T08:00:00Z") from None
-    if at.tzinfo is None:
-        raise _bad(f"{name}={raw!r} needs a UTC offset (Z or +08:00)")
-    return at
+    return None if raw is None or raw == "" else parse_time(raw, name)
 
 
 def _int(query: Mapping[str, str], name: str, lo: int, hi: int) -> int | None:
@@ -518,8 +511,8 @@ def _range(query: Mapping[str, str]) -> tuple[datetime | None, datetime | None]:
 
 
 _SEARCH_QUERY = {
-    "start": "earliest time, RFC 3339, inclusive",
-    "end": "latest time, RFC 3339, exclusive",
+    "start": "earliest time, RFC 3339 or epoch ms, inclusive",
+    "end": "latest time, RFC 3339 or epoch ms, exclusive",
     "username": "account name (or the name a failed login tried)",
     "action": "action, e.g. auth.login or POST /api/admin/accounts",
     "result": "result, e.g. ok",
@@ -528,8 +521,8 @@ _SEARCH_QUERY = {
 }
 _EXPORT_QUERY = {
     "format": "csv (UTF-8 with BOM, for Excel) or jsonl",
-    "start": "earliest time, RFC 3339, inclusive",
-    "end": "latest time, RFC 3339, exclusive",
+    "start": "earliest time, RFC 3339 or epoch ms, inclusive",
+    "end": "latest time, RFC 3339 or epoch ms, exclusive",
 }
 
 

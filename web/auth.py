@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar, cast
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from web.accounts import ACCOUNTS, AccountError, Accounts
 from web.audit import AUDIT
+from web.inputs import INT4_MAX, Body, Instant, parse_id
 from web.security import (
     ANONYMOUS,
     BODY,
@@ -52,42 +53,38 @@ Username = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{1,31}$")]
 Secret = Annotated[str, Field(min_length=1, max_length=256)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LoginBody(_Body):
+class LoginBody(Body):
     username: Annotated[str, Field(min_length=1, max_length=64)]
     password: Secret
     totp: Annotated[str, Field(pattern=r"^\s*\d{6}\s*$")] | None = None
 
 
-class PasswordBody(_Body):
+class PasswordBody(Body):
     old: Secret
     new: Secret
 
 
-class TotpCodeBody(_Body):
+class TotpCodeBody(Body):
     code: Annotated[str, Field(pattern=r"^\s*\d{6}\s*$")]
 
 
-class CreateAccountBody(_Body):
+class CreateAccountBody(Body):
     username: Username
     display_name: Annotated[str, Field(max_length=100)] = ""
     role: Role
     enterprise: str | None = None
 
 
-class RoleBody(_Body):
+class RoleBody(Body):
     role: Role
     enterprise: str | None = None
 
 
-class TokenBody(_Body):
+class TokenBody(Body):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     permissions: Annotated[list[Permission], Field(min_length=1)]
     enterprise: str | None = None
-    expires_at: AwareDatetime
+    expires_at: Instant
 
 
 B = TypeVar("B", bound=BaseModel)
@@ -558,21 +555,23 @@ async def create_token(request: web.Request, note: dict[str, Any]) -> web.Stream
     return _json({"token": new.value, **new.info}, 201)
 
 
+def _token_id(request: web.Request) -> int:
+    raw = request.match_info["target"]
+    token_id = parse_id(raw, INT4_MAX)  # api_tokens.id is a serial
+    if token_id is None:
+        raise json_error(web.HTTPNotFound, f"no token with id {raw!r}", code="no_token")
+    return token_id
+
+
 @audited("admin.token.activate")
 async def activate_token(request: web.Request, note: dict[str, Any]) -> web.StreamResponse:
-    raw = request.match_info["target"]
-    if not raw.isdigit():
-        raise json_error(web.HTTPNotFound, f"no token with id {raw!r}", code="no_token")
-    await _accounts(request).activate_token(request[PRINCIPAL], int(raw))
+    await _accounts(request).activate_token(request[PRINCIPAL], _token_id(request))
     return _json({"activated": True})
 
 
 @audited("admin.token.revoke")
 async def revoke_token(request: web.Request, note: dict[str, Any]) -> web.StreamResponse:
-    raw = request.match_info["target"]
-    if not raw.isdigit():
-        raise json_error(web.HTTPNotFound, f"no token with id {raw!r}", code="no_token")
-    await _accounts(request).revoke_token(int(raw))
+    await _accounts(request).revoke_token(_token_id(request))
     return _json({"revoked": True})
 
 

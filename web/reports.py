@@ -12,10 +12,11 @@ from datetime import date
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from alarms.reports import ReportConflict, ReportError, ReportNotFound, Reports
 from alarms.warning_rules import WarningLevel
+from web.inputs import INT8_MAX, Body, Instant, parse_id
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
 from web.warnings import DESK
 
@@ -25,25 +26,21 @@ Text = Annotated[str, Field(min_length=1, max_length=200)]
 Count = Annotated[int, Field(ge=0, le=100_000)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SpecialWorkBody(_Body):
+class SpecialWorkBody(Body):
     source: Annotated[Text, Field(description="the hazard source (重大危险源) code")]
     type: Annotated[str, Field(description="a special work type code (warning rules)")]
     permit_no: Annotated[Text, Field(description="作业证编号")]
-    started_at: AwareDatetime
-    planned_end: AwareDatetime
+    started_at: Instant
+    planned_end: Instant
     location: Text
     supervisor: Annotated[Text, Field(description="监护人")]
 
 
-class EndBody(_Body):
+class EndBody(Body):
     note: Annotated[str, Field(max_length=1000)] = ""
 
 
-class CommitmentBody(_Body):
+class CommitmentBody(Body):
     date: date
     risk_level: Annotated[
         WarningLevel, Field(description="red/orange/yellow/blue = 重大/较大/一般/较低风险")
@@ -53,8 +50,9 @@ class CommitmentBody(_Body):
     units_stopped: Count
     units_maintenance: Count
     special_work: Annotated[
-        dict[str, Count], Field(description="special work type → permits planned today")
-    ] = {}
+        dict[str, Count],
+        Field(default_factory=dict, description="special work type → permits planned today"),
+    ]
     hot_work_grade1: Annotated[Count, Field(description="一级动火")] = 0
     hot_work_special: Annotated[Count, Field(description="特级动火")] = 0
     sources_safe: Annotated[
@@ -128,9 +126,10 @@ async def end_work(request: web.Request) -> web.Response:
     assert isinstance(body, EndBody)
     reports = request.app[REPORTS]
     try:
-        if not raw.isdigit():
+        work_id = parse_id(raw, INT8_MAX)
+        if work_id is None:
             raise ReportNotFound(f"no special work {raw!r}")
-        work = await reports.end_work(int(raw), enterprise, by, body.note)
+        work = await reports.end_work(work_id, enterprise, by, body.note)
     except ReportError as exc:
         raise _refused(exc) from None
     _changed(request)

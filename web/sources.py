@@ -15,12 +15,13 @@ from typing import Annotated, Any
 
 import asyncpg  # type: ignore[import-untyped]
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from alarms.engine import AlarmEngine
 from alarms.rules import SourceState, SuppressionSettings
 from streams.config import Config
 from streams.registry import PointIndex
+from web.inputs import Body
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
 from web.warnings import DESK
 
@@ -158,9 +159,7 @@ class SourceStates:
 SOURCES = web.AppKey("source_states", SourceStates)
 
 
-class StateBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StateBody(Body):
     state: SourceState
     reason: Annotated[str, Field(min_length=1, max_length=500, pattern=r"\S")]
 

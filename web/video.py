@@ -15,6 +15,7 @@ from aiohttp import web
 from video.clips import alarm_media
 from video.manager import CameraSpec, VideoManager
 from video.snapshot import NoPicture
+from web.inputs import INT8_MAX, parse_id
 from web.security import PRINCIPAL, Permission, Principal, Route, json_error
 
 
@@ -88,9 +89,10 @@ async def camera_snapshot(request: web.Request) -> web.Response:
 async def _alarm_file(request: web.Request, kind: str) -> web.FileResponse:
     raw = request.match_info["id"]
     services = request.app.get(VIDEO)
+    alarm_id = parse_id(raw, INT8_MAX)
     found = None
-    if raw.isdigit() and services is not None:
-        found = await alarm_media(services.pool, int(raw), kind)
+    if alarm_id is not None and services is not None:
+        found = await alarm_media(services.pool, alarm_id, kind)
     spec = services.manager.spec(str(found[2])) if found and services else None
     if found is None or spec is None or not _principal(request).sees(spec.enterprise):
         raise json_error(web.HTTPNotFound, f"no {kind} saved for alarm {raw!r}")

@@ -12,32 +12,29 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from alarms import warnings as wm
 from alarms.warning_desk import WarningDesk
 from alarms.warning_rules import WarningRules
+from web.inputs import INT8_MAX, Body, parse_id
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
 
 DESK = web.AppKey("warning_desk", WarningDesk)
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CommentBody(_Body):
+class CommentBody(Body):
     comment: Annotated[str, Field(max_length=1000)] = ""
 
 
-class FeedbackBody(_Body):
+class FeedbackBody(Body):
     reason: Annotated[
         str, Field(min_length=1, description="真实报警, 误报, 仪表故障, 检维修, 工艺波动")
     ]
     measures: Annotated[str, Field(min_length=1, max_length=2000)]
 
 
-class ClearBody(_Body):
+class ClearBody(Body):
     reason: Annotated[str, Field(max_length=1000)] = ""
 
 
@@ -53,7 +50,8 @@ def _principal(request: web.Request) -> Principal:
 def _warning(request: web.Request) -> wm.Warning:
     raw = request.match_info["id"]
     desk = request.app[DESK]
-    w = desk.warnings.get(int(raw)) if raw.isdigit() else None
+    warning_id = parse_id(raw, INT8_MAX)
+    w = desk.warnings.get(warning_id) if warning_id is not None else None
     if w is None or not _principal(request).sees(w.enterprise):
         raise json_error(web.HTTPNotFound, f"no warning {raw!r}")
     return w
@@ -90,6 +88,8 @@ def _step(apply: Step) -> Callable[[web.Request], Any]:
             done = await desk.act(w.id, lambda x, now: apply(x, actor, now, desk.rules, body))
         except wm.WarningPermissionError as exc:
             raise json_error(web.HTTPForbidden, str(exc), code=exc.code) from None
+        except wm.WarningInputRefused as exc:
+            raise json_error(web.HTTPBadRequest, str(exc), code=exc.code) from None
         except wm.WarningTransitionError as exc:
             raise json_error(web.HTTPConflict, str(exc), code=exc.code) from None
         return _json(desk.view(done))
