@@ -4,6 +4,7 @@ table, CSRF, enterprise isolation on every resource, audit of changes, hardening
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -219,7 +220,7 @@ async def test_every_state_change_is_audited_with_who_and_result(app: App) -> No
     conn = await asyncpg.connect(app.db)
     try:
         rows = await conn.fetch(
-            "SELECT username, role, action, result, source FROM audit_log "
+            "SELECT username, role, action, result, source, detail FROM audit_log "
             "WHERE action = 'POST /api/demo/scenario' ORDER BY seq"
         )
     finally:
@@ -228,6 +229,9 @@ async def test_every_state_change_is_audited_with_who_and_result(app: App) -> No
         ("duty", "duty_officer", "refused 403"),
         ("sysadmin", "sysadmin", "refused 404"),
     ]
+    # What was asked for is recorded once the body has been read (not for a refused role).
+    assert rows[0]["detail"] is None
+    assert json.loads(rows[1]["detail"]) == {"name": "normal", "target": None, "params": {}}
     assert all(r["source"] == "127.0.0.1" for r in rows)
 
 

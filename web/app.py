@@ -11,6 +11,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -599,8 +600,32 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                 action=f"{request.method} {route.path}",
                 target=request.path,
                 result="ok" if status < 400 else f"refused {status}",
-                detail=None,
+                detail=_what(request),
             )
+
+
+_SECRET_KEY = re.compile(r"(?i)password|secret|token")
+_AUDIT_TEXT_MAX = 500  # characters of one text kept in the audit record
+
+
+def _what(request: web.Request) -> dict[str, Any] | None:
+    """What a state change asked for, for its audit record: its validated body (alarm ids and
+    comment, the rule set, the reason...), long texts shortened and secrets left out."""
+    body = request.get(BODY)
+    if body is None:
+        return None
+
+    def kept(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: kept(v) for k, v in value.items() if not _SECRET_KEY.search(k)}
+        if isinstance(value, list):
+            return [kept(v) for v in value]
+        if isinstance(value, str) and len(value) > _AUDIT_TEXT_MAX:
+            return value[:_AUDIT_TEXT_MAX] + "…"
+        return value
+
+    out: dict[str, Any] = kept(body.model_dump(mode="json"))
+    return out
 
 
 async def _validated_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
