@@ -58,6 +58,7 @@ from web.accounts import ACCOUNTS, Accounts, DemoAccount, ensure_demo_accounts
 from web.alarms import ENGINE, NOTIFICATIONS, POINTS, RULES
 from web.app import SERVICES, Services, make_app
 from web.audit import AUDIT, AuditLog
+from web.inputs import ENTERPRISES
 from web.reports import REPORTS
 from web.sources import SOURCES, SourceStates
 from web.video import VIDEO, VideoServices
@@ -386,6 +387,7 @@ def build_app(
             app[RULES] = run.rules
             app[NOTIFICATIONS] = run.notifications
             app[POINTS] = run.points
+            app[ENTERPRISES] = frozenset(e.code for e in run.config.enterprises)
             app[REPORTS] = run.reports
             app[SOURCES] = run.sources
             app[VIDEO] = VideoServices(run.video, run.store.pool, settings.data_dir)

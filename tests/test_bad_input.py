@@ -413,3 +413,28 @@ async def test_refusals_before_a_self_auditing_handler_runs_are_audited(app: App
     assert await app.audit("POST /api/admin/security/tokens") == [("secadmin", "refused 400")]
     assert await app.audit("POST /api/auth/logout") == [(None, "refused 401")]
     assert await app.audit("POST /api/auth/login") == [(None, "refused 400")]
+
+
+async def test_an_unknown_enterprise_filter_is_a_404_on_every_listing(app: App) -> None:
+    # A typo in ?enterprise= must not read as "nothing there" (no alarms, nobody missing a
+    # commitment): it answers 404 like another enterprise's code does for an enterprise user.
+    listings = [
+        ("/api/alarms", "enterprise"),
+        ("/api/alarms/rules", "enterprise"),
+        ("/api/alarms/kpi", "area"),
+        ("/api/sources", "enterprise"),
+        ("/api/warnings", "enterprise"),
+        ("/api/cameras", "enterprise"),
+        ("/api/special-work", "enterprise"),
+        ("/api/commitments", "enterprise"),
+        ("/api/points", "enterprise"),
+        ("/api/latest", "enterprise"),
+    ]
+    duty, firm = await app.signed_in("duty"), await app.signed_in("enterprise")
+    async with duty, firm:
+        for path, name in listings:
+            await _refused(await duty.get(path, params={name: "E404"}), 404, "'E404'")
+            # E8 has no devices: known all the same.
+            assert (await duty.get(path, params={name: "E8"})).status == 200, path
+            await _refused(await firm.get(path, params={name: "E8"}), 404, "'E8'")
+            assert (await firm.get(path, params={name: "E9"})).status == 200, path

@@ -22,7 +22,7 @@ from alarms.model import AlarmEvent, AlarmState, Condition
 from alarms.notify import WebSocketChannel
 from alarms.rules import RuleError, RuleOverride
 from streams.registry import PointIndex
-from web.inputs import INT4_MAX, INT8_MAX, Body, parse_id, parse_time, to_ns
+from web.inputs import INT4_MAX, INT8_MAX, Body, enterprise_param, parse_id, parse_time, to_ns
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
 from web.sources import SOURCE_ROUTES
 
@@ -116,7 +116,7 @@ async def list_alarms(request: web.Request) -> web.Response:
     priority = q.get("priority")
     if priority is not None and priority not in ("1", "2", "3", "4"):
         raise json_error(web.HTTPBadRequest, f"priority={priority!r} must be 1, 2, 3 or 4")
-    enterprise = q.get("enterprise")
+    enterprise = enterprise_param(request)
     start, end = _time(q.get("from"), "from"), _time(q.get("to"), "to")
     out = []
     for alarm_id, (point, _cond) in sorted(engine.keys.items()):
@@ -252,10 +252,7 @@ async def alarm_kpi(request: web.Request) -> web.Response:
             f"from/to: a period of at most {MAX_KPI_PERIOD.days} days, "
             f"not {(end - start) / 86_400e9:.1f} days",
         )
-    scope = _principal(request).enterprise
-    area = q.get("area", scope)
-    if scope is not None and area != scope:
-        raise json_error(web.HTTPNotFound, f"no area {area!r}")
+    area = enterprise_param(request, "area")
     lookback = start - 600 * 10**9  # floods under way at the start are carried in
     rows = await engine.pool.fetch(
         "SELECT ts, point, condition, priority, kind FROM alarm_events"
@@ -300,7 +297,7 @@ def _rule_view(book: RuleBook, points: PointIndex, point: int) -> dict[str, Any]
 
 async def alarm_rules(request: web.Request) -> web.Response:
     """The rule in force for each point (its limits, deadbands, delays, priorities…)."""
-    enterprise = request.query.get("enterprise")
+    enterprise = enterprise_param(request)
     book, points = request.app[RULES], request.app[POINTS]
     out = [
         _rule_view(book, points, point)

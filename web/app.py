@@ -38,7 +38,16 @@ from web.auth import (
     closed_with_session,
     refuse_foreign_origin,
 )
-from web.inputs import INT4_MAX, Body, parse_id, parse_time, refuse_nul, to_ns, unfit_value
+from web.inputs import (
+    INT4_MAX,
+    Body,
+    enterprise_param,
+    parse_id,
+    parse_time,
+    refuse_nul,
+    to_ns,
+    unfit_value,
+)
 from web.overview import OVERVIEW_ROUTES
 from web.reports import REPORT_ROUTES
 from web.security import (
@@ -167,14 +176,9 @@ async def enterprises(request: web.Request) -> web.Response:
 
 def _enterprise_param(request: web.Request, required: bool) -> str | None:
     """The ?enterprise= parameter; another enterprise's code answers 404 like an unknown one."""
-    principal = _principal(request)
-    enterprise = request.query.get("enterprise", principal.enterprise)
+    enterprise = enterprise_param(request)
     if enterprise is None and required:
         raise BadRequest("enterprise is required, e.g. ?enterprise=E001")
-    if enterprise is not None and (
-        enterprise not in _enterprise_codes(_services(request)) or not principal.sees(enterprise)
-    ):
-        raise NotFound(f"no enterprise {enterprise!r}")
     return enterprise
 
 

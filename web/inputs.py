@@ -12,15 +12,17 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
 
-from web.security import json_error
+from web.security import PRINCIPAL, Principal, json_error
 
 __all__ = [
     "EARLIEST",
+    "ENTERPRISES",
     "INT4_MAX",
     "INT8_MAX",
     "LATEST",
     "Body",
     "Instant",
+    "enterprise_param",
     "parse_id",
     "parse_time",
     "refuse_nul",
@@ -135,3 +137,18 @@ def refuse_nul(request: web.Request) -> None:
             raise json_error(
                 web.HTTPBadRequest, f"{name}: must not contain NUL characters", field=name
             )
+
+
+# The configured enterprise codes (set when the application starts).
+ENTERPRISES = web.AppKey("enterprise_codes", frozenset)
+
+
+def enterprise_param(request: web.Request, name: str = "enterprise") -> str | None:
+    """The enterprise a listing is narrowed to (`?enterprise=`, or `name`): the code asked for,
+    by default an enterprise user's own. An unknown code and another enterprise's answer 404
+    alike, so a filter never answers an empty list for a typo."""
+    principal: Principal = request[PRINCIPAL]
+    asked = request.query.get(name) or principal.enterprise
+    if asked is not None and (asked not in request.app[ENTERPRISES] or not principal.sees(asked)):
+        raise json_error(web.HTTPNotFound, f"no enterprise {asked!r}")
+    return asked

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from alarms.reports import ReportConflict, ReportError, ReportNotFound, Reports
 from alarms.warning_rules import WarningLevel
-from web.inputs import INT8_MAX, Body, Instant, parse_id
+from web.inputs import INT8_MAX, Body, Instant, enterprise_param, parse_id
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
 from web.warnings import DESK
 
@@ -83,11 +83,7 @@ def _reporter(request: web.Request) -> tuple[str, str]:
 
 def _scope(request: web.Request) -> str | None:
     """The `enterprise` filter: an enterprise user's own, whatever it asks (another is 404)."""
-    own = _principal(request).enterprise
-    asked = request.query.get("enterprise") or own
-    if own is not None and asked != own:
-        raise json_error(web.HTTPNotFound, f"no enterprise {asked!r}")
-    return asked
+    return enterprise_param(request)
 
 
 def _refused(exc: ReportError) -> web.HTTPException:

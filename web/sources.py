@@ -21,7 +21,7 @@ from alarms.engine import AlarmEngine
 from alarms.rules import SourceState, SuppressionSettings
 from streams.config import Config
 from streams.registry import PointIndex
-from web.inputs import Body
+from web.inputs import Body, enterprise_param
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
 from web.warnings import DESK
 
@@ -191,7 +191,7 @@ def _source(request: web.Request) -> tuple[str, str]:
 
 async def list_sources(request: web.Request) -> web.Response:
     sources = request.app[SOURCES]
-    enterprise = request.query.get("enterprise")
+    enterprise = enterprise_param(request)
     out = [
         {**sources.get(*k).view(), "name": sources.names[k]}
         for k in sorted(sources.visible(request[PRINCIPAL]))

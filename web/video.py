@@ -15,7 +15,7 @@ from aiohttp import web
 from video.clips import alarm_media
 from video.manager import CameraSpec, VideoManager
 from video.snapshot import NoPicture
-from web.inputs import INT8_MAX, parse_id
+from web.inputs import INT8_MAX, enterprise_param, parse_id
 from web.security import PRINCIPAL, Permission, Principal, Route, json_error
 
 
@@ -55,7 +55,7 @@ def _camera(request: web.Request) -> tuple[VideoManager, CameraSpec]:
 
 async def list_cameras(request: web.Request) -> web.Response:
     manager = _manager(request)
-    who, only = _principal(request), request.query.get("enterprise")
+    who, only = _principal(request), enterprise_param(request)
     if manager is None:
         return _json({"cameras": []})
     cameras = [

@@ -17,7 +17,7 @@ from pydantic import Field
 from alarms import warnings as wm
 from alarms.warning_desk import WarningDesk
 from alarms.warning_rules import WarningRules
-from web.inputs import INT8_MAX, Body, parse_id
+from web.inputs import INT8_MAX, Body, enterprise_param, parse_id
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
 
 DESK = web.AppKey("warning_desk", WarningDesk)
@@ -59,10 +59,7 @@ def _warning(request: web.Request) -> wm.Warning:
 
 async def list_warnings(request: web.Request) -> web.Response:
     desk = request.app[DESK]
-    scope = _principal(request).enterprise
-    enterprise = request.query.get("enterprise", scope)
-    if scope is not None and enterprise != scope:
-        raise json_error(web.HTTPNotFound, f"no enterprise {enterprise!r}")
+    enterprise = enterprise_param(request)
     rows = [
         desk.view(w)
         for w in sorted(desk.warnings.values(), key=lambda w: (-w.level.rank, w.issued_at_ns))
