@@ -245,7 +245,12 @@ async def test_bad_body_names_the_field_and_oversized_body_is_refused(app: App) 
         assert r.status == 400 and "not JSON" in (await r.json())["error"]
         big = {"name": "normal", "target": "x" * 2_000_000}
         r = await client.post("/api/demo/scenario", json=big, headers=headers)
-        assert r.status == 413
+        assert r.status == 413 and "Maximum request body size" in (await r.json())["error"]
+        # aiohttp's own answers are JSON too on the API.
+        r = await client.delete("/api/demo/scenario", headers=headers)
+        assert r.status == 405 and "Method Not Allowed" in (await r.json())["error"]
+        r = await client.get("/api/no/such/route")
+        assert r.status == 404 and "error" in await r.json()
     finally:
         await client.close()
 

@@ -665,11 +665,25 @@ async def _validated_body(request: web.Request, model: type[BaseModel]) -> BaseM
 
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Hardening headers on every answer; errors of the API always in JSON."""
+    api = request.path.startswith("/api/")
     try:
         response: web.StreamResponse = await handler(request)
     except web.HTTPException as exc:
+        if api and exc.status >= 400 and exc.content_type != "application/json":
+            # aiohttp's own answers (unknown method, body too large…) say it in plain text.
+            exc.text = json.dumps({"error": exc.text or exc.reason}, ensure_ascii=False)
+            exc.content_type = "application/json"
         _harden(exc.headers)
         raise
+    except Exception:
+        if not api:
+            raise
+        log.exception("%s %s failed", request.method, request.path)
+        response = web.json_response(
+            {"error": "internal error: the server could not answer this request (logged)"},
+            status=500,
+        )
     _harden(response.headers)
     return response
 
