@@ -451,6 +451,19 @@ async def test_live_feed_opens_only_from_the_consoles_own_origin(app: App) -> No
             assert refused.value.status == 403
 
 
+async def test_a_subscription_naming_many_unknown_topics_gets_one_answer(app: App) -> None:
+    async with app.client() as client:
+        await sign_in(client, *DUTY)
+        ws = await client.ws_connect("/ws")
+        topics = [f"points:X{i}" for i in range(10_000)] + ["points:E9"]
+        await ws.send_json({"op": "subscribe", "topics": topics})
+        error = await ws.receive_json()
+        assert error["type"] == "error"
+        assert "'points:X0'" in error["message"] and "and 9990 more" in error["message"]
+        assert await ws.receive_json() == {"type": "subscribed", "topics": ["points:E9"]}
+        await ws.close()
+
+
 async def test_warnings_are_scoped_and_each_party_takes_only_its_own_steps(app: App) -> None:
     from alarms import warnings as wm
 

@@ -311,6 +311,7 @@ class _LiveClient:
             await self.error('"topics" must be a list of strings, e.g. ["points:E001"]')
             return
         enterprises = _enterprise_codes(self.s)
+        unknown: list[str] = []
         for topic in topics:
             kind, _, arg = topic.partition(":")
             permission = TOPICS.get(kind)
@@ -320,12 +321,16 @@ class _LiveClient:
                 else:
                     self.unfollow(topic)
                 continue
-            # Another enterprise's topic is as unknown as one that does not exist.
-            if kind != "points" or arg not in enterprises or not self.principal.sees(arg):
-                await self.error(f"unknown topic {topic!r}: use points:<enterprise code> or alarms")
-                continue
-            if permission is None or not self.principal.can(permission):
-                await self.error(f"topic {topic!r} needs permission {permission}")
+            # Another enterprise's topic, or one its role may not read, is as unknown as one
+            # that does not exist.
+            if (
+                kind != "points"
+                or arg not in enterprises
+                or not self.principal.sees(arg)
+                or permission is None
+                or not self.principal.can(permission)
+            ):
+                unknown.append(topic)
                 continue
             if msg["op"] == "subscribe":
                 ids = np.array(sorted(self.s.points.for_enterprise(arg).values()), np.int32)
@@ -334,6 +339,13 @@ class _LiveClient:
             else:
                 self.topics.pop(topic, None)
                 self.sent_ts.pop(topic, None)
+        if unknown:  # one answer, however many (a message may name thousands)
+            shown = ", ".join(repr(t) for t in unknown[:10])
+            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            await self.error(
+                f"unknown topic(s) {shown}{more}: use points:<enterprise code>, "
+                f"{', '.join(sorted(FEEDS))}"
+            )
         subscribed = sorted([*self.topics, *self.feeds])
         await self.ws.send_json({"type": "subscribed", "topics": subscribed})
         self.wake.set()
