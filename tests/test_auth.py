@@ -411,6 +411,21 @@ async def test_lockout_after_failures_refuses_even_the_right_password_until_it_e
     assert await env.pool.fetchval("SELECT failed_count FROM accounts") == 0
 
 
+async def test_a_name_without_an_account_locks_like_one(env: Env) -> None:
+    # Lockouts must not tell which names exist: five failures lock a made-up name too.
+    await env.account("li", Role.DUTY_OFFICER)
+    user = await env.user()
+    answers = {}
+    for name in ("li", "nobody"):
+        answers[name] = [(await user.login(name, "Wrong#pass1"))[0] for _ in range(6)]
+        status, data = await user.login(name, GOOD)
+        answers[name].append(status)
+        assert data["code"] == "locked" and "until" in data
+    assert answers["li"] == answers["nobody"] == [401, 401, 401, 401, 423, 423, 423]
+    lockouts = await audit_rows(env.pool, "auth.lockout")
+    assert [r["target"] for r in lockouts] == ["li", "nobody"]
+
+
 async def test_lockout_duration_and_threshold_come_from_settings(database_url: str) -> None:
     e, store = await start_env(database_url, settings(lockout_failures=2, lockout_minutes=1))
     try:

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import asyncpg  # type: ignore[import-untyped]
@@ -306,6 +306,9 @@ class Accounts:
         self.settings = settings
         self.hasher = hasher or PasswordHasher()
         self._decoy: str | None = None
+        # Names without an account: failures counted and locked like an account's, so a
+        # lockout does not tell which names exist. (count, locked until), oldest first.
+        self._ghosts: dict[str, tuple[int, datetime | None]] = {}
         self.rate = LoginRateLimit(settings.login_attempts_per_minute)
         self._totp_roles = [str(r) for r in settings.totp_roles]
 
@@ -335,7 +338,7 @@ class Accounts:
         if row is None:
             # As slow as a real check, so response time does not tell which names exist.
             await asyncio.to_thread(_matches, self.hasher, await self._decoy_hash(), password)
-            raise _bad_credentials("unknown_user")
+            self._ghost_failed(username)
         if row["locked"]:
             raise _locked(row["locked_until"], "locked")
         if not await asyncio.to_thread(_matches, self.hasher, row["password_hash"], password):
@@ -415,6 +418,26 @@ class Accounts:
         if row is not None and row["locked"]:
             await self.pool.execute("DELETE FROM sessions WHERE account = $1", account_id)
             raise _locked(row["locked_until"], error.reason, locked_now=True)
+        raise error
+
+    def _ghost_failed(self, username: str) -> NoReturn:
+        """A failed sign-in as a name without an account: refused like a wrong password, and
+        locked after as many failures as an account. Raises."""
+        now = datetime.now(UTC)
+        count, until = self._ghosts.pop(username, (0, None))
+        if until is not None and until > now:
+            self._ghosts[username] = (count, until)
+            raise _locked(until, "locked")
+        count += 1
+        if count >= self.settings.lockout_failures:
+            until = now + timedelta(minutes=self.settings.lockout_minutes)
+            self._ghosts[username] = (0, until)
+            error = _locked(until, "unknown_user", locked_now=True)
+        else:
+            self._ghosts[username] = (count, None)
+            error = _bad_credentials("unknown_user")
+        while len(self._ghosts) > GHOSTS_KEPT:
+            del self._ghosts[next(iter(self._ghosts))]
         raise error
 
     async def _decoy_hash(self) -> str:
@@ -847,6 +870,9 @@ def _bad_credentials(reason: str) -> AccountError:
         "wrong user name or password",
         reason=reason,
     )
+
+
+GHOSTS_KEPT = 10_000  # names without an account whose failures are remembered
 
 
 def _locked(until: datetime, reason: str, *, locked_now: bool = False) -> AccountError:
