@@ -53,18 +53,26 @@ def _rule_problems(text: str, cfg: Config) -> list[ConfigProblem]:
                     if tag in settings.points
                     else ("enterprises", ei, "devices", di, "points", pi)
                 )
+    # rules_from_config says "point TAG: …", or "[alarms.points.'KEY'] names no configured
+    # point" for an override of no point.
+    for key in settings.points:
+        where.setdefault(f"[alarms.points.{key!r}]", ("alarms", "points", key))
     ids = {(e.code, p.code): n for n, (e, _, p) in enumerate(cfg.points())}
     try:
         rules_from_config(cfg, ids, settings)
     except RuleError as exc:
-        out = []
-        for message in exc.problems:
-            tag = message.removeprefix("point ").partition(": ")[0]
-            unknown = next((k for k in settings.points if k not in where and k in message), None)
-            loc = ("alarms", "points", unknown) if unknown else where.get(tag, ("alarms",))
-            out.append(problem_at(text, loc, message))
-        return out
+        return [
+            problem_at(text, where.get(_subject(message), ("alarms",)), message)
+            for message in exc.problems
+        ]
     return []
+
+
+def _subject(message: str) -> str:
+    """The point tag or override a rule problem is about."""
+    if message.startswith("[alarms.points."):
+        return message.partition("]")[0] + "]"
+    return message.removeprefix("point ").partition(": ")[0]
 
 
 def _tls_problems(text: str, cfg: Config) -> list[ConfigProblem]:

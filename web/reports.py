@@ -81,11 +81,6 @@ def _reporter(request: web.Request) -> tuple[str, str]:
     return p.enterprise, p.username
 
 
-def _scope(request: web.Request) -> str | None:
-    """The `enterprise` filter: an enterprise user's own, whatever it asks (another is 404)."""
-    return enterprise_param(request)
-
-
 def _refused(exc: ReportError) -> web.HTTPException:
     kind: type[web.HTTPException] = web.HTTPBadRequest
     if isinstance(exc, ReportNotFound):
@@ -138,7 +133,7 @@ async def list_works(request: web.Request) -> web.Response:
         raise json_error(web.HTTPBadRequest, f"active: true or false, not {active!r}")
     reports = request.app[REPORTS]
     works = await reports.works(
-        _scope(request),
+        enterprise_param(request),
         request.query.get("source") or None,
         None if not active else active == "true",
     )
@@ -166,7 +161,7 @@ async def list_commitments(request: web.Request) -> web.Response:
         day = date.fromisoformat(raw) if raw else reports.today()
     except ValueError:
         raise json_error(web.HTTPBadRequest, f"date: YYYY-MM-DD, not {raw!r}") from None
-    enterprise = _scope(request)
+    enterprise = enterprise_param(request)
     days = await reports.commitments(day, enterprise)
     submitted = {revisions[0].enterprise for revisions in days}
     deadline = reports.deadline(day)
