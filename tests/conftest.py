@@ -8,6 +8,7 @@ import contextlib
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -189,3 +190,26 @@ async def sign_in(client: Any, username: str, password: str, totp: str | None = 
     assert r.status == 200, await r.text()
     token: str = (await r.json())["csrf_token"]
     return token
+
+
+async def pushed_data_interruption(desk: Any, enterprise: str, principal: str) -> int:
+    """A blue data-interruption warning of `enterprise`, pushed to `principal`; its id. The
+    desk's own evaluation may have issued it already (an app whose device is down does), so
+    it is taken under the desk's lock: the live one is pushed, or a new one is issued."""
+    from alarms import warnings as wm
+
+    now = time.time_ns()
+    people = [wm.Recipient(wm.Duty.PRINCIPAL, principal, "enterprise")]
+    key = wm.dedupe_key(enterprise, None, wm.WarningLevel.BLUE)
+    async with desk._lock:
+        live = next((w for w in desk.warnings.values() if w.live and w.key == key), None)
+        if live is None:
+            finding = wm.WarningFinding(
+                enterprise, None, wm.WarningLevel.BLUE, "blue.data_interruption", now,
+                "数据中断", "data interruption", (),
+            )  # fmt: skip
+            live = wm.issue(finding, now)
+        elif live.state is not wm.WarningState.ISSUED:
+            raise AssertionError(f"{key} is already {live.state.value}")
+        await desk._store([wm.push(live, people, now, desk.rules)])
+    return next(i for i, w in desk.warnings.items() if w.live and w.key == key)

@@ -18,10 +18,9 @@ import pytest
 from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestServer
 
-from alarms import warnings as wm
 from anjian.runtime import Running
 from streams import SampleBatch
-from tests.conftest import free_port, serving, sign_in
+from tests.conftest import free_port, pushed_data_interruption, serving, sign_in
 from web.accounts import DemoAccount
 
 # E9: a hazard source with a reactor temperature point (H 100 °C); E8: another enterprise.
@@ -346,15 +345,7 @@ async def test_bodies_take_values_of_their_own_type_only(app: App) -> None:
 
 async def test_bad_operator_input_answers_400_not_409(app: App) -> None:
     alarm = await app.alarm()
-    desk = app.run.warnings
-    now = time.time_ns()
-    finding = wm.WarningFinding(
-        "E9", None, wm.WarningLevel.BLUE, "blue.data_interruption", now,
-        "数据中断", "data interruption", (),
-    )  # fmt: skip
-    people = [wm.Recipient(wm.Duty.PRINCIPAL, "王总", "enterprise")]
-    await desk._store([wm.push(wm.issue(finding, now), people, now, desk.rules)])
-    (warning,) = desk.warnings
+    warning = await pushed_data_interruption(app.run.warnings, "E9", "王总")
     duty, firm = await app.signed_in("duty"), await app.signed_in("enterprise")
     try:
         shelve = f"/api/alarms/{alarm}/shelve"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,14 @@ from aiohttp import ClientSession, CookieJar, WSServerHandshakeError, web
 from aiohttp.test_utils import TestServer
 
 from anjian.runtime import Running, Settings, build_app
-from tests.conftest import DUTY, ENTERPRISE, free_port, serving, sign_in
+from tests.conftest import (
+    DUTY,
+    ENTERPRISE,
+    free_port,
+    pushed_data_interruption,
+    serving,
+    sign_in,
+)
 from web.accounts import DemoAccount
 from web.app import FEEDS, ROUTES, STATIC_PREFIX
 from web.security import ROLE_PERMISSIONS, TOPICS, Permission, Role, Route
@@ -466,19 +472,8 @@ async def test_a_subscription_naming_many_unknown_topics_gets_one_answer(app: Ap
 
 
 async def test_warnings_are_scoped_and_each_party_takes_only_its_own_steps(app: App) -> None:
-    from alarms import warnings as wm
-
     desk = app.run.warnings
-    now = time.time_ns()
-    people = [wm.Recipient(wm.Duty.PRINCIPAL, "王总", "enterprise")]
-    ids = {}
-    for enterprise in ("E8", "E9"):
-        finding = wm.WarningFinding(
-            enterprise, None, wm.WarningLevel.BLUE, "blue.data_interruption", now,
-            "数据中断", "data interruption", (),
-        )  # fmt: skip
-        await desk._store([wm.push(wm.issue(finding, now), people, now, desk.rules)])
-        ids[enterprise] = next(i for i, w in desk.warnings.items() if w.enterprise == enterprise)
+    ids = {e: await pushed_data_interruption(desk, e, "王总") for e in ("E8", "E9")}
 
     async with app.client() as client:
         csrf = {"X-CSRF-Token": await sign_in(client, *ENTERPRISE)}
