@@ -160,6 +160,18 @@ class _Columns:
         self.stuck = rules.stuck_window_ns < NEVER_NS
         self.range = ~(np.isnan(rules.range_lo) & np.isnan(rules.range_hi))
         self.forecast = ~np.isnan(rules.forecast_horizon_s)
+        self._kinds: dict[tuple[int, int], _Kinds] = {}
+
+    def kinds(self, rows: Rows) -> _Kinds:
+        """The rule kinds of a block; those of a block of a whole scan (a range of ids) are
+        kept."""
+        if not isinstance(rows, slice):
+            return _Kinds(self, rows)
+        key = (rows.start, rows.stop)
+        kinds = self._kinds.get(key)
+        if kinds is None:
+            kinds = self._kinds[key] = _Kinds(self, rows)
+        return kinds
 
     @classmethod
     def of(cls, rules: RuleArrays) -> _Columns:
@@ -431,12 +443,12 @@ def _sample(
     if len(bad) < len(v):
         # Every row is evaluated; the rows with a bad sample (rare) then get their history and
         # raw conditions back.
-        kinds = _Kinds(_Columns.of(rules), rows)
+        kinds = _Columns.of(rules).kinds(rows)
         kept = kinds.keep(f, i, good, bad)
         with np.errstate(all="ignore"):
             _from_values(rules, kinds, rows, t, v, f, i, raw)
-        for fx, fk, ix, ik in kept:
-            f[fx], i[ix] = fk, ik
+        for f_cols, r, fk, i_cols, ik in kept:
+            f[f_cols, r], i[i_cols, r] = fk, ik
         if len(bad):
             raw[:, bad] = raw_old[:, bad]
     raw[_BAD] = False
@@ -455,46 +467,44 @@ def _sample(
     return raw, raw != raw_old
 
 
-def _index(*k: int) -> Index:
-    return np.array(k, np.intp)
-
-
 class _Kinds:
     """Which optional rule kinds the rows of a block have. A kind no row has is skipped; a kind
     some rows lack is evaluated for every row and the history columns of the others are put
-    back, so a point keeps history only for the kinds of its rule whatever its block holds."""
+    back, so a point keeps history only for the kinds of its rule whatever its block holds.
+    Kept per block of a whole scan (`_Columns.kinds`)."""
+
+    # Each kind's float and int history columns: contiguous ranges of the state.
+    _COLUMNS = (
+        ("roc", slice(_RATE, _RATE + 1), slice(0, 0)),
+        ("stuck", slice(_RUN_LO, _RUN_HI + 1), slice(_RUN_T, _RUN_T + 1)),
+        ("forecast", slice(_W, _STV + 1), slice(_FC_T, _FC_HH + 1)),
+    )
 
     def __init__(self, cols: _Columns, rows: Rows) -> None:
         self.range = bool(cols.range[rows].any())
         self.roc = self.stuck = self.forecast = False
-        # (the kind's points among rows, or None for all; float and int history columns)
-        self.history: list[tuple[Bools | None, Index, Index]] = [
-            (None, _index(_GOOD_V), _index(_GOOD_T))
-        ]
-        for kind, has, f_cols, i_cols in (
-            ("roc", cols.roc[rows], _index(_RATE), _index()),
-            ("stuck", cols.stuck[rows], _index(_RUN_LO, _RUN_HI), _index(_RUN_T)),
-            (
-                "forecast",
-                cols.forecast[rows],
-                _index(_W, _ST, _SV, _STT, _STV),
-                _index(_FC_T, _FC_HH),
-            ),
-        ):
+        # (the points among rows that lack the kind, its float and int history columns)
+        self.lacking: list[tuple[Bools, slice, slice]] = []
+        for kind, f_cols, i_cols in self._COLUMNS:
+            has: Bools = getattr(cols, kind)[rows]
             if has.any():
                 setattr(self, kind, True)
-                self.history.append((None if has.all() else has, f_cols, i_cols))
+                if not has.all():
+                    self.lacking.append((~has, f_cols, i_cols))
 
     def keep(
         self, f: Floats, i: Ints, good: Bools, bad: Index
-    ) -> list[tuple[tuple[Index, ...], Floats, tuple[Index, ...], Ints]]:
-        """The history that rows with a bad sample or without the kind must keep."""
+    ) -> list[tuple[slice, Index, Floats, slice, Ints]]:
+        """The history that rows with a bad sample (all of it) or without a kind (that kind's)
+        must keep."""
         out = []
-        for has, f_cols, i_cols in self.history:
-            r = bad if has is None else np.flatnonzero(~(has & good))
+        if len(bad):
+            every = slice(None)
+            out.append((every, bad, f[:, bad], every, i[:, bad]))
+        for lacks, f_cols, i_cols in self.lacking:
+            r = np.flatnonzero(lacks & good)
             if len(r):
-                fx, ix = np.ix_(f_cols, r), np.ix_(i_cols, r)
-                out.append((fx, f[fx], ix, i[ix]))
+                out.append((f_cols, r, f[f_cols, r], i_cols, i[i_cols, r]))
         return out
 
 
