@@ -14,7 +14,7 @@ import asyncpg  # type: ignore[import-untyped]
 import numpy as np
 import numpy.typing as npt
 
-from streams.config import Config, Limits
+from streams.config import Config, Limits, redact_url
 
 log = logging.getLogger("anjian.registry")
 
@@ -286,7 +286,9 @@ async def sync_config(pool: asyncpg.Pool, cfg: Config) -> PointIndex:
                 _Column("enterprise_id", "int4[]", [enterprise_ids[e.code] for e, _ in cameras]),
                 _Column("code", "text[]", [c.code for _, c in cameras]),
                 _Column("name", "text[]", [c.name for _, c in cameras]),
-                _Column("url", "text[]", [c.url for _, c in cameras]),
+                # The database is no place for a camera's credentials: only the video workers
+                # use the URL, and they take it from the configuration.
+                _Column("url", "text[]", [redact_url(c.url) for _, c in cameras]),
                 _Column(
                     "hazard_source_id",
                     "int4[]",

@@ -232,6 +232,20 @@ async def test_cameras_reference_their_points_by_id(store: Store) -> None:
     assert points == [index.id("E001", "TK1.LT"), index.id("E001", "GD1")]
 
 
+async def test_camera_credentials_are_not_stored(store: Store) -> None:
+    secret = "rtsp://admin:Cam%402026@10.1.2.3:554/cam/realmonitor?channel=1&password=Cam2026"
+    await sync_config(store.pool, parse_config(PLANT.replace("rtsp://127.0.0.1/cam1", secret)))
+    async with store.pool.acquire() as conn:
+        url = await conn.fetchval("SELECT url FROM cameras WHERE code = 'CAM1'")
+    assert url == "rtsp://10.1.2.3:554/cam/realmonitor?channel=1&password=***"
+    # A camera stored with its credentials before this change loses them at the next start.
+    async with store.pool.acquire() as conn:
+        await conn.execute("UPDATE cameras SET url = $1 WHERE code = 'CAM1'", secret)
+    await sync_config(store.pool, parse_config(PLANT.replace("rtsp://127.0.0.1/cam1", secret)))
+    async with store.pool.acquire() as conn:
+        assert "Cam2026" not in await conn.fetchval("SELECT url FROM cameras WHERE code = 'CAM1'")
+
+
 async def test_an_empty_config_retires_every_point(store: Store) -> None:
     await sync_config(store.pool, parse_config(PLANT))
     index = await sync_config(store.pool, Config())
