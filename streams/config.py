@@ -164,7 +164,27 @@ class ModbusDevice(_DeviceBase):
         for p in self.points:
             if p.table is None or p.address is None:
                 raise ValueError(f"point {p.code!r}: a modbus point needs table and address")
+        # Registers of two values that overlap are a typo (a float32 at 100 and the next value
+        # at 101): refused at the second. The same value read twice (same table, address and
+        # width, e.g. two scalings) is allowed.
+        spans = sorted(
+            (p.table or "", p.address or 0, i, p.register_count) for i, p in enumerate(self.points)
+        )
+        for (table, a1, i1, n1), (table2, a2, i2, n2) in itertools.pairwise(spans):
+            if table == table2 and a2 < a1 + n1 and (a1, n1) != (a2, n2):
+                p, q = self.points[min(i1, i2)], self.points[max(i1, i2)]
+                raise _At(
+                    ("points", max(i1, i2), "address"),
+                    f"point {q.code!r} ({_registers(q)}) overlaps point {p.code!r} "
+                    f"({_registers(p)})",
+                )
         return self
+
+
+def _registers(p: PointConfig) -> str:
+    """E.g. "holding 100–101"."""
+    start = p.address or 0
+    return f"{p.table} {start}–{start + p.register_count - 1}"
 
 
 class OpcUaDevice(_DeviceBase):

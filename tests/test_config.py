@@ -97,13 +97,29 @@ def test_reference_to_unknown_hazard_source_is_refused() -> None:
 def test_duplicate_point_codes_are_refused() -> None:
     text = MINIMAL + (
         '    [[enterprises.devices.points]]\n    code = "P1"\n    name = "x"\n'
-        '    table = "holding"\n    address = 1\n'
+        '    table = "holding"\n    address = 2\n'
     )
     # At the second definition's line, without a dump of the whole enterprise.
     assert _problems(text).endswith(
         "plant.toml:17: enterprises[0].devices[0].points[1].code: point code 'P1' is used twice"
         " (got 'P1')"
     )
+
+
+def test_overlapping_modbus_registers_are_refused_at_the_second_point() -> None:
+    second = (
+        '    [[enterprises.devices.points]]\n    code = "P2"\n    name = "压力"\n'
+        '    table = "holding"\n    address = {}\n'
+    )
+    text = MINIMAL + second.format(1)  # P1 is a float32 at 0–1
+    line = text.splitlines().index("    address = 1") + 1
+    assert _problems(text).endswith(
+        f"plant.toml:{line}: enterprises[0].devices[0].points[1].address: point 'P2' "
+        "(holding 1–2) overlaps point 'P1' (holding 0–1) (got 1)"
+    )
+    parse_config(MINIMAL + second.format(2))  # next to it
+    parse_config(MINIMAL + second.format(0))  # the same value twice (e.g. two scalings)
+    parse_config(MINIMAL + second.format(1).replace('"holding"', '"input"'))  # another table
 
 
 def test_mqtt_device_needs_broker_settings() -> None:

@@ -22,7 +22,7 @@ from collectors.sim.plant import (
     Tank,
     WeatherStation,
 )
-from streams.config import MqttSettings
+from streams.config import REGISTER_COUNT, MqttSettings
 
 # ---------------------------------------------------------------------------------------------
 # Regulatory data. Each value is tagged with its source as in DOMAIN.md.
@@ -435,7 +435,7 @@ def _device_table(device: DeviceSpec, protocol: str, address: dict[str, Any]) ->
             t["data_type"] = data_type
             t["table"] = table
             t["address"] = next_address.get(table, 0)
-            next_address[table] = t["address"] + (2 if data_type in ("float32", "int32") else 1)
+            next_address[table] = t["address"] + REGISTER_COUNT[data_type]
             scale = _decimal_scale(p.range[1]) if scale is None else scale
             if scale != 1.0:
                 t["scale"] = scale
