@@ -49,6 +49,11 @@ async def test_rule_put_validated_audited_live_and_kept_across_restart(
         assert body["error"] == "point E9/GD-1: H 50 must be below HH 40"
         status, body = await app.call("shift", "PUT", path, json={"hx": 1})
         assert status == 400 and body["field"] == "hx"
+        # Strict types: a string is no number and true is no delay (a typo must not pass).
+        status, body = await app.call("shift", "PUT", path, json={"h": "30"})
+        assert status == 400 and body["field"] == "h", body
+        status, body = await app.call("shift", "PUT", path, json={"on_delay_s": True})
+        assert status == 400 and body["field"] == "on_delay_s", body
         status, body = await app.call(
             "shift", "PUT", path, json={"h": 30, "hh": 50, "deadband": 25}
         )
@@ -107,7 +112,8 @@ async def test_rule_put_validated_audited_live_and_kept_across_restart(
         )
         assert [tuple(r) for r in audit] == [
             ("duty", "refused 403"), ("enterprise", "refused 403"), ("shift", "refused 400"),
-            ("shift", "refused 400"), ("shift", "refused 400"), ("shift", "refused 404"),
+            ("shift", "refused 400"), ("shift", "refused 400"), ("shift", "refused 400"),
+            ("shift", "refused 400"), ("shift", "refused 404"),
             ("shift", "ok"), ("shift", "ok"),
         ]  # fmt: skip
     finally:

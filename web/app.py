@@ -659,8 +659,9 @@ async def _validated_body(request: web.Request, model: type[BaseModel]) -> BaseM
             errors=[{"field": field, "message": problem}],
         )
     try:
-        # From the text, so strict models still take a JSON string as a time or a date.
-        return model.model_validate_json(text)
+        # Strictly (no "90" for a number, no true for 1) from the JSON text, which still
+        # takes a string as a time, a date or an enum's value.
+        return model.model_validate_json(text, strict=True)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(str(x) for x in first["loc"]) or "<body>"
