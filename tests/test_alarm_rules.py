@@ -194,7 +194,7 @@ region = "320116"
     gas = "LPG"
     unit = "%LEL"
     table = "holding"
-    address = 1
+    address = 2  # float32: two registers each
     range = [0.0, 100.0]
 
     [[enterprises.devices.points]]
@@ -204,7 +204,7 @@ region = "320116"
     gas = "Cl2"
     unit = "mg/m3"
     table = "holding"
-    address = 2
+    address = 4
 
   [[enterprises.devices]]
   code = "DCS1"
