@@ -103,10 +103,11 @@ def parse_id(raw: str, largest: int) -> int | None:
 
 
 class Body(BaseModel):
-    """The base of every request body: unknown keys refused, and no conversion, so [true] is no
-    list of ids, "yes" no boolean, "60" no number and a number no time."""
+    """The base of the request bodies: unknown keys refused. Every body model (this one's and
+    the alarm rules', shared with the configuration file) is validated strictly by the app, so
+    [true] is no list of ids, "yes" no boolean, "60" no number and a number no time."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def unfit_value(document: Any) -> tuple[str, str] | None:
