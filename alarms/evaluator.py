@@ -345,6 +345,14 @@ def _ids(rows: Rows, k: Index) -> Index:
     return rows[k]
 
 
+def _rows(columns: npt.NDArray[Any], rows: Rows) -> npt.NDArray[Any]:
+    """The rows' part of condition- or column-major arrays: a view of a range of ids (written
+    through), a copy of gathered ids (`take` gathers these faster than fancy indexing)."""
+    if isinstance(rows, slice):
+        return columns[:, rows]
+    return columns.take(rows, axis=1)
+
+
 def _advance(rules: RuleArrays, state: EvalState, p: Index, now: Ints, changes: _Changes) -> None:
     """Bring points `p` (distinct) to time `now` without a new sample."""
     last_t = state.i[_LAST_T, p]
@@ -363,8 +371,8 @@ def _mature(
     """Delays of points `p` (distinct; their raw and since stored) that have run out by `now`
     make `active` follow `raw`. Only the few (condition, point) pairs where they differ are
     gathered: one random read each from the point-major delay columns."""
-    raw = state.raw_by_condition[:, p]
-    c, r = np.nonzero(raw != state.active_by_condition[:, p])
+    raw = _rows(state.raw_by_condition, p)
+    c, r = np.nonzero(raw != _rows(state.active_by_condition, p))
     pts = p[r]
     to = raw[c, r]
     delay = np.where(to, rules.on_delay_ns[pts, c], rules.off_delay_ns[pts, c])
@@ -433,9 +441,9 @@ def _sample(
     """The new raw conditions of `rows` and where they flipped; stores the history. A slice of
     rows is updated in place through views of the state columns; gathered rows are written
     back."""
-    f = state.f[:, rows]
-    i = state.i[:, rows]
-    raw_old = state.raw_by_condition[:, rows]
+    f = _rows(state.f, rows)
+    i = _rows(state.i, rows)
+    raw_old = _rows(state.raw_by_condition, rows)
     raw = raw_old.copy()
     good = q == _GOOD
     good &= np.isfinite(v)
@@ -524,10 +532,10 @@ def _from_values(
     cols = _Columns.of(rules)
     # Limits with deadband hysteresis: raised above the limit, cleared only below limit − db.
     hi, lo = raw[_HH : _H + 1], raw[_L : _LL + 1]
-    hi |= v > cols.hi_set[:, rows]
-    np.greater(hi, v < cols.hi_clear[:, rows], out=hi)  # and not below the clear level
-    lo |= v < cols.lo_set[:, rows]
-    np.greater(lo, v > cols.lo_clear[:, rows], out=lo)
+    hi |= v > _rows(cols.hi_set, rows)
+    np.greater(hi, v < _rows(cols.hi_clear, rows), out=hi)  # and not below the clear level
+    lo |= v < _rows(cols.lo_set, rows)
+    np.greater(lo, v > _rows(cols.lo_clear, rows), out=lo)
 
     prev_v = f[_GOOD_V]
     roc, fc = kinds.roc, kinds.forecast
@@ -543,7 +551,7 @@ def _from_values(
     if kinds.range:
         raw[_OOR] = (v < rules.range_lo[rows]) | (v > rules.range_hi[rows])
     if fc:
-        raw[_FC] = _forecast(rules, rows, t, v, dt, f, i, cols.set_level[:, rows])
+        raw[_FC] = _forecast(rules, rows, t, v, dt, f, i, _rows(cols.set_level, rows))
     f[_GOOD_V] = v
     i[_GOOD_T] = t
 
