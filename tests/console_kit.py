@@ -66,19 +66,21 @@ CHROMIUM_ARGS = [
 START_TIMEOUT_S = 120.0
 # The server refuses more than 20 sign-in attempts a minute from one address (each form submit
 # counts, the TOTP step's too): the kit paces its own, leaving room for the tests' own attempts,
-# and waits out a refusal should the tests' attempts still reach the limit.
+# and waits out a refusal should the tests' attempts still reach the limit. A server counts in
+# its own memory, so the kit paces each server apart: a new module's server starts at zero.
 SIGN_INS_PER_MINUTE = 12
 RATE_LIMIT_WAIT_S = 61.0
-_sign_ins: deque[float] = deque()
+_sign_ins: dict[str, deque[float]] = {}  # per server URL
 _CONSOLES: list[Console] = []  # the running servers, for login() to find the page's one
 
 
-def _pace_sign_in() -> None:
-    while len(_sign_ins) >= SIGN_INS_PER_MINUTE and time.monotonic() - _sign_ins[0] < 61:
-        time.sleep(61 - (time.monotonic() - _sign_ins[0]))
-        while _sign_ins and time.monotonic() - _sign_ins[0] >= 61:
-            _sign_ins.popleft()
-    _sign_ins.append(time.monotonic())
+def _pace_sign_in(server_url: str) -> None:
+    sign_ins = _sign_ins.setdefault(server_url, deque())
+    while len(sign_ins) >= SIGN_INS_PER_MINUTE and time.monotonic() - sign_ins[0] < 61:
+        time.sleep(61 - (time.monotonic() - sign_ins[0]))
+        while sign_ins and time.monotonic() - sign_ins[0] >= 61:
+            sign_ins.popleft()
+    sign_ins.append(time.monotonic())
 
 
 def _run(coro: Any) -> Any:
@@ -159,7 +161,7 @@ class Console:
     def api(self, user: str, password: str | None = None) -> Api:
         api = Api(self.url)
         body: dict[str, Any] = {"username": user, "password": password or self.password(user)}
-        _pace_sign_in()  # first: a one-time code taken before a wait of up to a minute expires
+        _pace_sign_in(self.url)  # first: a one-time code taken before a wait of a minute expires
         if self.needs_totp(user):
             body["totp"] = self.totp(user)
         try:
@@ -309,13 +311,13 @@ def login(
     form = page.locator("#login")
     form.wait_for(state="visible")
     for attempt in range(2):
-        _pace_sign_in()
+        _pace_sign_in(server.url)
         page.fill("#login input[name=username]", user)
         page.fill("#login input[name=password]", password or server.password(user))
         page.click("#login button[type=submit]")
         if server.needs_totp(user) and not _rate_limited(page):
             page.locator("#totp-row").wait_for(state="visible")
-            _pace_sign_in()
+            _pace_sign_in(server.url)
             page.fill("#login input[name=totp]", server.totp(user))
             page.click("#login button[type=submit]")
         if attempt == 0 and _rate_limited(page):
