@@ -27,7 +27,7 @@ from tests.conftest import (
     sign_in,
 )
 from web.accounts import DemoAccount
-from web.app import FEEDS, ROUTES, STATIC_PREFIX
+from web.app import FEEDS, OPENAPI_REF, ROUTES, STATIC_PREFIX
 from web.security import ROLE_PERMISSIONS, TOPICS, Permission, Role, Route
 
 # Two enterprises whose devices are never reached: the registry is what scoping is about.
@@ -290,9 +290,29 @@ async def test_openapi_documents_every_route_with_its_permission_and_schema(app:
         assert op["x-permission"] == (route.permission.value if route.permission else None)
         if route.body is not None:
             schema = op["requestBody"]["content"]["application/json"]["schema"]
-            assert schema == route.body.model_json_schema()
+            expected = route.body.model_json_schema(ref_template=OPENAPI_REF)
+            defs = expected.pop("$defs", {})
+            assert schema == expected
+            assert {n: doc["components"]["schemas"][n] for n in defs} == defs
     login = doc["paths"]["/api/auth/login"]["post"]
     assert "password" in login["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    # Every reference resolves in the document (a client generator or fuzzer follows them).
+    refs = _refs(doc)
+    assert "#/components/schemas/Permission" in refs
+    for ref in refs:
+        node: Any = doc
+        for part in ref.removeprefix("#/").split("/"):
+            assert isinstance(node, dict) and part in node, f"{ref} does not resolve"
+            node = node[part]
+
+
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(v) for v in node))
+    return set()
 
 
 async def test_api_token_reads_only_its_enterprise(app: App) -> None:

@@ -508,8 +508,11 @@ _BY_MATCH = web.AppKey("routes_by_match", dict[object, Route])
 
 
 def openapi_document(routes: list[Route]) -> dict[str, Any]:
-    """OpenAPI 3.1 from the same route table and body schemas the server enforces."""
+    """OpenAPI 3.1 from the same route table and body schemas the server enforces. The types a
+    body schema refers to (enums, nested models) are components of the document, where its
+    references point."""
     paths: dict[str, dict[str, Any]] = {}
+    components: dict[str, Any] = {}
     for r in routes:
         op: dict[str, Any] = {
             "summary": r.summary,
@@ -539,9 +542,13 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
         if params:
             op["parameters"] = params
         if r.body is not None:
+            schema = r.body.model_json_schema(ref_template=OPENAPI_REF)
+            for name, definition in schema.pop("$defs", {}).items():
+                if components.setdefault(name, definition) != definition:
+                    raise ValueError(f"two request body types are both called {name}")
             op["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": r.body.model_json_schema()}},
+                "content": {"application/json": {"schema": schema}},
             }
             op["responses"]["400"] = {"description": "the body names the bad field"}
         paths.setdefault(r.path, {})[r.method.lower()] = op
@@ -549,13 +556,17 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "anjian 安监", "version": "0.1.0"},
         "components": {
+            "schemas": components,
             "securitySchemes": {
                 "session": {"type": "apiKey", "in": "cookie", "name": "anjian_session"},
                 "token": {"type": "http", "scheme": "bearer"},
-            }
+            },
         },
         "paths": paths,
     }
+
+
+OPENAPI_REF = "#/components/schemas/{model}"
 
 
 def _path_params(path: str) -> list[str]:
