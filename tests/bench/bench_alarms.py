@@ -1,8 +1,9 @@
 """Alarm evaluator benchmark: the rule kinds the alarm engine issue names (four limits with
 deadbands and delays, rate of change, quality, stale, stuck) on 100,000 points, measured against
 a bare numpy evaluation of the four limit comparisons on the same arrays in the same run. The
-same with every kind (out of range and forecast too) is printed before it, and so is a floor:
-what any evaluator of the issue's kinds must touch per point, with no logic (see `floor`).
+same with every kind (out of range and forecast too) is printed before it, and so is a numpy
+floor: one pass over each column an evaluator of the issue's kinds must touch, with no logic
+(see `floor`).
 
 Run: python tests/bench/bench_alarms.py [--points N] [--rounds R] [--batch B] [--polls K]
 """
