@@ -507,6 +507,9 @@ ROUTES = web.AppKey("routes", list[Route])
 _BY_MATCH = web.AppKey("routes_by_match", dict[object, Route])
 
 
+OPENAPI_REF = "#/components/schemas/{model}"  # where a body schema's types are
+
+
 def openapi_document(routes: list[Route]) -> dict[str, Any]:
     """OpenAPI 3.1 from the same route table and body schemas the server enforces. The types a
     body schema refers to (enums, nested models) are components of the document, where its
@@ -564,9 +567,6 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
         },
         "paths": paths,
     }
-
-
-OPENAPI_REF = "#/components/schemas/{model}"
 
 
 def _path_params(path: str) -> list[str]:
