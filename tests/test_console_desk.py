@@ -219,6 +219,11 @@ def test_kpi_page_shows_the_api_figures_against_its_targets(
         assert targets, f"the API gives no target for {metric}"
         card = _card(page, metric)
         expect(card).to_have_attribute("data-status", _status(value, targets))
+        # The figure as read on the card: rounded, but never 0 unless it is 0 (one alarm in
+        # 24 h is 0.042 an hour).
+        shown = float(card.locator(".kpi-value").inner_text().rstrip("%").replace(",", ""))
+        assert (shown == 0) == (value == 0), f"{metric}: {value} reads {shown}"
+        assert shown == pytest.approx(value, rel=0.05, abs=0.5), metric
         for target in set(targets):
             expect(card.locator(".kpi-targets")).to_contain_text(f"{target:g}")
 

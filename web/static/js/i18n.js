@@ -68,6 +68,15 @@ export function formatNumber(v, digits = 2) {
   return Number(v).toLocaleString(current, { maximumFractionDigits: digits });
 }
 
+/** As `formatNumber`, but a figure that is not zero never reads 0: one too small for `digits`
+ * decimals keeps two significant digits (one alarm a day is 0.042 an hour, not 0). */
+export function formatFigure(v, digits = 2) {
+  if (typeof v === "number" && v !== 0 && Math.abs(v) < 0.5 * 10 ** -digits) {
+    return v.toLocaleString(current, { maximumSignificantDigits: 2 });
+  }
+  return formatNumber(v, digits);
+}
+
 document.documentElement.lang = current;
 
 register({

@@ -5,7 +5,7 @@
 import * as echarts from "/static/vendor/echarts/echarts.esm.min.js";
 import { get } from "../api.js";
 import { clear, el, stylesheet } from "../dom.js";
-import { formatNumber, formatTime, register, t } from "../i18n.js";
+import { formatFigure, formatNumber, formatTime, register, t } from "../i18n.js";
 import { conditionLabel } from "./alarm-common.js";
 
 register({
@@ -147,7 +147,7 @@ export default {
           title: targets.map((x) => `${x.value} ${x.unit}: ${x.meaning} — ${x.source} [${x.mark}]`).join("\n"),
         },
         el("div", { class: "kpi-label" }, t(`kpi.${metric}`)),
-        el("div", { class: "kpi-value" }, `${formatNumber(value, digits)}${PERCENT.has(metric) ? "%" : ""}`),
+        el("div", { class: "kpi-value" }, `${formatFigure(value, digits)}${PERCENT.has(metric) ? "%" : ""}`),
         el("div", { class: "kpi-targets" }, lines.join(" · ")),
         status ? el("div", { class: "kpi-status" }, t(`kpi.status.${status}`)) : null);
       }));
