@@ -26,7 +26,7 @@ def _option(page: Page, selector: str) -> Any:
     script = f"""async () => {{
       const echarts = await import("{ECHARTS}");
       const o = echarts.getInstanceByDom(document.querySelector("{selector}")).getOption();
-      return {{ series: o.series.map((s) => ({{
+      return {{ categories: o.xAxis[0].data, series: o.series.map((s) => ({{
         data: s.data, marks: (s.markLine?.data ?? []).map((d) => d.yAxis) }})) }};
     }}"""
     return page.evaluate(script)
@@ -234,9 +234,15 @@ def test_kpi_page_shows_the_api_figures_against_its_targets(
     assert sum(m["per_window"]) == m["annunciated"] > 0
     per_10min = {t["value"] for t in report["targets"] if t["metric"] == "per_10min"}
     assert set(rate["marks"]) == per_10min | {report["rules"]["flood_start_above"]}
-    prio = _option(page, ".kpi-priority-chart")["series"]
+    chart = _option(page, ".kpi-priority-chart")
+    prio = chart["series"]
     assert [d["value"] for d in prio[0]["data"]] == [
         m["priority"][p]["pct"] for p in ("emergency", "high", "medium", "low")
+    ]
+    # Each figure is written under its priority's name, where no target mark can cover it.
+    assert [c.partition("\n")[2] for c in chart["categories"]] == [
+        f"{round(m['priority'][p]['pct'], 1):g}% ({m['priority'][p]['count']})"
+        for p in ("emergency", "high", "medium", "low")
     ]
     assert prio[1]["data"] == [
         next(t["value"] for t in report["targets"] if t["metric"] == f"priority_pct.{p}")

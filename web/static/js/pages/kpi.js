@@ -200,19 +200,20 @@ export default {
         animation: false,
         title: { text: t("kpi.priority_chart"), textStyle: { color: fg, fontSize: 14 } },
         legend: { right: 8, top: 28, textStyle: { color: fg } },
-        grid: { left: 48, right: 24, top: 64, bottom: 40 },
+        grid: { left: 48, right: 24, top: 64, bottom: 56 },
         tooltip: { trigger: "axis", renderMode: "richText", valueFormatter: (v) => (v === null ? "—" : `${formatNumber(v, 1)}%`) },
-        xAxis: { type: "category", data: PRIORITIES.map((p) => t(`kpi.priority.${p}`)),
-          axisLabel: { color: muted }, axisLine: { lineStyle: { color: line } } },
+        // Each priority's figure is written under its name, not on its bar, where a target
+        // mark beside the bar's top would strike through it.
+        xAxis: { type: "category", axisLabel: { color: muted, lineHeight: 16 },
+          data: PRIORITIES.map((p) => `${t(`kpi.priority.${p}`)}\n${formatNumber(m.priority[p].pct, 1)}% (${m.priority[p].count})`),
+          axisLine: { lineStyle: { color: line } } },
         yAxis: { type: "value", max: 100, axisLabel: { color: muted, formatter: "{value}%" },
           splitLine: { lineStyle: { color: line, opacity: 0.5 } } },
         series: [
           { type: "bar", name: t("kpi.actual"), barMaxWidth: 36,
             data: PRIORITIES.map((p, i) => ({
               value: m.priority[p].pct, itemStyle: { color: css(`--prio-${i + 1}`, "#888") },
-            })),
-            label: { show: true, position: "top", color: fg,
-              formatter: (x) => `${formatNumber(x.value, 1)}% (${m.priority[PRIORITIES[x.dataIndex]].count})` } },
+            })) },
           { type: "scatter", name: t("kpi.target"), symbol: "rect", symbolSize: [40, 3],
             color: fg, data: PRIORITIES.map(target) },
         ],
