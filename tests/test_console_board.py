@@ -235,6 +235,15 @@ def _leak_on_the_board(console: Console, page: Page, beeps_before: int) -> None:
     expect(page.locator(".alarm-place")).to_contain_text("WGS-84")
     expect(page.locator(".alarm-chart canvas").first).to_be_visible(timeout=15_000)
     expect(page.locator("[data-slot=camera] .camera-slot")).to_be_visible()
+    # A camera watching the detector is shown live across the slot's width, not as a thumbnail.
+    point = duty.call("GET", f"/api/alarms/{alarm_id}")["point"]
+    watching = [c for c in duty.call("GET", "/api/cameras")["cameras"] if point in c["points"]]
+    views = page.locator("[data-slot=camera] .camera-view")
+    expect(views).to_have_count(len(watching), timeout=15_000)
+    if watching:
+        slot = page.locator("[data-slot=camera] .camera-slot").bounding_box()
+        view = views.first.bounding_box()
+        assert slot and view and view["width"] >= 0.85 * slot["width"], (view, slot)
     expect(page.locator("#nav a.active")).to_have_text("报警")
     shot(page, "alarm-detail", docs=True)
 
