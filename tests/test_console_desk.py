@@ -193,8 +193,14 @@ def test_kpi_page_shows_the_api_figures_against_its_targets(
             console.scenario("normal")
     page = console_page
     login(page, "shift")
+    # Through the overview first, as a duty room would: its stylesheet stays loaded and must
+    # not reshape this page.
+    page.evaluate("location.hash = '#/overview'")
+    page.wait_for_selector(".overview[data-ready]")
     page.evaluate("location.hash = '#/kpi'")
-    expect(page.locator(".kpi[data-loaded]")).to_have_count(1)
+    expect(page.locator(".kpi-page[data-loaded]")).to_have_count(1)
+    tops = [box["y"] for box in (c.bounding_box() for c in page.locator(".kpi-card").all()) if box]
+    assert len(tops) == 10 and tops[1] == tops[0], f"the KPI cards are not laid out in rows: {tops}"
 
     # The page asks for the last 24 h at its own instant: compare with the answer it got.
     with page.expect_response(lambda r: "/api/alarms/kpi" in r.url) as answer:

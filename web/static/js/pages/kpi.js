@@ -104,7 +104,7 @@ export default {
     const prioBox = el("div", { class: "kpi-chart kpi-priority-chart" });
     const tables = el("div", { class: "kpi-tables" });
     const note = el("p", { class: "muted kpi-note" });
-    clear(container, el("div", { class: "kpi" },
+    clear(container, el("div", { class: "kpi-page" },
       el("div", { class: "kpi-toolbar" },
         el("label", {}, t("kpi.period"), " ", periodSel),
         el("label", { hidden: !!ctx.me.enterprise }, t("kpi.area"), " ", areaSel), refresh),
@@ -261,7 +261,7 @@ export default {
         renderRate(report, m);
         renderPriorities(report, m);
         renderTables(report, m);
-        container.querySelector(".kpi").dataset.loaded = String(to);
+        container.querySelector(".kpi-page").dataset.loaded = String(to);
       } catch (err) {
         if (!disposed) clear(cards, el("p", { class: "error" }, t("common.error", { message: err.message })));
       }
