@@ -162,6 +162,16 @@ def test_enterprise_commits_and_reports_special_work_and_the_centre_sees_it(
     active = duty.call("GET", "/api/special-work?active=true")["special_work"]
     assert [(w["permit_no"], w["overrun"]) for w in active] == [(overrun, True)]
     shot(page, "reports")
+    # On a 1366 px laptop screen the short cells keep to one line: "已提交", "第 N 版".
+    page.set_viewport_size({"width": 1366, "height": 768})
+    lines = """td => {
+      const r = document.createRange();
+      r.selectNodeContents(td.firstChild);
+      return r.getClientRects().length;
+    }"""
+    for cell in (e1.locator("td").nth(1), e1.locator("td").last):
+        assert cell.evaluate(lines) == 1, cell.inner_text()
+    page.set_viewport_size({"width": 1600, "height": 900})
 
     # The day before (the fresh database has none of its commitments): every enterprise missing.
     yesterday = (date.fromisoformat(centre["date"]) - timedelta(days=1)).isoformat()
