@@ -56,6 +56,17 @@ def _quiet_detector(console: Console, code: str = "GD-102") -> None:
         time.sleep(1)
 
 
+# The top bar's items that wrap onto a second line or reach past the window's right edge.
+TOP_BAR_FITS = """() => [...document.querySelectorAll('#topbar h1, #nav a, #topbar button')]
+  .filter((e) => e.offsetParent)
+  .filter((e) => {
+    const r = document.createRange();
+    r.selectNodeContents(e);
+    return r.getClientRects().length > 1 || e.getBoundingClientRect().right > innerWidth;
+  })
+  .map((e) => e.textContent)"""
+
+
 def test_sign_in_with_totp_step_and_role_aware_navigation(
     console: Console, console_page: Page
 ) -> None:
@@ -99,6 +110,14 @@ def test_sign_in_with_totp_step_and_role_aware_navigation(
     latency = int(page.locator("#status-latency").inner_text().split(" ")[0])
     assert 0 <= latency < 5000, latency
     expect(page.locator("#status-live")).to_have_text("已连接")
+    # On a 1366 px laptop screen the top bar keeps to one line in either language.
+    page.set_viewport_size({"width": 1366, "height": 768})
+    for language, switch in (("zh-CN", "English"), ("en", "中文")):
+        expect(page.locator("#lang")).to_have_text(switch)
+        assert page.evaluate(TOP_BAR_FITS) == [], language
+        expect(page.locator("#who")).to_have_attribute("title", page.locator("#who").inner_text())
+        page.click("#lang")
+    page.set_viewport_size({"width": 1600, "height": 900})
     page.click("#logout")
 
     # The expert reads the board but may not act on alarms; the pipeline is not theirs.

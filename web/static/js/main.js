@@ -122,14 +122,21 @@ async function accountSetup() {
   });
 }
 
+/** Who is signed in, in the top bar; the whole of it on hover when a narrow bar cuts it short. */
+function showWho(account) {
+  const who = $("#who");
+  who.textContent = `${account.display_name || account.username} · ${t(`common.role.${account.role}`)}`;
+  who.title = who.textContent;
+  who.dataset.role = account.role;
+}
+
 async function signedIn(answer) {
   setCsrf(answer.csrf_token ?? null);
   const account = answer.account;
   me = { ...account, roles: [account.role], permissions: account.permissions ?? [] };
   $("#login").hidden = true;
   document.body.classList.add("signed-in");
-  $("#who").textContent = `${account.display_name || account.username} · ${t(`common.role.${account.role}`)}`;
-  $("#who").dataset.role = account.role;
+  showWho(account);
   buildNav();
   if (me.must_change_password || me.must_enrol_totp) {
     unmountPage();
@@ -302,7 +309,7 @@ function retranslate() {
   renderStatus(health.current());
   renderLive(live.isConnected());
   if (me) {
-    $("#who").textContent = `${me.display_name || me.username} · ${t(`common.role.${me.role}`)}`;
+    showWho(me);
     // Pages rebuild their texts: remount the current page.
     const key = mountedKey;
     mountedKey = null;
