@@ -114,7 +114,15 @@ def test_the_map_shows_the_demo_enterprises_coloured_by_warning(
     page.click("#lang")
     english = {"red": "Red", "orange": "Orange", "yellow": "Yellow", "blue": "Blue"}[e3_level]
     expect(page.locator('.ov-row[data-code="E3"] .level-badge')).to_have_text(f"{english} warning")
+    # On a 1366 px laptop screen the list fits its column in either language: no column is cut.
+    cut = "s => s.scrollWidth - s.clientWidth"
+    page.set_viewport_size({"width": 1366, "height": 768})
+    assert page.locator(".ov-side").evaluate(cut) <= 0, "en"
     page.click("#lang")
+    expect(page.locator(".ov-side h3")).to_have_text("企业列表")
+    expect(rows).to_have_count(3)
+    assert page.locator(".ov-side").evaluate(cut) <= 0, "zh-CN"
+    page.set_viewport_size({"width": 1600, "height": 900})
 
     # Drill-down: a click on the row opens the enterprise with its hazard sources and points.
     page.click('.ov-row[data-code="E1"]')
