@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from alarms.gas import GasRuleError, gas_setpoints
 from alarms.model import N_CONDITIONS, AlarmClass, Condition, Priority
-from streams.config import Config, Device, PointConfig
+from streams.config import ON_CHANGE_PROTOCOLS, Config, Device, PointConfig
 
 LimitName = Literal["hh", "h", "l", "ll"]
 LIMITS: tuple[LimitName, ...] = ("hh", "h", "l", "ll")
@@ -456,7 +456,7 @@ def _rule_fields(
         out["deadband_pct"] = defaults.deadband_pct
     if defaults.bad_quality_after_s is not None:
         out["bad_quality"] = BadQuality(after_s=defaults.bad_quality_after_s)
-    stale_periods = defaults.stale_periods if device.protocol != "opcua" else None
+    stale_periods = defaults.stale_periods if device.protocol not in ON_CHANGE_PROTOCOLS else None
     if override is not None:
         set_ = override.model_fields_set
         for name in (

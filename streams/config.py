@@ -219,6 +219,10 @@ class MqttDevice(_DeviceBase):
 
 
 Device = Annotated[ModbusDevice | OpcUaDevice | MqttDevice, Field(discriminator="protocol")]
+# Devices that send a value only when it changes (an OPC-UA subscription): a steady value sends
+# nothing, so the age of a point's last sample says nothing of the device; a lost session sends
+# COMM_FAIL. Polled (Modbus) and periodically publishing (MQTT) devices send every period.
+ON_CHANGE_PROTOCOLS = frozenset({"opcua"})
 
 
 class ResponsiblePerson(_Model):

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,41 @@ async def test_positions_online_rate_alarms_and_warning_level(site: Site) -> Non
         # The same alarms the board lists (every alarm that is not normal).
         board = await (await http.get("/api/alarms")).json()
         assert totals["alarms"]["total"] == len(board["alarms"])
+
+
+async def test_a_steady_opc_ua_value_is_online_while_its_session_is_up(site: Site) -> None:
+    """An OPC-UA subscription sends a value only when it changes: E2's closed valves send
+    nothing after the first value, yet count as online until the session is lost."""
+    dcs = next(d for d in site.cfg.enterprises[1].devices if d.protocol == "opcua")
+    async with site.client() as http:
+        await sign_in(http, *DUTY)
+        await _until(http, lambda es: es["E2"]["online"] == es["E2"]["points"] > 0)
+        # Wait until some of E2's points have sent nothing for over 2 s, then ask with a
+        # 1 s window: they are steady values of a live session, so still online.
+        deadline = time.monotonic() + 30
+        while True:
+            latest = await (await http.get("/api/latest", params={"enterprise": "E2"})).json()
+            newest = max(datetime.fromisoformat(v["ts"]) for v in latest["values"])
+            quiet = [
+                v["code"] for v in latest["values"]
+                if newest - datetime.fromisoformat(v["ts"]) > timedelta(seconds=2)
+            ]  # fmt: skip
+            if quiet or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert quiet, "no E2 point held a steady value for 2 s"
+        body = await _overview(http, window_s="1")
+        e2 = next(e for e in body["enterprises"] if e["code"] == "E2")
+        assert e2["online"] == e2["points"], (quiet, e2)
+
+        # The session is lost: its points are offline whatever their age.
+        await site.sim.set_scenario("comm_loss", dcs.code)
+        try:
+            await _until(
+                http, lambda es: es["E2"]["online"] == es["E2"]["points"] - len(dcs.points)
+            )
+        finally:
+            await site.sim.set_scenario("normal", None)
 
 
 async def test_an_enterprise_user_sees_only_its_own_enterprise(site: Site) -> None:
