@@ -99,6 +99,9 @@ class OpcUaCollector(DeviceCollector):
         self._high = np.array([c.range[1] if c.range else math.inf for c in cfgs], np.float64)
         self._last_ts = np.zeros(len(cfgs), np.int64)
         self._last_status = np.zeros(len(cfgs), np.uint32)
+        # What each point last published, and when (our clock; 0: nothing in this session).
+        self._last_raw = np.full(len(cfgs), math.nan)
+        self._published_ns = np.zeros(len(cfgs), np.int64)
         # Point index -> why its NodeId cannot be used (a configuration problem, BAD quality).
         self.problems: dict[str, str] = {}
         self._nodeids: dict[int, ua.NodeId] = {}
@@ -146,6 +149,7 @@ class OpcUaCollector(DeviceCollector):
                     await self.failed(_describe(exc))
                     # After COMM_FAIL even an unchanged value must be published again.
                     self._last_ts[:] = 0
+                    self._published_ns[:] = 0
                 await self.sleep_backoff()
         finally:
             flusher.cancel()
@@ -248,15 +252,35 @@ class OpcUaCollector(DeviceCollector):
     async def _consume(self, sub: Subscription) -> None:
         reader = asyncio.create_task(self._read_events(sub))
         watcher = asyncio.create_task(self._lost.wait())
+        heartbeat = asyncio.create_task(self._heartbeat())
         try:
             done, _ = await asyncio.wait({reader, watcher}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             reader.cancel()
             watcher.cancel()
+            heartbeat.cancel()
         if reader in done:
             reader.result()  # raises _ConnectionLost
             raise _ConnectionLost("subscription closed")
         raise _ConnectionLost(f"connection to {self.device.endpoint} lost: {self._lost_reason}")
+
+    async def _heartbeat(self) -> None:
+        """While the session is up, each value unchanged for `republish_s` is published again,
+        stamped now, with its quality."""
+        every_s = self.device.republish_s
+        every_ns = int(every_s * 1e9)
+        while True:
+            await asyncio.sleep(min(every_s / 4, 5.0))
+            now = now_ns()
+            seen = self._published_ns > 0
+            due = np.flatnonzero(seen & (now - self._published_ns >= every_ns))
+            if not len(due):
+                continue
+            self._idx.extend(due.tolist())
+            self._ts.extend([now] * len(due))
+            self._val.extend(self._last_raw[due].tolist())
+            self._code.extend(self._last_status[due].tolist())
+            self._pending.set()
 
     async def _read_events(self, sub: Subscription) -> None:
         # Every notification of one publish response is queued at once, so this loop drains
@@ -313,6 +337,8 @@ class OpcUaCollector(DeviceCollector):
             idx, ts, raw, codes = idx[fresh], ts[fresh], raw[fresh], codes[fresh]
         self._last_ts[idx] = ts
         self._last_status[idx] = codes
+        self._last_raw[idx] = raw
+        self._published_ns[idx] = now_ns()
         if not len(idx):
             return
         value = raw * self._scale[idx] + self._offset[idx]

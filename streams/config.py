@@ -192,6 +192,11 @@ class OpcUaDevice(_DeviceBase):
     endpoint: Annotated[str, Field(pattern=r"^opc\.tcp://")]
     publishing_interval_ms: Annotated[float, Field(gt=0)] = 500
     sampling_interval_ms: Annotated[float, Field(ge=0)] = 250
+    # A subscription sends a value only when it changes. While the session is up, a value that
+    # has not changed for this long is published again, stamped now (a heartbeat, as a process
+    # historian's maximum time between stored values): a steady value still shows in trends,
+    # and a gap of over two heartbeats means the value was not known (the server was down).
+    republish_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     security_policy: Literal["None", "Basic256Sha256"] = "None"
     security_mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
     certificate: Path | None = None

@@ -164,6 +164,48 @@ async def test_values_changes_and_statuses_arrive_as_batches() -> None:
         await server.stop()
 
 
+async def test_a_steady_value_is_published_again_while_the_session_is_up() -> None:
+    """A subscription sends nothing for a value that does not change: the collector publishes
+    it again every `republish_s`, stamped now, and stops while the server is away."""
+    server_dev = device([{"code": "XV"}, {"code": "LT"}])
+    plant = {"XV": 1.0, "LT": 2.0}
+    server = OpcUaSimServer([server_dev], lambda _: plant, update_interval_s=0.05)
+    await server.start()
+    try:
+        client_dev = device(
+            [{"code": "XV"}, {"code": "LT"}], endpoint=server.endpoint, republish_s=0.3
+        )
+        async with collecting(client_dev, {"XV": 21, "LT": 22}) as (_, sub):
+            got = SampleBatch.concat(
+                await collect(sub, lambda b: int((b.point == 21).sum()) >= 5, timeout=10)
+            )
+            xv = got.point == 21
+            assert (got.value[xv] == 1.0).all() and (got.quality[xv] == Quality.GOOD).all()
+            ts = got.ts[xv]
+            assert (np.diff(ts) > 0).all()
+            beats_s = np.diff(ts[1:]) / 1e9  # between republished values (not the first)
+            assert ((beats_s >= 0.29) & (beats_s < 1.0)).all(), beats_s
+
+            # The server goes away: COMM_FAIL, and no value is republished until it is back.
+            await server.stop()
+            await collect(sub, has(21, Quality.COMM_FAIL))
+            away: list[SampleBatch] = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.2):  # four heartbeats
+                    while True:
+                        batch = await sub.get()
+                        assert batch is not None
+                        sub.task_done()
+                        away.append(batch)
+            assert not any(((b.point == 21) & (b.quality == Quality.GOOD)).any() for b in away), (
+                "a value was republished while the server was away"
+            )
+            await server.start()
+            await collect(sub, has(21, Quality.GOOD, 1.0), timeout=10)
+    finally:
+        await server.stop()
+
+
 def _cols(b: SampleBatch) -> tuple[Any, ...]:
     return b.point, b.value, b.quality
 
