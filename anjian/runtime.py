@@ -44,6 +44,7 @@ from streams.config import (
     MqttSettings,
     OpcUaDevice,
     SecuritySettings,
+    held_points,
     load_config,
     parse_config,
 )
@@ -379,6 +380,10 @@ def build_app(
                     for c in run.video.cameras
                 ],
                 scenario=scenario if sim is not None else None,
+                hold_s={
+                    run.points.id(e, code): hold
+                    for (e, code), hold in held_points(run.config).items()
+                },
             )
             app[AUDIT] = run.audit
             app[ACCOUNTS] = run.accounts

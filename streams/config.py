@@ -561,6 +561,18 @@ def _unique(what: str, codes: Iterator[tuple[Loc, str]]) -> None:
         seen.add(c)
 
 
+def held_points(cfg: Config) -> dict[tuple[str, str], float]:
+    """(enterprise, point code) → how long its value may go unsent yet still hold, for points
+    of devices that report on change only: two heartbeats (`republish_s`)."""
+    return {
+        (e.code, p.code): 2 * d.republish_s
+        for e in cfg.enterprises
+        for d in e.devices
+        if isinstance(d, OpcUaDevice)
+        for p in d.points
+    }
+
+
 @dataclass(frozen=True)
 class ConfigProblem:
     path: str

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -26,6 +27,7 @@ PLOTTED = f"""async () => {{
   return {{
     series: option.series.map((s) => ({{
       name: s.name,
+      step: s.step,
       points: s.data.filter((p) => p[1] !== null),
       limits: (s.markLine?.data ?? []).map((d) => [d.name, d.yAxis]),
     }})),
@@ -158,3 +160,49 @@ def test_two_points_zoom_refetches_and_csv_holds_the_shown_rows(
         ]
     # (The only console error allowed: the 401 of the session probe before signing in.)
     assert [e for e in page.errors if "401" not in e] == []  # type: ignore[attr-defined]
+
+
+def test_a_value_that_reports_on_change_is_held_as_a_step_line(
+    console: Console,
+    console_page: Page,
+) -> None:
+    """E2's tank valve (OPC-UA) sends a value only when it changes, and again every heartbeat:
+    the viewer draws it as a step line, held between samples, broken where it went unsent for
+    longer than two heartbeats."""
+    page = console_page
+    duty = console.api("duty")
+    point = next(
+        p["id"]
+        for p in duty.call("GET", "/api/points")
+        if (p["enterprise"], p["code"]) == ("E2", "TK201.XV")
+    )
+    log = SeriesLog(page)
+    login(page, "duty")
+    page.evaluate(f"location.hash = '#/trends?points=E2/TK201.XV&span={SPAN_S}'")
+    expect(page.locator(".trends-chart[data-series='1']")).to_have_count(1)
+    _settled(page)
+    _, answer = log.last(point)
+    assert answer["hold_ms"] and answer["ts"], answer
+    series = page.evaluate(PLOTTED)["series"][0]
+    assert series["step"] == "end"
+    # Held from its last sample to the end of the range (or for two heartbeats, if sooner).
+    last = answer["ts"][-1]
+    assert series["points"][-1] == [min(_ms(answer["end"]), last + answer["hold_ms"]), 1.0]
+
+    # The rule itself, on a made-up answer: 30 s buckets, a 2 min hold. 5 at 0 s and 60 s is
+    # one line; after 60 s nothing for 4 min, so it ends at 180 s; 7 from 300 s to the end.
+    made_up = {
+        "end": "1970-01-01T00:10:00Z", "bucket_ms": 30_000, "hold_ms": 120_000,
+        "ts": [0, 60_000, 300_000], "last": [5, 5, 7], "avg": [5, 5, 7],
+    }  # fmt: skip
+    points = page.evaluate(
+        "async (a) => (await import('/static/js/series.js')).seriesPoints(a)", made_up
+    )
+    assert points == [
+        [0, 5], [60_000, 5], [180_000, 5], [180_000, None], [300_000, 7], [420_000, 7],
+    ]  # fmt: skip
+    assert [e for e in page.errors if "401" not in e] == []  # type: ignore[attr-defined]
+
+
+def _ms(iso: str) -> int:
+    return round(datetime.fromisoformat(iso).timestamp() * 1000)

@@ -167,6 +167,15 @@ async def test_a_steady_opc_ua_value_is_online_while_its_session_is_up(site: Sit
         e2 = next(e for e in body["enterprises"] if e["code"] == "E2")
         assert e2["online"] == e2["points"], (quiet, e2)
 
+        # Its trend holds a value until the next sample, for at most two heartbeats; a polled
+        # (Modbus) point's trend does not.
+        steady = next(v for v in latest["values"] if v["code"] == quiet[0])
+        r = await http.get(f"/api/points/{steady['id']}/series")
+        assert (await r.json())["hold_ms"] == 2 * dcs.republish_s * 1000
+        polled = site.run.points.id("E1", "TK101.LT")
+        r = await http.get(f"/api/points/{polled}/series")
+        assert (await r.json())["hold_ms"] is None
+
         # The session is lost: its points are offline whatever their age.
         await site.sim.set_scenario("comm_loss", dcs.code)
         try:

@@ -14,7 +14,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,6 +92,9 @@ class Services:
     # Demo only: switch a scenario of the simulated plant (name, target, parameters).
     scenario: Callable[[str, str | None, dict[str, float]], Awaitable[None]] | None = None
     started_ns: int = field(default_factory=time.time_ns)
+    # Point id → how long its value holds without a new sample, for points of devices that
+    # report on change only (streams.config.held_points); their trends are drawn as steps.
+    hold_s: Mapping[int, float] = field(default_factory=dict)
 
 
 SERVICES = web.AppKey("services", Services)
@@ -215,6 +218,7 @@ async def series(request: web.Request) -> web.Response:
         raise BadRequest(f"start ({_iso(start)}) must be before end ({_iso(end)})")
     result = await s.store.series(point, start, end, buckets)
     info = s.points.info(point)
+    hold_s = s.hold_s.get(point)
     return _json(
         {
             "point": point,
@@ -229,6 +233,8 @@ async def series(request: web.Request) -> web.Response:
             "avg": [_float(v) for v in result.avg],
             "last": [_float(v) for v in result.last],
             "count": result.count.tolist(),
+            # A value of this point holds until the next sample, for at most this long.
+            "hold_ms": None if hold_s is None else round(hold_s * 1000),
         }
     )
 
@@ -472,7 +478,8 @@ SPINE_ROUTES: list[Route] = [
         "/api/points/{id}/series",
         series,
         Permission.MONITOR_READ,
-        "A point's series downsampled to at most `buckets` buckets",
+        "A point's series downsampled to at most `buckets` buckets; `hold_ms` for a point that"
+        " reports on change only (OPC-UA): its value holds until the next sample, at most that",
         query={
             "start": "RFC 3339 or epoch ms (default: end - 1 h)",
             "end": "RFC 3339 or epoch ms (default: now)",

@@ -3,7 +3,7 @@
 // range shown, colours from the page's CSS variables (dark or light theme).
 //
 //   const chart = trendChart(div, {
-//     series: [{ name: "TK101 液位", unit: "m", points: [[ms, value], ...] }],
+//     series: [{ name: "TK101 液位", unit: "m", points: [[ms, value], ...], step: false }],
 //     limits: [{ name: "HH", value: 9.5, series: "TK101 液位", priority: 1 }],
 //     start: ms, end: ms,            // the full extent of the time axis
 //     onZoom(start, end) { ... },    // the range shown changed (debounced); refetch it
@@ -110,6 +110,7 @@ export function trendChart(container, opts) {
         showSymbol: false,
         sampling: "lttb",
         connectNulls: false,
+        step: s.step ?? false,
         lineStyle: { width: 1.5 },
         color: c.palette[i % c.palette.length],
         markLine: mine.length === 0 ? undefined : {

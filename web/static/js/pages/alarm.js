@@ -5,6 +5,7 @@ import { get } from "../api.js";
 import { clear, el } from "../dom.js";
 import { formatNumber, formatTime, register, t } from "../i18n.js";
 import { subscribe } from "../live.js";
+import { seriesPoints, seriesStep } from "../series.js";
 import {
   UNACKED, acknowledge, canOperate, conditionLabel, loadNames, priorityBadge, shelve, unshelve,
 } from "./alarm-common.js";
@@ -157,9 +158,8 @@ export default {
 
     async function series(start, end) {
       const s = await get(`/api/points/${alarm.point}/series`, { start: Math.round(start), end: Math.round(end), buckets: BUCKETS });
-      const points = [];
-      for (let i = 0; i < s.ts.length; i++) if (s.avg[i] !== null) points.push([s.ts[i] + s.bucket_ms / 2, s.avg[i]]);
-      return [{ name: `${alarm.code} ${alarm.name ?? ""}`.trim(), unit: alarm.unit ?? "", points }];
+      const name = `${alarm.code} ${alarm.name ?? ""}`.trim();
+      return [{ name, unit: alarm.unit ?? "", points: seriesPoints(s), step: seriesStep(s) }];
     }
 
     async function renderTrend(a) {

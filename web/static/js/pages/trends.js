@@ -5,6 +5,7 @@ import { get } from "../api.js";
 import { trendChart } from "../chart.js";
 import { clear, el, stylesheet } from "../dom.js";
 import { formatTime, register, t } from "../i18n.js";
+import { seriesPoints, seriesStep } from "../series.js";
 
 register({
   "zh-CN": {
@@ -47,18 +48,6 @@ function formatBucket(ms) {
   if (ms >= 3600_000 && ms % 3600_000 === 0) return `${ms / 3600_000} h`;
   if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000} min`;
   return `${ms / 1000} s`;
-}
-
-/** [[ms, avg], ...] with a null wherever a bucket is missing, so the line breaks at gaps. */
-function toPoints(data) {
-  const out = [];
-  for (let i = 0; i < data.ts.length; i++) {
-    if (i > 0 && data.ts[i] - data.ts[i - 1] > 1.5 * data.bucket_ms) {
-      out.push([data.ts[i - 1] + data.bucket_ms, null]);
-    }
-    out.push([data.ts[i], data.avg[i]]);
-  }
-  return out;
 }
 
 function csvField(v) {
@@ -182,7 +171,8 @@ export default {
       return selected.map((p) => ({
         name: `${tagOf(p)} ${p.name}`,
         unit: p.unit,
-        points: data.has(p.id) ? toPoints(data.get(p.id)) : [],
+        points: data.has(p.id) ? seriesPoints(data.get(p.id)) : [],
+        step: data.has(p.id) ? seriesStep(data.get(p.id)) : false,
       }));
     }
 
