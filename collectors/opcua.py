@@ -266,18 +266,18 @@ class OpcUaCollector(DeviceCollector):
 
     async def _heartbeat(self) -> None:
         """While the session is up, each value unchanged for `republish_s` is published again,
-        stamped now, with its quality."""
+        with its quality. It is stamped on the server's clock (its last source time plus the
+        time since), so a change the server stamps right after it is never taken for older."""
         every_s = self.device.republish_s
         every_ns = int(every_s * 1e9)
         while True:
             await asyncio.sleep(min(every_s / 4, 5.0))
-            now = now_ns()
-            seen = self._published_ns > 0
-            due = np.flatnonzero(seen & (now - self._published_ns >= every_ns))
+            since = now_ns() - self._published_ns
+            due = np.flatnonzero((self._published_ns > 0) & (since >= every_ns))
             if not len(due):
                 continue
             self._idx.extend(due.tolist())
-            self._ts.extend([now] * len(due))
+            self._ts.extend((self._last_ts[due] + since[due]).tolist())
             self._val.extend(self._last_raw[due].tolist())
             self._code.extend(self._last_status[due].tolist())
             self._pending.set()

@@ -169,13 +169,16 @@ async def test_a_steady_value_is_published_again_while_the_session_is_up() -> No
     it again every `republish_s`, stamped now, and stops while the server is away."""
     server_dev = device([{"code": "XV"}, {"code": "LT"}])
     plant = {"XV": 1.0, "LT": 2.0}
-    server = OpcUaSimServer([server_dev], lambda _: plant, update_interval_s=0.05)
+    # The server's clock is 5 s behind ours, as a field device's clock may well be.
+    server = OpcUaSimServer(
+        [server_dev], lambda _: plant, update_interval_s=0.05, clock_offset_s=-5.0
+    )
     await server.start()
     try:
         client_dev = device(
             [{"code": "XV"}, {"code": "LT"}], endpoint=server.endpoint, republish_s=0.3
         )
-        async with collecting(client_dev, {"XV": 21, "LT": 22}) as (_, sub):
+        async with collecting(client_dev, {"XV": 21, "LT": 22}) as (collector, sub):
             got = SampleBatch.concat(
                 await collect(sub, lambda b: int((b.point == 21).sum()) >= 5, timeout=10)
             )
@@ -185,6 +188,13 @@ async def test_a_steady_value_is_published_again_while_the_session_is_up() -> No
             assert (np.diff(ts) > 0).all()
             beats_s = np.diff(ts[1:]) / 1e9  # between republished values (not the first)
             assert ((beats_s >= 0.29) & (beats_s < 1.0)).all(), beats_s
+
+            # A change right after a heartbeat is newer than it: heartbeats keep to the
+            # server's clock, so the change is the point's latest value.
+            plant["XV"] = 0.0
+            changed = SampleBatch.concat(await collect(sub, has(21, Quality.GOOD, 0.0)))
+            assert changed.ts[changed.point == 21].max() > ts.max()
+            assert collector.hub.latest.get([21]).value[0] == 0.0
 
             # The server goes away: COMM_FAIL, and no value is republished until it is back.
             await server.stop()
@@ -201,7 +211,7 @@ async def test_a_steady_value_is_published_again_while_the_session_is_up() -> No
                 "a value was republished while the server was away"
             )
             await server.start()
-            await collect(sub, has(21, Quality.GOOD, 1.0), timeout=10)
+            await collect(sub, has(21, Quality.GOOD, 0.0), timeout=10)
     finally:
         await server.stop()
 

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 
 from asyncua import ua
@@ -87,12 +87,15 @@ class OpcUaSimServer:
         update_interval_s: float = 0.5,
         certificate_dir: Path | None = None,
         users: Mapping[str, str] | None = None,
+        clock_offset_s: float = 0.0,
     ) -> None:
         self.devices = list(devices)
         self.read_values = read_values
         self.host = host
         self.port = port or _free_port(host)
         self.update_interval_s = update_interval_s
+        # The server's clock minus ours: a field device's clock is rarely set right.
+        self.clock_offset = timedelta(seconds=clock_offset_s)
         self.certificate_dir = certificate_dir
         self.users = users
         self.endpoint = f"opc.tcp://{host}:{self.port}/anjian/"
@@ -217,7 +220,7 @@ class OpcUaSimServer:
     async def _write(self, var: _Variable, value: float) -> None:
         if self._server is None or not self._running:
             return
-        now = ua.DateTime.now(UTC)
+        now = ua.DateTime.now(UTC) + self.clock_offset
         await self._server.write_attribute_value(
             var.nodeid,
             ua.DataValue(
