@@ -193,9 +193,9 @@ class OpcUaDevice(_DeviceBase):
     publishing_interval_ms: Annotated[float, Field(gt=0)] = 500
     sampling_interval_ms: Annotated[float, Field(ge=0)] = 250
     # A subscription sends a value only when it changes. While the session is up, a value that
-    # has not changed for this long is published again, stamped now (a heartbeat, as a process
-    # historian's maximum time between stored values): a steady value still shows in trends,
-    # and a gap of over two heartbeats means the value was not known (the server was down).
+    # has not changed for this long is published again, stamped on the server's clock (a
+    # heartbeat, as a process historian's maximum time between stored values): a steady value
+    # still shows in trends, and a gap of over two heartbeats means the value was not known.
     republish_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     security_policy: Literal["None", "Basic256Sha256"] = "None"
     security_mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
@@ -224,9 +224,10 @@ class MqttDevice(_DeviceBase):
 
 
 Device = Annotated[ModbusDevice | OpcUaDevice | MqttDevice, Field(discriminator="protocol")]
-# Devices that send a value only when it changes (an OPC-UA subscription): a steady value sends
-# nothing, so the age of a point's last sample says nothing of the device; a lost session sends
-# COMM_FAIL. Polled (Modbus) and periodically publishing (MQTT) devices send every period.
+# Devices that send a value only when it changes (an OPC-UA subscription; the collector repeats
+# a steady one every `republish_s`), so the age of a point's last sample says little of the
+# device; a lost session sends COMM_FAIL. Polled (Modbus) and periodically publishing (MQTT)
+# devices send every period.
 ON_CHANGE_PROTOCOLS = frozenset({"opcua"})
 
 
