@@ -166,7 +166,7 @@ async def test_values_changes_and_statuses_arrive_as_batches() -> None:
 
 async def test_a_steady_value_is_published_again_while_the_session_is_up() -> None:
     """A subscription sends nothing for a value that does not change: the collector publishes
-    it again every `republish_s`, stamped now, and stops while the server is away."""
+    it again every `republish_s`, on the server's clock, and stops while the server is away."""
     server_dev = device([{"code": "XV"}, {"code": "LT"}])
     plant = {"XV": 1.0, "LT": 2.0}
     # The server's clock is 5 s behind ours, as a field device's clock may well be.

@@ -143,8 +143,8 @@ async def test_positions_online_rate_alarms_and_warning_level(site: Site) -> Non
 
 
 async def test_a_steady_opc_ua_value_is_online_while_its_session_is_up(site: Site) -> None:
-    """An OPC-UA subscription sends a value only when it changes: E2's closed valves send
-    nothing after the first value, yet count as online until the session is lost."""
+    """An OPC-UA subscription sends a value only when it changes (and on each heartbeat): E2's
+    closed valves go quiet, yet count as online until the session is lost."""
     dcs = next(d for d in site.cfg.enterprises[1].devices if d.protocol == "opcua")
     async with site.client() as http:
         await sign_in(http, *DUTY)

@@ -16,7 +16,6 @@ from aiohttp import web
 
 from alarms.model import AlarmState
 from streams import Quality
-from streams.config import ON_CHANGE_PROTOCOLS
 from streams.registry import PointIndex
 from web.alarms import ENGINE, POINTS
 from web.security import PRINCIPAL, Permission, Principal, Route, json_error
@@ -65,21 +64,20 @@ def _window_s(request: web.Request) -> float:
 
 def _online(request: web.Request, points: PointIndex, window_s: float) -> dict[int, bool]:
     """Point id → whether its latest sample holds a value and is recent: within the window, or
-    at any age on a device that reports on change only and whose session is up (an OPC-UA
-    subscription sends nothing for a steady value, such as a closed valve; a lost session sends
-    COMM_FAIL for all its points)."""
+    at any age for a point that holds its value (`Services.hold_s`: it reports on change only)
+    while its device's session is up (a steady value, such as a closed valve, is sent only on
+    each heartbeat; a lost session sends COMM_FAIL for all its points)."""
     services = _services(request)
     ids = points.ids
     live = services.hub.latest.get(ids)
     fresh = live.ts >= time.time_ns() - int(window_s * 1e9)
-    held = {
-        (c["enterprise"], c["device"])
-        for c in services.collectors()
-        if c["protocol"] in ON_CHANGE_PROTOCOLS and c["up"]
-    }
-    if held:
-        infos = (points.info(i) for i in ids.tolist())
-        fresh |= np.fromiter(((p.enterprise, p.device) in held for p in infos), np.bool_, len(ids))
+    if services.hold_s:
+        up = {(c["enterprise"], c["device"]) for c in services.collectors() if c["up"]}
+        held = (
+            i in services.hold_s and (p.enterprise, p.device) in up
+            for i, p in ((i, points.info(i)) for i in ids.tolist())
+        )
+        fresh |= np.fromiter(held, np.bool_, len(ids))
     has_data = ~np.isin(live.quality, _NO_DATA) & ~np.isnan(live.value)
     return dict(zip(ids.tolist(), (fresh & has_data).tolist(), strict=True))
 

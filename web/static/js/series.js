@@ -8,7 +8,7 @@
  * `seriesStep`), for at most `hold_ms` (its device's two heartbeats); a longer silence is a
  * gap, as when its server was down. */
 export function seriesPoints(data) {
-  const held = data.hold_ms !== null && data.hold_ms !== undefined;
+  const held = holds(data);
   const value = held ? data.last : data.avg;
   const gap = Math.max(1.5 * data.bucket_ms, held ? data.hold_ms : 0);
   const out = [];
@@ -30,5 +30,9 @@ export function seriesPoints(data) {
 /** The chart's `step` for a series answer: "end" (a value holds until the next) for a point
  * that reports on change only, else a plain line. */
 export function seriesStep(data) {
-  return data.hold_ms !== null && data.hold_ms !== undefined ? "end" : false;
+  return holds(data) ? "end" : false;
+}
+
+function holds(data) {
+  return data.hold_ms !== null && data.hold_ms !== undefined;
 }
