@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from alarms.gas import GasRuleError, gas_setpoints
 from alarms.model import N_CONDITIONS, AlarmClass, Condition, Priority
-from streams.config import ON_CHANGE_PROTOCOLS, Config, Device, PointConfig
+from streams.config import Config, Device, PointConfig
 
 LimitName = Literal["hh", "h", "l", "ll"]
 LIMITS: tuple[LimitName, ...] = ("hh", "h", "l", "ll")
@@ -268,8 +268,8 @@ class RuleDefaults(_Model):
     on_delay_s: Annotated[float, Field(ge=0, le=MAX_DELAY_S)] = 0.0
     off_delay_s: Annotated[float, Field(ge=0, le=MAX_DELAY_S)] = 0.0
     bad_quality_after_s: Annotated[float, Field(ge=0, le=MAX_DELAY_S)] | None = 30.0
-    # Stale applies to polled (Modbus) and periodically publishing (MQTT) devices; OPC-UA
-    # subscriptions report on change only, so a steady value there is not a stale one.
+    # Stale applies to devices that send every period (Modbus, MQTT), not to those that send on
+    # change only (`Device.hold_s`: OPC-UA, whose lost session raises COMM_FAIL instead).
     stale_periods: Annotated[float, Field(gt=0)] | None = 3.0
     out_of_range: bool = True
     priority: Priorities = Priorities()
@@ -456,7 +456,7 @@ def _rule_fields(
         out["deadband_pct"] = defaults.deadband_pct
     if defaults.bad_quality_after_s is not None:
         out["bad_quality"] = BadQuality(after_s=defaults.bad_quality_after_s)
-    stale_periods = defaults.stale_periods if device.protocol not in ON_CHANGE_PROTOCOLS else None
+    stale_periods = defaults.stale_periods if device.hold_s is None else None
     if override is not None:
         set_ = override.model_fields_set
         for name in (

@@ -149,6 +149,14 @@ class _DeviceBase(_Model):
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     points: list[PointConfig] = Field(min_length=1)
 
+    @property
+    def hold_s(self) -> float | None:
+        """For a device that sends a value only when it changes (so the age of a point's last
+        sample says little of the device; a lost session sends COMM_FAIL): how long a value may
+        go unsent yet still hold. None for devices that send every period (a polled Modbus
+        device, an MQTT gateway publishing each period)."""
+        return None
+
 
 class ModbusDevice(_DeviceBase):
     protocol: Literal["modbus"]
@@ -205,6 +213,11 @@ class OpcUaDevice(_DeviceBase):
     username: str | None = None
     password: str | None = None
 
+    @property
+    def hold_s(self) -> float | None:
+        """Two heartbeats (`republish_s`)."""
+        return 2 * self.republish_s
+
     @model_validator(mode="after")
     def _nodes(self) -> OpcUaDevice:
         for p in self.points:
@@ -224,11 +237,6 @@ class MqttDevice(_DeviceBase):
 
 
 Device = Annotated[ModbusDevice | OpcUaDevice | MqttDevice, Field(discriminator="protocol")]
-# Devices that send a value only when it changes (an OPC-UA subscription; the collector repeats
-# a steady one every `republish_s`), so the age of a point's last sample says little of the
-# device; a lost session sends COMM_FAIL. Polled (Modbus) and periodically publishing (MQTT)
-# devices send every period.
-ON_CHANGE_PROTOCOLS = frozenset({"opcua"})
 
 
 class ResponsiblePerson(_Model):
@@ -564,12 +572,12 @@ def _unique(what: str, codes: Iterator[tuple[Loc, str]]) -> None:
 
 def held_points(cfg: Config) -> dict[tuple[str, str], float]:
     """(enterprise, point code) → how long its value may go unsent yet still hold, for points
-    of devices that report on change only: two heartbeats (`republish_s`)."""
+    of devices that report on change only (`hold_s`)."""
     return {
-        (e.code, p.code): 2 * d.republish_s
+        (e.code, p.code): hold
         for e in cfg.enterprises
         for d in e.devices
-        if isinstance(d, OpcUaDevice)
+        if (hold := d.hold_s) is not None
         for p in d.points
     }
 
