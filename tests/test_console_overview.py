@@ -186,6 +186,20 @@ def test_the_wall_display_fits_1920x1080_without_scrollbars(
             assert box, panel
             assert box["y"] + box["height"] <= 1080 and box["x"] + box["width"] <= 1920, panel
         shot(page, "wall", docs=True)
+        # On a 1366 × 768 screen in English, the longer title still leaves the clock and the
+        # live-feed state on the screen.
+        page.set_viewport_size({"width": 1366, "height": 768})
+        page.evaluate("localStorage.setItem('anjian.lang', 'en')")
+        page.reload()
+        page.wait_for_selector("#wall[data-ready]")
+        expect(page.locator("#wall .wall-head h1")).to_have_text(re.compile("monitoring"))
+        for part in (".clock", "h1", ".wall-live"):
+            box = page.locator(f"#wall .wall-head {part}").evaluate(
+                "e => ({right: e.getBoundingClientRect().right,"
+                " cut: e.scrollWidth - e.clientWidth})"
+            )
+            assert box["right"] <= 1366 and box["cut"] <= 0, (part, box)
+        page.evaluate("localStorage.setItem('anjian.lang', 'zh-CN')")
         page.keyboard.press("Escape")
         page.wait_for_function("() => !document.body.classList.contains('no-chrome')")
     finally:
