@@ -40,6 +40,47 @@ MAP_STATE = """async (id) => {
 }"""
 
 
+# The map as drawn: the rects of the names of the sites and of their markers (ZRender's display
+# list; markers are drawn above the names).
+MAP_DRAWN = """async (id) => {
+  const echarts = await import("/static/vendor/echarts/echarts.esm.min.js");
+  const chart = echarts.getInstanceByDom(document.getElementById(id));
+  const names = new Set(chart.getOption().series[0].data.map((d) => d.name));
+  const rect = (e) => {
+    const r = e.getBoundingRect().clone();
+    if (e.transform) r.applyTransform(e.transform);
+    return [r.x, r.y, r.width, r.height];
+  };
+  const shown = chart.getZr().storage.getDisplayList(true).filter((e) => !e.ignore && !e.invisible);
+  return {
+    names: shown.filter((e) => e.type === "tspan" && names.has(e.style.text)).map(rect),
+    markers: shown.filter((e) => e.type === "path" && e.zlevel === 2).map(rect),
+  };
+}"""
+
+
+def _names_clear(page: Page, element_id: str, state: Any) -> None:
+    """Each site's name touches no other name and no marker, and each marker stands on its
+    site (a pin's tip, a diamond's middle)."""
+    drawn = page.evaluate(MAP_DRAWN, element_id)
+    names, markers = drawn["names"], drawn["markers"]
+    assert len(names) == len(markers) == len(state["markers"]), drawn
+
+    def cross(a: list[float], b: list[float]) -> bool:  # overlap of over 1 px both ways
+        return min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]) > 1 and (
+            min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]) > 1
+        )
+
+    for i, name in enumerate(names):
+        assert not [n for n in names[i + 1 :] if cross(name, n)], (name, names)
+        assert not [m for m in markers if cross(name, m)], (name, markers)
+    for site in state["markers"]:
+        x, y = site["pixel"]
+        k = 1.0 if site["kind"] == "enterprise" else 0.5  # a pin's tip, a diamond's middle
+        on_site = [r for r in markers if abs(r[0] + r[2] / 2 - x) <= 2 >= abs(r[1] + r[3] * k - y)]
+        assert on_site, (site, markers)
+
+
 def _map(page: Page, element_id: str) -> Any:
     return page.evaluate(MAP_STATE, element_id)
 
@@ -108,6 +149,17 @@ def test_the_map_shows_the_demo_enterprises_coloured_by_warning(
         x, y = m["pixel"]
         assert 0 <= x <= width and 0 <= y <= height, m  # drawn inside the map
     assert {m["code"]: m["colour"].lower() for m in state["markers"]}["E3"] == COLOURS[e3_level]
+    _names_clear(page, "overview-map", state)
+    # A name is moved past each marker in its way in turn (the second one is met only after
+    # the first move), and never for its own marker, one beside it or one below.
+    rects = [[0, 0, 8, 10], [20, 2, 8, 8], [30, 0, 8, 10], [200, 0, 8, 8], [12, 30, 8, 8]]
+    moved = page.evaluate(
+        """async (rects) => (await import('/static/js/map.js')).nameX(
+             { x: 10, y: 0, width: 50, height: 10 },
+             rects.map(([x, y, width, height]) => ({ x, y, width, height })), 0)""",
+        rects,
+    )
+    assert moved == 38 + 4  # past the second marker, with the gap
     shot(page, "map", docs=True)
 
     # The English switch relabels the page.
@@ -132,6 +184,7 @@ def test_the_map_shows_the_demo_enterprises_coloured_by_warning(
     expect(page.locator('.ov-source[data-source="HS102"] .grade')).to_contain_text("三级")
     state = _wait_map(page, "enterprise-map", 3)  # the enterprise and its two hazard sources
     assert sorted(m["code"] for m in state["markers"]) == ["E1", "HS101", "HS102"]
+    _names_clear(page, "enterprise-map", state)
     # Live values arrive in the point rows (the quality column fills in).
     quality = page.locator('.ov-source[data-source="HS101"] tbody tr').first.locator("td").nth(3)
     expect(quality).not_to_have_text("—", timeout=15_000)

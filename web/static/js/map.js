@@ -18,6 +18,32 @@ const PADDING = 1.5;
 const MIN_SPAN_DEG = 0.06;
 const FOCUS_SPAN_DEG = 0.0025; // the drill-down: about 300 m around the enterprise
 const registered = new Map(); // map name → Promise<boolean>
+const LABEL_GAP = 4; // px between a name and a marker it is moved past
+
+/** A site's marker: an enterprise's pin (bigger with more alarms; ECharts draws it above the
+ * site, its tip on it) or a hazard source's diamond (centred on it). */
+function marker(kind, alarms) {
+  return kind === "hazard_source"
+    ? { symbol: "diamond", size: 18 }
+    : { symbol: "pin", size: 24 + Math.min(alarms, 10) * 2 };
+}
+
+/** Where a name starts: `label` (its rect beside its own marker) moved right past every other
+ * marker (`rects`, {x, y, width, height}) it would cover. */
+export function nameX(label, rects, own) {
+  let x = label.x;
+  for (let moved = true, round = 0; moved && round <= rects.length; round++) {
+    moved = false;
+    rects.forEach((r, i) => {
+      if (i !== own && r.y < label.y + label.height && label.y < r.y + r.height
+          && r.x < x + label.width && x < r.x + r.width) {
+        x = r.x + r.width + LABEL_GAP;
+        moved = true;
+      }
+    });
+  }
+  return x;
+}
 
 function css(name, fallback) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
@@ -114,6 +140,8 @@ export function enterpriseMap(container, { onClick, tooltip, fontSize = 12 } = {
   const chart = echarts.init(container, null, { renderer: "canvas" });
   let view = null; // the map and focus the geo view was last set for
   let items = [];
+  let rects = null; // the markers' pixel rects in this layout pass of the names
+  let lastLabel = Infinity;
   const resize = new ResizeObserver(() => chart.resize());
   resize.observe(container);
   chart.on("click", (event) => {
@@ -123,17 +151,35 @@ export function enterpriseMap(container, { onClick, tooltip, fontSize = 12 } = {
 
   function point(item, kind) {
     const p1 = worst(item.alarms) === 1;
+    const m = marker(kind, item.alarms?.total ?? 0);
     return {
       name: item.name,
       value: [item.lon, item.lat, item.alarms?.total ?? 0],
       kind,
       code: item.code,
+      symbol: m.symbol,
+      symbolSize: m.size,
       itemStyle: {
         color: levelColour(item.warning),
         borderColor: p1 ? css("--prio-1", "#e02020") : "#ffffff",
         borderWidth: p1 ? 3 : 1,
       },
     };
+  }
+
+  /** The markers' rects ({x, y, width, height} in pixels), found once per layout pass (the
+   * names are laid out in data order, so a pass begins where the index goes back). */
+  function markerRects(index) {
+    if (rects === null || index <= lastLabel) {
+      rects = items.map((item) => {
+        const [x, y] = chart.convertToPixel({ seriesIndex: 0 }, [item.lon, item.lat]);
+        const m = marker(item.kind, item.alarms?.total ?? 0);
+        const top = m.symbol === "pin" ? y - m.size : y - m.size / 2;
+        return { x: x - m.size / 2, y: top, width: m.size, height: m.size };
+      });
+    }
+    lastLabel = index;
+    return rects;
   }
 
   async function update({ enterprises, focus = null }) {
@@ -184,16 +230,29 @@ export function enterpriseMap(container, { onClick, tooltip, fontSize = 12 } = {
         type: "scatter",
         coordinateSystem: name ? "geo" : undefined,
         data,
-        symbol: (value, params) => (params.data.kind === "hazard_source" ? "diamond" : "pin"),
-        symbolSize: (value, params) => (params.data.kind === "hazard_source" ? 18 : 24 + Math.min(value[2], 10) * 2),
+        emphasis: { scale: 1.3 },
+        zlevel: 2, // above the names: a name never hides where a neighbour stands
+      }, {
+        // The names, beside invisible markers of the same size, moved apart where they would
+        // touch (their padding keeps a gap) and tied to their site by a line.
+        id: "names",
+        type: "scatter",
+        coordinateSystem: name ? "geo" : undefined,
+        data: data.map((d) => ({ ...d, itemStyle: { color: "transparent", borderWidth: 0 } })),
         label: {
-          show: true, position: "right", color: fg, fontSize,
+          show: true, position: "right", color: fg, fontSize, padding: [2, 4],
           formatter: (p) => p.data.name,
           textBorderColor: css("--bg", "#0b1220"), textBorderWidth: 3,
         },
-        labelLayout: { moveOverlap: "shiftY" },
+        // Each name moved right past the markers it would cover; moveOverlap acts only on
+        // labels placed by x and y (apache/echarts#17937).
+        labelLayout: (p) => ({
+          x: nameX(p.labelRect, markerRects(p.dataIndex), p.dataIndex),
+          y: p.labelRect.y + p.labelRect.height / 2,
+          align: "left", verticalAlign: "middle", moveOverlap: "shiftY",
+        }),
         labelLine: { show: true, lineStyle: { color: line } },
-        emphasis: { scale: 1.3 },
+        emphasis: { disabled: true },
         zlevel: 1,
       }, {
         id: "inset",
