@@ -446,9 +446,14 @@ def _sample(
     raw_old = _rows(state.raw_by_condition, rows)
     raw = raw_old.copy()
     good = q == _GOOD
-    good &= np.isfinite(v)
+    finite = np.isfinite(v)
+    good &= finite
     bad = np.flatnonzero(~good)
-    if len(bad) < len(v):
+    # A reading beyond the instrument range (a saturated gas detector in a large leak) is a bound:
+    # the measurand is at least that high, or at most that low. It raises the limits it is past
+    # and clears none.
+    beyond = bad[(q[bad] == _QOOR) & finite[bad]]
+    if len(bad) < len(v) or len(beyond):
         # Every row is evaluated; the rows with a bad sample (rare) then get their history and
         # raw conditions back.
         kinds = _Columns.of(rules).kinds(rows)
@@ -458,7 +463,9 @@ def _sample(
         for f_cols, r, fk, i_cols, ik in kept:
             f[f_cols, r], i[i_cols, r] = fk, ik
         if len(bad):
+            past = raw[_HH : _LL + 1, beyond]
             raw[:, bad] = raw_old[:, bad]
+            raw[_HH : _LL + 1, beyond] |= past
     raw[_BAD] = False
     raw[_STALE] = False
     if len(bad):

@@ -1,10 +1,12 @@
 """Alarms end to end with the simulated plant: a leak raises the downwind detector's 一级 then
-二级 alarm on a WebSocket, acknowledgement, clearing only below the deadband, communication loss,
-shelving expiry and a restart that restores every alarm without duplicates."""
+二级 alarm on a WebSocket, and a leak past the detector's range its 二级 alarm too;
+acknowledgement, clearing only below the deadband, communication loss, shelving expiry and a
+restart that restores every alarm without duplicates."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from aiohttp.test_utils import TestServer
 
 from anjian.runtime import Running, Settings, build_app
 from collectors.sim.runner import Simulator
+from streams.quality import Quality
 from tests.conftest import DUTY, sign_in
 from web.accounts import ensure_demo_accounts
 
@@ -36,6 +39,7 @@ LEVEL_2_LEAK = 0.03  # g/s: GD-102 reads about 2.5 mg/m³ (within its 0–3 rang
 # g/s: GD-102 reads about 0.925 mg/m³, mid-way between 一级 (1.0) and 1.0 − deadband (0.85);
 # the sensor noise (0.2 % of the 3 mg/m³ span, σ = 0.006) keeps it well inside that band.
 IN_DEADBAND_LEAK = 0.01134
+SATURATING_LEAK = 0.1  # g/s: GD-102 would read about 8 mg/m³; it saturates just above 3
 
 
 @dataclass
@@ -45,7 +49,9 @@ class Plant:
     db: str
     tmp: Path
 
-    async def start(self) -> tuple[TestServer, Running, ClientSession, str]:
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[tuple[Running, ClientSession, str]]:
+        """The console on this plant: its runtime, a duty officer's session and CSRF token."""
         holder: list[Running] = []
         app = build_app(
             Settings(config=self.config, data_dir=self.tmp / "data", database_url=self.db),
@@ -53,12 +59,15 @@ class Plant:
         )
         server = TestServer(app)
         await server.start_server()
-        await ensure_demo_accounts(holder[0].store.pool, "E1")
         http = ClientSession(
             f"http://{server.host}:{server.port}", cookie_jar=CookieJar(unsafe=True)
         )
-        csrf = await sign_in(http, *DUTY)
-        return server, holder[0], http, csrf
+        try:
+            await ensure_demo_accounts(holder[0].store.pool, "E1")
+            yield holder[0], http, await sign_in(http, *DUTY)
+        finally:
+            await http.close()
+            await server.close()
 
 
 @pytest.fixture
@@ -80,6 +89,14 @@ class Feed:
     def __init__(self, ws: ClientWebSocketResponse) -> None:
         self.ws = ws
         self.pending: list[dict[str, Any]] = []
+
+    @classmethod
+    async def open(cls, http: ClientSession) -> Feed:
+        """A WebSocket of `http`'s session, subscribed to `alarms`."""
+        ws = await http.ws_connect("/ws")
+        await ws.send_json({"op": "subscribe", "topics": ["alarms"]})
+        assert (await ws.receive_json())["topics"] == ["alarms"]
+        return cls(ws)
 
     async def next(self, want: Callable[[dict[str, Any]], bool], timeout: float = 20) -> Any:
         deadline = time.monotonic() + timeout
@@ -104,17 +121,13 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 20) -> N
 
 
 async def test_leak_raises_level_1_then_level_2_and_clears_after_the_leak(plant: Plant) -> None:
-    server, run, http, csrf = await plant.start()
-    try:
+    async with plant.running() as (run, http, csrf):
         gd102 = run.points.id("E1", "GD-102")
         rules = await (await http.get("/api/alarms/rules", params={"enterprise": "E1"})).json()
         rule = next(r for r in rules["rules"] if r["code"] == "GD-102")
         # GB/T 50493 setpoints from the config, the override's deadband from [alarms.points].
         assert (rule["h"], rule["hh"], rule["deadband_pct"]) == (1.0, 2.0, 5.0)
-        ws = await http.ws_connect("/ws")
-        await ws.send_json({"op": "subscribe", "topics": ["alarms"]})
-        assert (await ws.receive_json())["topics"] == ["alarms"]
-        feed = Feed(ws)
+        feed = await Feed.open(http)
 
         await plant.sim.set_scenario("leak", "TK101", rate_g_s=LEVEL_1_LEAK)
         h = await feed.next(lambda e: e["point"] == gd102 and e["kind"] == "raised")
@@ -147,22 +160,34 @@ async def test_leak_raises_level_1_then_level_2_and_clears_after_the_leak(plant:
         assert [e["kind"] for e in detail["events"]][::-1] == [
             "raised", "acknowledged", "cleared",
         ]  # fmt: skip
-        await ws.close()
-    finally:
-        await http.close()
-        await server.close()
+        await feed.ws.close()
+
+
+async def test_a_leak_past_the_detector_range_raises_level_2_besides_out_of_range(
+    plant: Plant,
+) -> None:
+    async with plant.running() as (run, http, _csrf):
+        gd102 = run.points.id("E1", "GD-102")
+        feed = await Feed.open(http)
+        await plant.sim.set_scenario("leak", "TK101", rate_g_s=SATURATING_LEAK)
+        raised: dict[str, Any] = {}
+        while not {"HH", "H", "OUT_OF_RANGE"} <= raised.keys():
+            e = await feed.next(lambda e: e["point"] == gd102 and e["kind"] == "raised")
+            raised[e["condition"]] = e
+        # The detector jumps from clean air to its saturated reading, flagged out of range: the
+        # 二级 alarm comes from that reading (above the 0–3 mg/m³ range), not from one inside it.
+        assert raised["HH"]["priority"] == 1 and raised["HH"]["value"] > 3.0
+        assert raised["OUT_OF_RANGE"]["value"] > 3.0
+        assert run.hub.latest.get([gd102]).quality[0] == Quality.OUT_OF_RANGE
+        await feed.ws.close()
 
 
 async def test_alarm_stays_active_inside_the_deadband_and_clears_only_below_it(
     plant: Plant,
 ) -> None:
-    server, run, http, _csrf = await plant.start()
-    try:
+    async with plant.running() as (run, http, _csrf):
         gd102 = run.points.id("E1", "GD-102")
-        ws = await http.ws_connect("/ws")
-        await ws.send_json({"op": "subscribe", "topics": ["alarms"]})
-        await ws.receive_json()
-        feed = Feed(ws)
+        feed = await Feed.open(http)
         await plant.sim.set_scenario("leak", "TK101", rate_g_s=LEVEL_1_LEAK)
         h = await feed.next(lambda e: e["point"] == gd102 and e["kind"] == "raised")
         assert h["condition"] == "H" and h["value"] > 1.0
@@ -188,40 +213,29 @@ async def test_alarm_stays_active_inside_the_deadband_and_clears_only_below_it(
         cleared = await feed.next(lambda e: e["point"] == gd102 and e["kind"] == "cleared")
         assert cleared["condition"] == "H" and cleared["to"] == "rtn_unack"
         assert cleared["value"] < 0.85
-        await ws.close()
-    finally:
-        await http.close()
-        await server.close()
+        await feed.ws.close()
 
 
 async def test_communication_loss_raises_quality_alarm_and_clears_on_recovery(
     plant: Plant,
 ) -> None:
-    server, run, http, _csrf = await plant.start()
-    try:
+    async with plant.running() as (run, http, _csrf):
         gd101 = run.points.id("E1", "GD-101")
-        ws = await http.ws_connect("/ws")
-        await ws.send_json({"op": "subscribe", "topics": ["alarms"]})
-        await ws.receive_json()
-        feed = Feed(ws)
+        feed = await Feed.open(http)
         await plant.sim.set_scenario("comm_loss", "GDS101")
         raised = await feed.next(lambda e: e["point"] == gd101 and e["condition"] == "BAD_QUALITY")
         assert raised["kind"] == "raised"
         await plant.sim.set_scenario("normal", None)
         cleared = await feed.next(lambda e: e["point"] == gd101 and e["condition"] == "BAD_QUALITY")
         assert cleared["kind"] == "cleared"
-        await ws.close()
-    finally:
-        await http.close()
-        await server.close()
+        await feed.ws.close()
 
 
 async def test_shelving_expires_on_time_and_restart_restores_without_duplicates(
     plant: Plant,
 ) -> None:
-    server, run, http, csrf = await plant.start()
-    gd102 = run.points.id("E1", "GD-102")
-    try:
+    async with plant.running() as (run, http, csrf):
+        gd102 = run.points.id("E1", "GD-102")
         await plant.sim.set_scenario("leak", "TK101", rate_g_s=LEVEL_2_LEAK)
 
         async def raised() -> bool:
@@ -245,13 +259,9 @@ async def test_shelving_expires_on_time_and_restart_restores_without_duplicates(
         await _until(back, timeout=10)
         # Expiry is checked every second: back within 1.5 s + one tick (+ slack for the loop).
         assert time.monotonic() - shelved_at < 4.0
-    finally:
-        await http.close()
-        await server.close()
 
     # Restart with the leak still on: the same alarms, same ids, no second "raised".
-    server, run, http, _csrf = await plant.start()
-    try:
+    async with plant.running() as (run, http, _csrf):
         await asyncio.sleep(2.0)  # several polls of the still-active condition
         again = await (await http.get(f"/api/alarms/{hh['id']}")).json()
         assert again["state"] == "unack" and again["condition"] == "HH"
@@ -266,6 +276,3 @@ async def test_shelving_expires_on_time_and_restart_restores_without_duplicates(
         finally:
             await conn.close()
         assert kinds == ["raised", "shelved", "unshelved", "raised"]
-    finally:
-        await http.close()
-        await server.close()

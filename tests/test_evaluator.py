@@ -215,6 +215,23 @@ def test_value_outside_the_instrument_range_raises_out_of_range() -> None:
     assert r.feed(2, [150]) == []
 
 
+def test_a_value_beyond_the_range_raises_the_limits_it_is_past_and_clears_none() -> None:
+    # A toxic-gas detector (0–3 mg/m³, 一级 1, 二级 2) saturates in a large leak: its readings
+    # are flagged out of range, and the gas is at least that high. A reading below the range
+    # (a failed sensor under 4 mA) is at most that low: it may raise L, and clears no alarm.
+    r = Run(PointRule(point=1, h=1.0, hh=2.0, l=0.5, range=(0, 3), on_delay_s=1))
+    over = Quality.OUT_OF_RANGE
+    assert r.feed(1, [0.8]) == []
+    assert r.feed(1, [3.094, 3.094], start_s=1, quality=over) == [
+        (C.HH, True, 2.0), (C.H, True, 2.0), (C.OUT_OF_RANGE, True, 2.0),
+    ]  # fmt: skip
+    assert r.feed(1, [-0.3, math.nan], start_s=3, quality=over) == [(C.L, True, 4.0)]
+    assert r.active(1) == [C.HH, C.H, C.L, C.OUT_OF_RANGE]
+    assert r.feed(1, [0.8], start_s=5) == [
+        (C.HH, False, 5.0), (C.H, False, 5.0), (C.L, False, 5.0), (C.OUT_OF_RANGE, False, 5.0),
+    ]  # fmt: skip
+
+
 def test_rate_of_change_raises_on_a_fast_ramp_not_on_a_slow_one() -> None:
     r = Run(PointRule(point=1, roc=RateOfChange(limit_per_s=1.0, window_s=5)))
     assert r.feed(1, [50 + 0.5 * k for k in range(60)]) == []
