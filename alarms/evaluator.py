@@ -53,6 +53,7 @@ _ROC, _BAD, _STALE = Condition.ROC, Condition.BAD_QUALITY, Condition.STALE
 _STUCK, _OOR, _FC = Condition.STUCK, Condition.OUT_OF_RANGE, Condition.FORECAST
 _GOOD = np.uint8(Quality.GOOD)
 _QOOR = np.uint8(Quality.OUT_OF_RANGE)
+_UNCERTAIN = np.uint8(Quality.UNCERTAIN)
 _MIN_FIT_WEIGHT = 2.0  # a line through fewer than about two samples predicts nothing
 # Rows per block: the temporaries of a block stay in the CPU cache (5 × the rows cost 7 × the
 # time past about 20,000 rows on a small cache).
@@ -449,11 +450,13 @@ def _sample(
     finite = np.isfinite(v)
     good &= finite
     bad = np.flatnonzero(~good)
-    # A reading beyond the instrument range (a saturated gas detector in a large leak) is a bound:
-    # the measurand is at least that high, or at most that low. It raises the limits it is past
-    # and clears none.
-    beyond = bad[(q[bad] == _QOOR) & finite[bad]]
-    if len(bad) < len(v) or len(beyond):
+    # A doubtful reading still counts against the limits, fail-safe: it raises the limits it is
+    # past and clears none. One beyond the instrument range (a saturated gas detector in a large
+    # leak) is a bound: the measurand is at least that high, or at most that low. An uncertain
+    # one (OPC-UA Uncertain: the last usable value, a sensor out of calibration) may be right.
+    qb = q[bad]
+    doubtful = bad[((qb == _QOOR) | (qb == _UNCERTAIN)) & finite[bad]]
+    if len(bad) < len(v) or len(doubtful):
         # Every row is evaluated; the rows with a bad sample (rare) then get their history and
         # raw conditions back.
         kinds = _Columns.of(rules).kinds(rows)
@@ -463,13 +466,12 @@ def _sample(
         for f_cols, r, fk, i_cols, ik in kept:
             f[f_cols, r], i[i_cols, r] = fk, ik
         if len(bad):
-            past = raw[_HH : _LL + 1, beyond]
+            past = raw[_HH : _LL + 1, doubtful]
             raw[:, bad] = raw_old[:, bad]
-            raw[_HH : _LL + 1, beyond] |= past
+            raw[_HH : _LL + 1, doubtful] |= past
     raw[_BAD] = False
     raw[_STALE] = False
     if len(bad):
-        qb = q[bad]
         raw[_BAD, bad] = (qb != _QOOR) & rules.bad_quality[_ids(rows, bad)]
         flagged = bad[qb == _QOOR]
         if len(flagged):

@@ -232,6 +232,17 @@ def test_a_value_beyond_the_range_raises_the_limits_it_is_past_and_clears_none()
     ]  # fmt: skip
 
 
+def test_an_uncertain_reading_raises_limits_it_is_past_and_clears_none() -> None:
+    r = Run(PointRule(point=1, h=1.0, hh=2.0, bad_quality=BadQuality(after_s=5)))
+    doubtful = Quality.UNCERTAIN
+    assert r.feed(1, [2.5], quality=doubtful) == [(C.HH, True, 0.0), (C.H, True, 0.0)]
+    assert r.feed(1, [0.2, 0.1], start_s=1, quality=doubtful) == []
+    assert r.feed(1, [0.0], start_s=6, quality=doubtful) == [(C.BAD_QUALITY, True, 5.0)]
+    assert r.feed(1, [0.2], start_s=7) == [
+        (C.HH, False, 7.0), (C.H, False, 7.0), (C.BAD_QUALITY, False, 7.0),
+    ]  # fmt: skip
+
+
 def test_rate_of_change_raises_on_a_fast_ramp_not_on_a_slow_one() -> None:
     r = Run(PointRule(point=1, roc=RateOfChange(limit_per_s=1.0, window_s=5)))
     assert r.feed(1, [50 + 0.5 * k for k in range(60)]) == []
