@@ -13,7 +13,7 @@ import numpy.typing as npt
 from alarms.model import N_CONDITIONS, Condition, ConditionChange
 from alarms.rules import NEVER_NS, NS, RuleArrays
 from streams.batch import SampleBatch
-from streams.quality import Quality
+from streams.quality import DOUBTFUL, Quality
 
 # Every condition of every point follows one state machine. A *raw* violation is decided from the
 # samples (limits with deadband hysteresis, rate of change, quality, range, flat line, forecast) or
@@ -53,7 +53,7 @@ _ROC, _BAD, _STALE = Condition.ROC, Condition.BAD_QUALITY, Condition.STALE
 _STUCK, _OOR, _FC = Condition.STUCK, Condition.OUT_OF_RANGE, Condition.FORECAST
 _GOOD = np.uint8(Quality.GOOD)
 _QOOR = np.uint8(Quality.OUT_OF_RANGE)
-_UNCERTAIN = np.uint8(Quality.UNCERTAIN)
+_DOUBTFUL = np.array(sorted(DOUBTFUL), np.uint8)
 _MIN_FIT_WEIGHT = 2.0  # a line through fewer than about two samples predicts nothing
 # Rows per block: the temporaries of a block stay in the CPU cache (5 × the rows cost 7 × the
 # time past about 20,000 rows on a small cache).
@@ -450,12 +450,11 @@ def _sample(
     finite = np.isfinite(v)
     good &= finite
     bad = np.flatnonzero(~good)
-    # A doubtful reading still counts against the limits, fail-safe: it raises the limits it is
-    # past and clears none. One beyond the instrument range (a saturated gas detector in a large
-    # leak) is a bound: the measurand is at least that high, or at most that low. An uncertain
-    # one (OPC-UA Uncertain: the last usable value, a sensor out of calibration) may be right.
+    # A doubtful reading (streams.quality.DOUBTFUL: uncertain, or beyond the instrument range
+    # as a saturated gas detector in a large leak) still counts against the limits, fail-safe:
+    # it raises the limits it is past and clears none.
     qb = q[bad]
-    doubtful = bad[((qb == _QOOR) | (qb == _UNCERTAIN)) & finite[bad]]
+    doubtful = bad[np.isin(qb, _DOUBTFUL) & finite[bad]]
     if len(bad) < len(v) or len(doubtful):
         # Every row is evaluated; the rows with a bad sample (rare) then get their history and
         # raw conditions back.

@@ -18,3 +18,11 @@ class Quality(IntEnum):
     @property
     def is_good(self) -> bool:
         return self is Quality.GOOD
+
+
+# Doubtful readings: their value is a reading, but one to mark. An UNCERTAIN one may be right
+# (OPC-UA Uncertain: the last usable value, a sensor out of calibration); one OUT_OF_RANGE is a
+# bound (the measurand is at least that high, or at most that low). Trends draw them, marked;
+# the alarm evaluator lets them raise a limit alarm but never clear one. Other qualities carry
+# no reading.
+DOUBTFUL: frozenset[Quality] = frozenset({Quality.UNCERTAIN, Quality.OUT_OF_RANGE})

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from streams import batch
 from streams.config import redact_url
 from streams.hub import Latest
-from streams.quality import Quality
+from streams.quality import DOUBTFUL, Quality
 
 Mode = Literal["timescaledb", "postgresql", "embedded"]
 
@@ -118,9 +118,11 @@ def _read_migrations(timescale: bool) -> list[tuple[Migration, str]]:
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """A downsampled series of one point: one row per bucket holding GOOD samples.
+    """A downsampled series of one point: one row per bucket holding readings, GOOD or doubtful
+    (streams.quality.DOUBTFUL); `doubtful` counts the doubtful ones among `count`.
 
-    Buckets without a GOOD sample are absent; `width_ns` is the bucket width.
+    Buckets without a reading are absent; `width_ns` is the bucket width. In a bucket of minute
+    rollups holding both kinds within one minute, `last` is the GOOD one's.
     """
 
     point: int
@@ -131,6 +133,7 @@ class Series:
     avg: npt.NDArray[np.float64]
     last: npt.NDArray[np.float64]
     count: npt.NDArray[np.int64]
+    doubtful: npt.NDArray[np.int64]
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -229,7 +232,8 @@ class Store:
                     )
                 if timescale:
                     await _set_retention(conn, "samples", retention_days)
-                    await _set_retention(conn, "samples_1m", rollup_retention_days)
+                    for table in _ROLLUPS:
+                        await _set_retention(conn, table, rollup_retention_days)
         finally:
             await conn.close()
         mode: Mode = "embedded" if embedded else "timescaledb" if timescale else "postgresql"
@@ -296,7 +300,8 @@ class Store:
             await self._refresh_recent_rollups(now)
             cutoff = _ts(now // _NS_PER_US - self.rollup_retention_days * 86_400_000_000)
             async with self.pool.acquire() as conn:
-                await conn.execute("DELETE FROM samples_1m WHERE bucket < $1", cutoff)
+                for table in _ROLLUPS:
+                    await conn.execute(f"DELETE FROM {table} WHERE bucket < $1", cutoff)
 
     async def refresh_rollups(self, start_ns: int, end_ns: int) -> None:
         """Re-aggregate the minute rollups over [start_ns, end_ns) from raw samples.
@@ -308,25 +313,28 @@ class Store:
         start_us = start_ns // _NS_PER_US // _MINUTE_US * _MINUTE_US
         end_us = _ceil_div(_ceil_div(end_ns, _NS_PER_US), _MINUTE_US) * _MINUTE_US
         if self.timescale:
-            # A procedure that refuses to run inside a transaction: simple protocol, no params.
-            sql = (
-                "CALL refresh_continuous_aggregate('samples_1m', "
-                f"'{_ts(start_us).isoformat()}', '{_ts(end_us).isoformat()}')"
-            )
             async with self.pool.acquire() as conn:
-                # TimescaleDB's refresh policy may hold an overlapping window: wait it out.
-                for attempt in range(REFRESH_ATTEMPTS):
-                    try:
-                        await conn.execute(sql)
-                        return
-                    except asyncpg.LockNotAvailableError:
-                        if attempt == REFRESH_ATTEMPTS - 1:
-                            raise
-                        await asyncio.sleep(REFRESH_RETRY_S)
+                for table in _ROLLUPS:
+                    # A procedure that refuses to run inside a transaction: simple protocol, no
+                    # params.
+                    sql = (
+                        f"CALL refresh_continuous_aggregate('{table}', "
+                        f"'{_ts(start_us).isoformat()}', '{_ts(end_us).isoformat()}')"
+                    )
+                    # TimescaleDB's refresh policy may hold an overlapping window: wait it out.
+                    for attempt in range(REFRESH_ATTEMPTS):
+                        try:
+                            await conn.execute(sql)
+                            break
+                        except asyncpg.LockNotAvailableError:
+                            if attempt == REFRESH_ATTEMPTS - 1:
+                                raise
+                            await asyncio.sleep(REFRESH_RETRY_S)
             return
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ROLLUPS)
-            await conn.execute(_REFRESH_SQL, _ts(start_us), _ts(end_us))
+            for sql in _REFRESH_SQL:
+                await conn.execute(sql, _ts(start_us), _ts(end_us))
 
     async def _refresh_recent_rollups(self, now: int) -> None:
         end_us = now // _NS_PER_US // _MINUTE_US * _MINUTE_US
@@ -343,7 +351,8 @@ class Store:
             else:
                 start_us = min(watermark, end_us) - _ROLLUP_LOOKBACK_US
             if start_us < end_us:
-                await conn.execute(_REFRESH_SQL, _ts(start_us), _ts(end_us))
+                for sql in _REFRESH_SQL:
+                    await conn.execute(sql, _ts(start_us), _ts(end_us))
             await conn.execute(
                 "INSERT INTO rollup_state (name, watermark) VALUES ('samples_1m', $1)"
                 " ON CONFLICT (name) DO UPDATE SET watermark = excluded.watermark",
@@ -365,7 +374,8 @@ class Store:
         self._days = days.difference(old)
 
     async def series(self, point: int, start_ns: int, end_ns: int, buckets: int) -> Series:
-        """GOOD samples of one point in [start_ns, end_ns), downsampled to at most `buckets`.
+        """Readings (GOOD or doubtful) of one point in [start_ns, end_ns), downsampled to at most
+        `buckets`.
 
         The bucket width is the range over `buckets`, rounded up to a whole second. Widths of a
         minute or more read the minute rollups, widened to whole minutes, instead of raw rows.
@@ -420,6 +430,7 @@ class Store:
             avg=np.array(row["avg"] or [], np.float64),
             last=np.array(row["last"] or [], np.float64),
             count=np.array(row["count"] or [], np.int64),
+            doubtful=np.array(row["doubtful"] or [], np.int64),
         )
 
     async def latest(self, points: Sequence[int] | None = None) -> Latest:
@@ -492,58 +503,79 @@ async def _partition_days(conn: asyncpg.Connection) -> set[int]:
     return {d for d in days if d is not None}
 
 
-_REFRESH_SQL = """
-INSERT INTO samples_1m (bucket, point, min, max, avg, last, count)
+# Samples that carry a reading: GOOD ones and doubtful ones (streams.quality.DOUBTFUL).
+_GOOD = f"quality = {int(Quality.GOOD)}"
+_DOUBTFUL = f"quality IN ({', '.join(str(int(q)) for q in sorted(DOUBTFUL))})"
+_READING = f"({_GOOD} OR {_DOUBTFUL})"
+
+# Minute rollups of GOOD samples and of doubtful ones, each in its table ($1/$2 range).
+_REFRESH_SQL = [
+    f"""
+INSERT INTO {table} (bucket, point, min, max, avg, last, count)
 SELECT date_bin('1 minute', ts, 'epoch'::timestamptz), point, min(value), max(value),
        avg(value), (array_agg(value ORDER BY ts DESC))[1], count(*)
 FROM samples
-WHERE ts >= $1 AND ts < $2 AND quality = 0 AND value IS NOT NULL
+WHERE ts >= $1 AND ts < $2 AND {kind} AND value IS NOT NULL
 GROUP BY 1, 2
 ON CONFLICT (point, bucket) DO UPDATE
 SET min = excluded.min, max = excluded.max, avg = excluded.avg, last = excluded.last,
     count = excluded.count
 """
+    for table, kind in (("samples_1m", _GOOD), ("samples_1m_doubtful", _DOUBTFUL))
+]
+_ROLLUPS = ("samples_1m", "samples_1m_doubtful")
 
 # $1 point, $2/$3 range, $4 origin (µs since the epoch), $5 bucket width (µs).
-_SERIES_RAW_SQL = """
+_SERIES_RAW_SQL = f"""
 WITH g AS (
     SELECT ((extract(epoch FROM ts) * 1000000)::bigint - $4) / $5 AS k,
            min(value) AS mn, max(value) AS mx, avg(value) AS av,
-           (array_agg(value ORDER BY ts DESC))[1] AS la, count(*) AS n
+           (array_agg(value ORDER BY ts DESC))[1] AS la, count(*) AS n,
+           count(*) FILTER (WHERE NOT {_GOOD}) AS d
     FROM samples
-    WHERE point = $1 AND ts >= $2 AND ts < $3 AND quality = 0 AND value IS NOT NULL
+    WHERE point = $1 AND ts >= $2 AND ts < $3 AND {_READING} AND value IS NOT NULL
     GROUP BY 1
 )
 SELECT array_agg(k ORDER BY k) AS k, array_agg(mn ORDER BY k) AS min,
        array_agg(mx ORDER BY k) AS max, array_agg(av ORDER BY k) AS avg,
-       array_agg(la ORDER BY k) AS last, array_agg(n ORDER BY k) AS count
+       array_agg(la ORDER BY k) AS last, array_agg(n ORDER BY k) AS count,
+       array_agg(d ORDER BY k) AS doubtful
 FROM g
 """
 
-# As above, from minute rollups before the watermark $6 and raw samples after it.
-_SERIES_ROLLUP_SQL = """
+# As above, from minute rollups before the watermark $6 and raw samples after it. Within a
+# minute of the rollups, the GOOD rollup's last value comes before the doubtful one's.
+_SERIES_ROLLUP_SQL = f"""
 WITH m AS (
-    SELECT bucket, min, max, avg, last, count
+    SELECT bucket, min, max, avg, last, count, 0::bigint AS d, 0 AS src
     FROM samples_1m
     WHERE point = $1 AND bucket >= $2::timestamptz
           AND bucket < least($3::timestamptz, $6::timestamptz)
     UNION ALL
+    SELECT bucket, min, max, avg, last, count, count AS d, 1 AS src
+    FROM samples_1m_doubtful
+    WHERE point = $1 AND bucket >= $2::timestamptz
+          AND bucket < least($3::timestamptz, $6::timestamptz)
+    UNION ALL
     SELECT date_bin('1 minute', ts, 'epoch'::timestamptz), min(value), max(value),
-           avg(value), (array_agg(value ORDER BY ts DESC))[1], count(*)
+           avg(value), (array_agg(value ORDER BY ts DESC))[1], count(*),
+           count(*) FILTER (WHERE NOT {_GOOD}), 0
     FROM samples
     WHERE point = $1 AND ts >= greatest($2::timestamptz, $6::timestamptz) AND ts < $3
-          AND quality = 0 AND value IS NOT NULL
+          AND {_READING} AND value IS NOT NULL
     GROUP BY 1
 ), g AS (
     SELECT ((extract(epoch FROM bucket) * 1000000)::bigint - $4) / $5 AS k,
            min(min) AS mn, max(max) AS mx, sum(avg * count) / sum(count) AS av,
-           (array_agg(last ORDER BY bucket DESC))[1] AS la, sum(count)::bigint AS n
+           (array_agg(last ORDER BY bucket DESC, src))[1] AS la, sum(count)::bigint AS n,
+           sum(d)::bigint AS d
     FROM m
     GROUP BY 1
 )
 SELECT array_agg(k ORDER BY k) AS k, array_agg(mn ORDER BY k) AS min,
        array_agg(mx ORDER BY k) AS max, array_agg(av ORDER BY k) AS avg,
-       array_agg(la ORDER BY k) AS last, array_agg(n ORDER BY k) AS count
+       array_agg(la ORDER BY k) AS last, array_agg(n ORDER BY k) AS count,
+       array_agg(d ORDER BY k) AS doubtful
 FROM g
 """
 

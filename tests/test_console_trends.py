@@ -30,6 +30,7 @@ PLOTTED = f"""async () => {{
       step: s.step,
       points: s.data.filter((p) => p[1] !== null),
       limits: (s.markLine?.data ?? []).map((d) => [d.name, d.yAxis]),
+      shaded: (s.markArea?.data ?? []).map(([from, to]) => [from.xAxis, to.xAxis]),
     }})),
     window: [zoom.startValue, zoom.endValue],
   }};
@@ -61,6 +62,11 @@ class SeriesLog:
                 return query, body
         asked = [(q["start"], q["end"]) for p, q, _ in self.answers if p == point]
         raise AssertionError(f"no answer for {point} over {window}; asked: {asked}")
+
+
+def _point_id(api: Any, enterprise: str, code: str) -> int:
+    points = api.call("GET", "/api/points")
+    return next(int(p["id"]) for p in points if (p["enterprise"], p["code"]) == (enterprise, code))
 
 
 def _stored_s(series: dict[str, Any]) -> float:
@@ -171,11 +177,7 @@ def test_a_value_that_reports_on_change_is_held_as_a_step_line(
     longer than two heartbeats."""
     page = console_page
     duty = console.api("duty")
-    point = next(
-        p["id"]
-        for p in duty.call("GET", "/api/points")
-        if (p["enterprise"], p["code"]) == ("E2", "TK201.XV")
-    )
+    point = _point_id(duty, "E2", "TK201.XV")
     log = SeriesLog(page)
     login(page, "duty")
     page.evaluate(f"location.hash = '#/trends?points=E2/TK201.XV&span={SPAN_S}'")
@@ -202,6 +204,45 @@ def test_a_value_that_reports_on_change_is_held_as_a_step_line(
         [0, 5], [60_000, 5], [180_000, 5], [180_000, None], [300_000, 7], [420_000, 7],
     ]  # fmt: skip
     assert [e for e in page.errors if "401" not in e] == []  # type: ignore[attr-defined]
+
+
+def test_readings_beyond_the_range_are_drawn_over_a_named_shade(
+    console: Console, console_page: Page
+) -> None:
+    page = console_page
+    duty = console.api("duty")
+    point = _point_id(duty, "E3", "TK301.LT")
+    # A 4–20 mA level loop at 22 mA: its readings are above the instrument range, and flagged.
+    console.scenario("out_of_range", "TK301.LT", current_ma=22.0)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(duty.call("GET", f"/api/points/{point}/series")["doubtful"]):
+            assert time.monotonic() < deadline, "no doubtful reading stored"
+            time.sleep(1)
+        log = SeriesLog(page)
+        login(page, "duty")
+        page.evaluate(f"location.hash = '#/trends?points=E3/TK301.LT&span={SPAN_S}'")
+        expect(page.locator(".trends-chart[data-series='1']")).to_have_count(1)
+        _settled(page)
+    finally:
+        console.scenario("normal")
+    _, answer = log.last(point)
+    plotted = page.evaluate(PLOTTED)["series"]
+    # The readings are drawn, with a shade over their buckets and a legend entry naming it.
+    flagged = [k for k, n in enumerate(answer["doubtful"]) if n]
+    values = {ts: v for ts, v in plotted[0]["points"]}
+    assert all(values[answer["ts"][k]] == answer["avg"][k] for k in flagged)
+    assert plotted[0]["shaded"] and plotted[0]["shaded"][-1][1] == (
+        answer["ts"][flagged[-1]] + answer["bucket_ms"]
+    )
+    assert [s["name"] for s in plotted][-1] == "可疑或超量程读数"
+
+    # The spans on a made-up answer: adjacent buckets merge, a clean one splits them.
+    made_up = {"bucket_ms": 30_000, "ts": [0, 30_000, 60_000, 120_000], "doubtful": [1, 2, 0, 1]}
+    spans = page.evaluate(
+        "async (a) => (await import('/static/js/series.js')).seriesDoubtful(a)", made_up
+    )
+    assert spans == [[0, 60_000], [120_000, 150_000]]
 
 
 def _ms(iso: str) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -70,21 +69,7 @@ async def _insert(
 
 async def _refresh_rollups(store: Store, now: int) -> None:
     if store.timescale:
-        conn = await asyncpg.connect(store.url)
-        try:
-            # TimescaleDB's own refresh policy may be running on an overlapping window: wait it out.
-            for attempt in range(50):
-                try:
-                    await conn.execute(
-                        "CALL refresh_continuous_aggregate('samples_1m', NULL, NULL)"
-                    )
-                    break
-                except asyncpg.LockNotAvailableError:
-                    if attempt == 49:
-                        raise
-                    await asyncio.sleep(0.2)
-        finally:
-            await conn.close()
+        await store.refresh_rollups(now - 7 * DAY, now)  # both continuous aggregates
     else:
         await store.maintain(now)
 
@@ -94,8 +79,10 @@ def _expected(
     value: npt.NDArray[np.float64],
     origin: int,
     width: int,
+    doubtful: npt.NDArray[np.bool_] | None = None,
 ) -> Series:
-    """The buckets computed with numpy from the rows themselves (ts sorted, all GOOD)."""
+    """The buckets computed with numpy from the rows themselves (ts sorted, all readings;
+    `doubtful` marks the doubtful ones)."""
     k = (ts - origin) // width
     keys, first = np.unique(k, return_index=True)
     last_index = np.r_[first[1:], len(k)] - 1
@@ -108,6 +95,9 @@ def _expected(
         avg=np.add.reduceat(value, first) / np.diff(np.r_[first, len(k)]),
         last=value[last_index],
         count=np.diff(np.r_[first, len(k)]),
+        doubtful=np.add.reduceat(
+            np.zeros(len(k), np.int64) if doubtful is None else doubtful.astype(np.int64), first
+        ),
     )
 
 
@@ -115,6 +105,7 @@ def _assert_series(got: Series, want: Series) -> None:
     assert got.width_ns == want.width_ns
     np.testing.assert_array_equal(got.ts, want.ts)
     np.testing.assert_array_equal(got.count, want.count)
+    np.testing.assert_array_equal(got.doubtful, want.doubtful)
     np.testing.assert_array_equal(got.min, want.min)
     np.testing.assert_array_equal(got.max, want.max)
     np.testing.assert_array_equal(got.last, want.last)
@@ -284,6 +275,7 @@ async def test_a_changed_retention_setting_replaces_the_timescaledb_policies(
     assert [(r["hypertable_name"], r["drop_after"]) for r in rows] == [
         ("samples", timedelta(days=45)),
         ("samples_1m", timedelta(days=90)),
+        ("samples_1m_doubtful", timedelta(days=90)),
     ]
 
 
@@ -324,12 +316,17 @@ async def test_partition_range_spanning_years_is_refused(database_url: str) -> N
 # -- series -----------------------------------------------------------------------------------
 
 
-async def test_short_range_series_is_downsampled_from_raw_good_samples(store: Store) -> None:
+async def test_short_range_series_is_downsampled_from_raw_readings(store: Store) -> None:
     rng = np.random.default_rng(1)
     start = _now_minute() - 20 * MINUTE + 123_456_000  # not aligned to anything
     ts = start + np.arange(600, dtype=np.int64) * S + rng.integers(0, 999, 600) * 1000
     value = rng.normal(50, 10, 600).round(3)
-    quality = np.where(rng.random(600) < 0.2, Quality.COMM_FAIL, Quality.GOOD).astype(np.uint8)
+    # Communication failures carry no reading; uncertain and out-of-range ones do, counted.
+    quality = rng.choice(
+        [Quality.GOOD, Quality.COMM_FAIL, Quality.UNCERTAIN, Quality.OUT_OF_RANGE],
+        600,
+        p=[0.7, 0.1, 0.1, 0.1],
+    ).astype(np.uint8)
     await _insert(store, ts, 7, value, quality)
     await _insert(store, ts, 8, value + 1000)  # another point: must not leak in
 
@@ -338,8 +335,10 @@ async def test_short_range_series_is_downsampled_from_raw_good_samples(store: St
 
     assert series.width_ns == 17 * S  # ceil(600 s / 37) = 16.2 s, rounded up to 17 s
     assert len(series) <= 37
-    good = (quality == Quality.GOOD) & (ts < end)
-    _assert_series(series, _expected(ts[good], value[good], start, 17 * S))
+    reading = (quality != Quality.COMM_FAIL) & (ts < end)
+    doubtful = quality[reading] != Quality.GOOD
+    assert 0 < doubtful.sum() < reading.sum()
+    _assert_series(series, _expected(ts[reading], value[reading], start, 17 * S, doubtful))
 
 
 async def test_long_range_series_is_downsampled_from_minute_rollups(store: Store) -> None:
@@ -348,6 +347,10 @@ async def test_long_range_series_is_downsampled_from_minute_rollups(store: Store
     ts = now - 2 * DAY + np.arange(0, 2 * DAY, 30 * S, dtype=np.int64)
     value = rng.normal(20, 5, len(ts)).round(2)
     quality = np.where(rng.random(len(ts)) < 0.1, Quality.BAD, Quality.GOOD).astype(np.uint8)
+    # An hour of a saturated reading, in whole minutes: doubtful rollups beside the GOOD ones.
+    saturated = (ts >= now - DAY) & (ts < now - DAY + 60 * MINUTE)
+    quality[saturated] = Quality.OUT_OF_RANGE
+    value[saturated] = 103.1
     await _insert(store, ts, 3, value, quality)
     await _refresh_rollups(store, now)
     # Rows after the rollup refresh are read from raw samples (or TimescaleDB's real-time part).
@@ -366,8 +369,11 @@ async def test_long_range_series_is_downsampled_from_minute_rollups(store: Store
     assert len(series) <= 100
     all_ts = np.r_[ts, tail]
     all_value = np.r_[value, tail_value]
-    good = np.r_[quality == Quality.GOOD, np.ones(len(tail), bool)]
-    _assert_series(series, _expected(all_ts[good], all_value[good], origin, width))
+    reading = np.r_[quality != Quality.BAD, np.ones(len(tail), bool)]
+    doubtful = np.r_[saturated, np.zeros(len(tail), bool)][reading]
+    want = _expected(all_ts[reading], all_value[reading], origin, width, doubtful)
+    assert want.doubtful.sum() == 120 and want.max.max() == 103.1
+    _assert_series(series, want)
 
 
 async def test_late_rows_reach_the_rollups(store: Store) -> None:

@@ -233,6 +233,8 @@ async def series(request: web.Request) -> web.Response:
             "avg": [_float(v) for v in result.avg],
             "last": [_float(v) for v in result.last],
             "count": result.count.tolist(),
+            # Of `count`, the doubtful readings (uncertain, or beyond the instrument range).
+            "doubtful": result.doubtful.tolist(),
             # A value of this point holds until the next sample, for at most this long.
             "hold_ms": None if hold_s is None else round(hold_s * 1000),
         }

@@ -3,7 +3,8 @@
 // range shown, colours from the page's CSS variables (dark or light theme).
 //
 //   const chart = trendChart(div, {
-//     series: [{ name: "TK101 液位", unit: "m", points: [[ms, value], ...], step: false }],
+//     series: [{ name: "TK101 液位", unit: "m", points: [[ms, value], ...], step: false,
+//                doubtful: [[ms, ms], ...] }],  // spans of doubtful readings, shaded
 //     limits: [{ name: "HH", value: 9.5, series: "TK101 液位", priority: 1 }],
 //     start: ms, end: ms,            // the full extent of the time axis
 //     onZoom(start, end) { ... },    // the range shown changed (debounced); refetch it
@@ -16,6 +17,12 @@
 // A limit attaches to the series named by `series` (default: the first one); `priority` 1..4
 // colours it with --prio-<n>, otherwise --limit.
 import * as echarts from "/static/vendor/echarts/echarts.esm.min.js";
+import { register, t } from "./i18n.js";
+
+register({
+  "zh-CN": { "chart.doubtful": "可疑或超量程读数" },
+  en: { "chart.doubtful": "doubtful or out-of-range readings" },
+});
 
 const ZOOM_DEBOUNCE_MS = 250;
 const FALLBACK = {
@@ -113,6 +120,15 @@ export function trendChart(container, opts) {
         step: s.step ?? false,
         lineStyle: { width: 1.5 },
         color: c.palette[i % c.palette.length],
+        // Doubtful readings (uncertain, beyond the instrument range) are drawn, over a shade
+        // that the legend names.
+        markArea: !s.doubtful?.length ? undefined : {
+          silent: true,
+          animation: false,
+          itemStyle: { color: c.prio[2], opacity: 0.15 },
+          label: { show: false },
+          data: s.doubtful.map(([from, to]) => [{ xAxis: from }, { xAxis: to }]),
+        },
         markLine: mine.length === 0 ? undefined : {
           symbol: "none",
           silent: true,
@@ -133,6 +149,13 @@ export function trendChart(container, opts) {
         },
       };
     });
+    if (state.series.some((s) => s.doubtful?.length)) {
+      // A legend entry for the shade only: no data of its own.
+      series.push({
+        type: "line", name: t("chart.doubtful"), data: [], silent: true,
+        color: c.prio[2], itemStyle: { opacity: 0.5 }, legendIcon: "rect",
+      });
+    }
     const left = 56 * Math.ceil(units.length / 2);
     const right = units.length > 1 ? 56 * Math.floor(units.length / 2) : 24;
     return {
@@ -152,8 +175,12 @@ export function trendChart(container, opts) {
           if (!items.length) return "";
           const lines = [formatTime(items[0].value[0])];
           for (const it of items) {
-            const unit = state.series[it.seriesIndex]?.unit;
-            lines.push(`${it.marker}${it.seriesName}: ${formatValue(it.value[1], unit)}`);
+            const s = state.series[it.seriesIndex];
+            if (!s) continue; // the shade's legend entry
+            const at = it.value[0];
+            const doubtful = s.doubtful?.some(([from, to]) => at >= from && at < to);
+            lines.push(`${it.marker}${it.seriesName}: ${formatValue(it.value[1], s.unit)}` +
+              (doubtful ? ` (${t("chart.doubtful")})` : ""));
           }
           return lines.join("\n");
         },

@@ -36,3 +36,18 @@ export function seriesStep(data) {
 function holds(data) {
   return data.hold_ms !== null && data.hold_ms !== undefined;
 }
+
+/** [[startMs, endMs], ...]: the spans of buckets holding doubtful readings (the answer's
+ * `doubtful` counts: uncertain, or beyond the instrument range, as a gas detector saturated in a
+ * large leak), adjacent buckets merged, for the chart to mark. */
+export function seriesDoubtful(data) {
+  const spans = [];
+  (data.doubtful ?? []).forEach((n, i) => {
+    if (!n) return;
+    const start = data.ts[i];
+    const last = spans[spans.length - 1];
+    if (last && last[1] === start) last[1] = start + data.bucket_ms;
+    else spans.push([start, start + data.bucket_ms]);
+  });
+  return spans;
+}

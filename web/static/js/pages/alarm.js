@@ -5,7 +5,7 @@ import { get } from "../api.js";
 import { clear, el } from "../dom.js";
 import { formatNumber, formatTime, register, t } from "../i18n.js";
 import { subscribe } from "../live.js";
-import { seriesPoints, seriesStep } from "../series.js";
+import { seriesDoubtful, seriesPoints, seriesStep } from "../series.js";
 import {
   UNACKED, acknowledge, canOperate, conditionLabel, loadNames, priorityBadge, shelve, unshelve,
 } from "./alarm-common.js";
@@ -159,7 +159,10 @@ export default {
     async function series(start, end) {
       const s = await get(`/api/points/${alarm.point}/series`, { start: Math.round(start), end: Math.round(end), buckets: BUCKETS });
       const name = `${alarm.code} ${alarm.name ?? ""}`.trim();
-      return [{ name, unit: alarm.unit ?? "", points: seriesPoints(s), step: seriesStep(s) }];
+      return [{
+        name, unit: alarm.unit ?? "", points: seriesPoints(s), step: seriesStep(s),
+        doubtful: seriesDoubtful(s),
+      }];
     }
 
     async function renderTrend(a) {

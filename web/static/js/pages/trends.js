@@ -5,7 +5,7 @@ import { get } from "../api.js";
 import { trendChart } from "../chart.js";
 import { clear, el, stylesheet } from "../dom.js";
 import { formatTime, register, t } from "../i18n.js";
-import { seriesPoints, seriesStep } from "../series.js";
+import { seriesDoubtful, seriesPoints, seriesStep } from "../series.js";
 
 register({
   "zh-CN": {
@@ -173,6 +173,7 @@ export default {
         unit: p.unit,
         points: data.has(p.id) ? seriesPoints(data.get(p.id)) : [],
         step: data.has(p.id) ? seriesStep(data.get(p.id)) : false,
+        doubtful: data.has(p.id) ? seriesDoubtful(data.get(p.id)) : [],
       }));
     }
 
