@@ -509,6 +509,8 @@ _DOUBTFUL = f"quality IN ({', '.join(str(int(q)) for q in sorted(DOUBTFUL))})"
 _READING = f"({_GOOD} OR {_DOUBTFUL})"
 
 # Minute rollups of GOOD samples and of doubtful ones, each in its table ($1/$2 range).
+_ROLLUP_KINDS = {"samples_1m": _GOOD, "samples_1m_doubtful": _DOUBTFUL}
+_ROLLUPS = tuple(_ROLLUP_KINDS)
 _REFRESH_SQL = [
     f"""
 INSERT INTO {table} (bucket, point, min, max, avg, last, count)
@@ -521,9 +523,8 @@ ON CONFLICT (point, bucket) DO UPDATE
 SET min = excluded.min, max = excluded.max, avg = excluded.avg, last = excluded.last,
     count = excluded.count
 """
-    for table, kind in (("samples_1m", _GOOD), ("samples_1m_doubtful", _DOUBTFUL))
+    for table, kind in _ROLLUP_KINDS.items()
 ]
-_ROLLUPS = ("samples_1m", "samples_1m_doubtful")
 
 # $1 point, $2/$3 range, $4 origin (µs since the epoch), $5 bucket width (µs).
 _SERIES_RAW_SQL = f"""
