@@ -179,6 +179,9 @@ def _leak_on_the_board(console: Console, page: Page, beeps_before: int) -> None:
     p2 = page.locator(f"#alarm-table tbody tr[data-alarm='{found.get_attribute('data-alarm')}']")
     expect(page.locator("[data-count=p1]")).to_contain_text(re.compile(r"P1 [1-9]"))
     expect(page.locator("#alarm-table tbody tr", has_text="TK201.PT")).not_to_have_count(0)
+    # Its broken loop (0 mA) reads below the instrument range: a bound, shown as one.
+    broken = page.locator("#alarm-table tbody tr", has_text="TK201.PT").first.locator("td.value")
+    expect(broken).to_have_text(re.compile(r"^≤ -?[\d.,]+ \S+ 低于量程$"))
     # Sorted by priority, then newest first.
     priorities = [
         int(p)

@@ -78,6 +78,7 @@ def _info(points: PointIndex, point: int) -> dict[str, Any]:
         "code": p.code,
         "name": p.name,
         "unit": p.unit,
+        "range": None if p.range is None else list(p.range),
         "limits": p.limits.model_dump(),
     }
 

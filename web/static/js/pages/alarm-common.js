@@ -2,7 +2,7 @@
 // the operator actions, and the small caches of names (enterprises, points).
 import { call, get } from "../api.js";
 import { dialog, el, toast } from "../dom.js";
-import { register, t } from "../i18n.js";
+import { formatNumber, register, t } from "../i18n.js";
 
 register({
   "zh-CN": {
@@ -28,6 +28,7 @@ register({
     "board.dur.900": "15 分钟", "board.dur.3600": "1 小时", "board.dur.14400": "4 小时",
     "board.dur.28800": "8 小时", "board.dur.once": "至本次报警恢复",
     "board.unshelve": "解除屏蔽", "board.acked_toast": "已确认 {n} 条报警",
+    "board.over_range": "超量程", "board.under_range": "低于量程",
     "board.shelved_toast": "已屏蔽：{code}", "board.unshelved_toast": "已解除屏蔽：{code}",
   },
   en: {
@@ -56,6 +57,7 @@ register({
     "board.dur.900": "15 minutes", "board.dur.3600": "1 hour", "board.dur.14400": "4 hours",
     "board.dur.28800": "8 hours", "board.dur.once": "until this alarm clears",
     "board.unshelve": "Unshelve", "board.acked_toast": "{n} alarms acknowledged",
+    "board.over_range": "over range", "board.under_range": "under range",
     "board.shelved_toast": "Shelved: {code}", "board.unshelved_toast": "Unshelved: {code}",
   },
 });
@@ -68,6 +70,17 @@ const SHELVE_DURATIONS = ["900", "3600", "14400", "28800", "once"];
 export function conditionLabel(alarm) {
   const gas = alarm.class === "gas" && (alarm.condition === "H" || alarm.condition === "HH");
   return t(gas ? `board.cond.gas.${alarm.condition}` : `board.cond.${alarm.condition}`);
+}
+
+/** A reading of the alarm's point with its unit. Beyond the instrument range (`alarm.range`)
+ * the reading is a bound, not the value (a saturated gas detector in a large leak): "≥ 3.094
+ * mg/m3 超量程". */
+export function formatReading(value, alarm) {
+  const text = `${formatNumber(value, 3)} ${alarm.unit ?? ""}`.trim();
+  const [lo, hi] = alarm.range ?? [];
+  if (Number.isFinite(value) && value > hi) return `≥ ${text} ${t("board.over_range")}`;
+  if (Number.isFinite(value) && value < lo) return `≤ ${text} ${t("board.under_range")}`;
+  return text;
 }
 
 export function priorityBadge(priority) {

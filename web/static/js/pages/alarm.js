@@ -7,7 +7,8 @@ import { formatNumber, formatTime, register, t } from "../i18n.js";
 import { subscribe } from "../live.js";
 import { seriesDoubtful, seriesPoints, seriesStep } from "../series.js";
 import {
-  UNACKED, acknowledge, canOperate, conditionLabel, loadNames, priorityBadge, shelve, unshelve,
+  UNACKED, acknowledge, canOperate, conditionLabel, formatReading, loadNames, priorityBadge, shelve,
+  unshelve,
 } from "./alarm-common.js";
 
 register({
@@ -106,8 +107,8 @@ export default {
         [t("board.priority"), `P${a.priority} ${t(`board.priority.${a.priority}`)}`],
         [t("board.class"), a.class ? t(`board.class.${a.class}`) : "—"],
         [t("alarm.raised_at"), formatTime(a.raised_at, true)],
-        [t("alarm.value_at_raise"), `${formatNumber(a.value_at_raise, 3)} ${a.unit ?? ""}`],
-        [t("alarm.value"), `${formatNumber(a.value, 3)} ${a.unit ?? ""}`],
+        [t("alarm.value_at_raise"), formatReading(a.value_at_raise, a)],
+        [t("alarm.value"), formatReading(a.value, a)],
         [t("alarm.limits"), limits || "—"],
         a.acked_by && [t("alarm.acked"), `${a.acked_by} · ${formatTime(a.acked_at, true)}${a.ack_comment ? ` · ${a.ack_comment}` : ""}`],
         a.state === "shelved" && [t("alarm.shelved"), `${a.shelve_reason ?? ""} · ${a.shelved_until ? formatTime(a.shelved_until, true) : t("board.shelved_once")}`],

@@ -4,11 +4,11 @@
 // (duration and reason), also from the keyboard.
 import { get } from "../api.js";
 import { $, clear, el } from "../dom.js";
-import { formatNumber, formatTime, register, t } from "../i18n.js";
+import { formatTime, register, t } from "../i18n.js";
 import { subscribe } from "../live.js";
 import {
-  CLASSES, STATES, UNACKED, acknowledge, canOperate, conditionLabel, loadNames, priorityBadge,
-  shelve, unshelve,
+  CLASSES, STATES, UNACKED, acknowledge, canOperate, conditionLabel, formatReading, loadNames,
+  priorityBadge, shelve, unshelve,
 } from "./alarm-common.js";
 
 register({
@@ -119,6 +119,7 @@ export default {
       a.code ??= p?.code;
       a.name ??= p?.name;
       a.unit ??= p?.unit;
+      a.range ??= p?.range;
       if (a.class === undefined || a.class === null) {
         a.class = p?.kind === "gas" && ["H", "HH"].includes(a.condition) ? "gas" : null;
       }
@@ -293,7 +294,7 @@ export default {
         r?.tr.remove();
         rows.set(a.id, (r = buildRow(a)));
       }
-      r.value.textContent = `${formatNumber(a.value, 3)} ${a.unit ?? ""}`;
+      r.value.textContent = formatReading(a.value, a);
       r.tr.classList.toggle("selected", a.id === selectedId);
       r.tr.classList.toggle("checked", checked.has(a.id));
       if (r.box) r.box.checked = checked.has(a.id);
