@@ -452,9 +452,16 @@ def _sample(
     bad = np.flatnonzero(~good)
     # A doubtful reading (streams.quality.DOUBTFUL: uncertain, or beyond the instrument range
     # as a saturated gas detector in a large leak) still counts against the limits, fail-safe:
-    # it raises the limits it is past and clears none.
+    # it raises the limits it is past and clears none. Beyond the range only a measurement
+    # counts, not a failure signal (rules.SIGNAL_FAILURE_PCT: a broken loop at 0 mA).
     qb = q[bad]
     doubtful = bad[np.isin(qb, _DOUBTFUL) & finite[bad]]
+    if len(doubtful):
+        at, vd = _ids(rows, doubtful), v[doubtful]
+        measured = (q[doubtful] != _QOOR) | (
+            (vd >= rules.reading_lo[at]) & (vd <= rules.reading_hi[at])
+        )
+        doubtful = doubtful[measured]
     if len(bad) < len(v) or len(doubtful):
         # Every row is evaluated; the rows with a bad sample (rare) then get their history and
         # raw conditions back.

@@ -39,6 +39,12 @@ QUALITY_CONDITIONS = (
 
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 PerLimit = float | dict[LimitName, float]
+# How far beyond its range (% of the span, below and above) a reading still counts: NAMUR NE 43
+# [M], a 4–20 mA signal below 3.6 mA or above 21 mA signals a failure (a broken loop, a burnt-out
+# sensor), not a measurement. Nearer, it is a measurement at or past the transmitter's
+# saturation (3.8 / 20.5 mA): a bound, which raises the limit alarms it is past.
+SIGNAL_FAILURE_PCT = (2.5, 6.25)
+SpanPct = Annotated[float, Field(ge=0, le=100)]
 
 
 class RuleError(ValueError):
@@ -125,6 +131,7 @@ class PointRule(_Model):
     stuck: Stuck | None = None
     out_of_range: bool = True  # effective only with a range
     forecast: Forecast | None = None
+    signal_failure_pct: tuple[SpanPct, SpanPct] = SIGNAL_FAILURE_PCT  # with a range
 
     @property
     def label(self) -> str:
@@ -272,6 +279,7 @@ class RuleDefaults(_Model):
     # change only (`Device.hold_s`: OPC-UA, whose lost session raises COMM_FAIL instead).
     stale_periods: Annotated[float, Field(gt=0)] | None = 3.0
     out_of_range: bool = True
+    signal_failure_pct: tuple[SpanPct, SpanPct] = SIGNAL_FAILURE_PCT
     priority: Priorities = Priorities()
 
 
@@ -441,6 +449,7 @@ def _rule_fields(
         "off_delay_s": defaults.off_delay_s,
         "priority": defaults.priority,
         "out_of_range": defaults.out_of_range,
+        "signal_failure_pct": defaults.signal_failure_pct,
     }
     limits: dict[str, float | None] = {n: getattr(p.limits, n) for n in LIMITS}
     if override is not None:
@@ -527,6 +536,10 @@ class RuleArrays:
     stuck_window_ns: npt.NDArray[np.int64]  # (n,) NEVER_NS = off
     range_lo: npt.NDArray[np.float64]  # (n,) NaN = no range check
     range_hi: npt.NDArray[np.float64]
+    # (n,) out-of-range readings within [reading_lo, reading_hi] are measurements (bounds);
+    # farther out, failure signals. NaN = no range: none is a measurement.
+    reading_lo: npt.NDArray[np.float64]
+    reading_hi: npt.NDArray[np.float64]
     forecast_tau_s: npt.NDArray[np.float64]  # (n,)
     forecast_horizon_s: npt.NDArray[np.float64]  # (n,) NaN = off
     priority: npt.NDArray[np.uint8]  # (n, C)
@@ -571,6 +584,8 @@ class RuleArrays:
             stuck_window_ns=np.full(n, NEVER_NS, np.int64),
             range_lo=np.full(n, nan),
             range_hi=np.full(n, nan),
+            reading_lo=np.full(n, nan),
+            reading_hi=np.full(n, nan),
             forecast_tau_s=np.ones(n),
             forecast_horizon_s=np.full(n, nan),
             priority=np.full((n, c), Priority.MEDIUM, np.uint8),
@@ -629,6 +644,11 @@ class RuleArrays:
             a.stuck_window_ns[i] = round(r.stuck.window_s * NS)
         if r.range is not None and r.out_of_range:
             a.range_lo[i], a.range_hi[i] = r.range
+        if r.range is not None:
+            lo, hi = r.range
+            below, above = r.signal_failure_pct
+            a.reading_lo[i] = lo - below / 100 * (hi - lo)
+            a.reading_hi[i] = hi + above / 100 * (hi - lo)
         if r.forecast is not None:
             a.forecast_tau_s[i] = r.forecast.window_s
             a.forecast_horizon_s[i] = r.forecast.horizon_s

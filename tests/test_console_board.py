@@ -179,9 +179,25 @@ def _leak_on_the_board(console: Console, page: Page, beeps_before: int) -> None:
     p2 = page.locator(f"#alarm-table tbody tr[data-alarm='{found.get_attribute('data-alarm')}']")
     expect(page.locator("[data-count=p1]")).to_contain_text(re.compile(r"P1 [1-9]"))
     expect(page.locator("#alarm-table tbody tr", has_text="TK201.PT")).not_to_have_count(0)
-    # Its broken loop (0 mA) reads below the instrument range: a bound, shown as one.
+    # Its broken loop (0 mA) reads far below the instrument range: a failure signal, not a
+    # measurement, shown as one.
     broken = page.locator("#alarm-table tbody tr", has_text="TK201.PT").first.locator("td.value")
-    expect(broken).to_have_text(re.compile(r"^≤ -?[\d.,]+ \S+ 低于量程$"))
+    expect(broken).to_have_text(re.compile(r"^-[\d.,]+ \S+ 信号故障$"))
+    # The rule on a made-up detector (0–3 mg/m³): a saturated reading is a bound.
+    detector = {"unit": "mg/m3", "range": [0, 3], "readings": [-0.075, 3.1875]}
+    shown = page.evaluate(
+        """async (a) => {
+             const { formatReading } = await import('/static/js/pages/alarm-common.js');
+             return [3.094, -0.05, 1.2, -0.75].map((v) => formatReading(v, a));
+           }""",
+        detector,
+    )
+    assert shown == [
+        "≥ 3.094 mg/m3 超量程",
+        "≤ -0.05 mg/m3 低于量程",
+        "1.2 mg/m3",
+        "-0.75 mg/m3 信号故障",
+    ]
     # Sorted by priority, then newest first.
     priorities = [
         int(p)

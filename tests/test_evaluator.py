@@ -217,19 +217,26 @@ def test_value_outside_the_instrument_range_raises_out_of_range() -> None:
 
 def test_a_value_beyond_the_range_raises_the_limits_it_is_past_and_clears_none() -> None:
     # A toxic-gas detector (0–3 mg/m³, 一级 1, 二级 2) saturates in a large leak: its readings
-    # are flagged out of range, and the gas is at least that high. A reading below the range
-    # (a failed sensor under 4 mA) is at most that low: it may raise L, and clears no alarm.
-    r = Run(PointRule(point=1, h=1.0, hh=2.0, l=0.5, range=(0, 3), on_delay_s=1))
+    # are flagged out of range, and the gas is at least that high. A reading just below the
+    # range is at most that low: it may raise L. Neither clears an alarm. Farther out (NAMUR NE
+    # 43: below 3.6 mA or above 21 mA, 2.5 % / 6.25 % of the span) it is a failure signal, not
+    # a measurement, and raises no limit.
+    rule = {"h": 1.0, "hh": 2.0, "l": 0.5, "range": (0, 3), "on_delay_s": 1}
+    r = Run(PointRule(point=1, **rule), PointRule(point=2, **rule))
     over = Quality.OUT_OF_RANGE
     assert r.feed(1, [0.8]) == []
     assert r.feed(1, [3.094, 3.094], start_s=1, quality=over) == [
         (C.HH, True, 2.0), (C.H, True, 2.0), (C.OUT_OF_RANGE, True, 2.0),
     ]  # fmt: skip
-    assert r.feed(1, [-0.3, math.nan], start_s=3, quality=over) == [(C.L, True, 4.0)]
+    assert r.feed(1, [-0.05, math.nan], start_s=3, quality=over) == [(C.L, True, 4.0)]
+    assert r.feed(1, [-0.75], start_s=5, quality=over) == []  # a broken loop (0 mA)
     assert r.active(1) == [C.HH, C.H, C.L, C.OUT_OF_RANGE]
-    assert r.feed(1, [0.8], start_s=5) == [
-        (C.HH, False, 5.0), (C.H, False, 5.0), (C.L, False, 5.0), (C.OUT_OF_RANGE, False, 5.0),
+    assert r.feed(1, [0.8], start_s=6) == [
+        (C.HH, False, 6.0), (C.H, False, 6.0), (C.L, False, 6.0), (C.OUT_OF_RANGE, False, 6.0),
     ]  # fmt: skip
+    # Failed high (22 mA): out of range, no limit alarm.
+    assert r.feed(2, [0.8]) == []
+    assert r.feed(2, [3.375, 3.375], start_s=1, quality=over) == [(C.OUT_OF_RANGE, True, 2.0)]
 
 
 def test_an_uncertain_reading_raises_limits_it_is_past_and_clears_none() -> None:

@@ -70,12 +70,12 @@ async def test_console_signs_in_measures_latency_and_shows_a_device_alarm(
     found = page.locator("#alarm-table tbody tr", has_text="TK1.LT").filter(has_text="超量程")
     await expect(found).to_have_count(1, timeout=15_000)
     row = page.locator(f"tr[data-alarm='{await found.get_attribute('data-alarm')}']")
-    # Beyond the range the reading is a bound, and shown as one.
-    await expect(row.locator("td.value")).to_have_text("≥ 25 m 超量程")
+    # 25 % of the span above the range: past NAMUR NE 43's 21 mA, a failure signal.
+    await expect(row.locator("td.value")).to_have_text("25 m 信号故障")
 
     await page.locator("#lang").click()
     await expect(row.locator("td.condition")).to_have_text("out of range")
-    await expect(row.locator("td.value")).to_have_text("≥ 25 m over range")
+    await expect(row.locator("td.value")).to_have_text("25 m signal fault")
     await expect(page.locator("#nav a.active")).to_have_text("Alarms")
 
     await page.locator("#logout").click()

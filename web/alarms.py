@@ -7,6 +7,7 @@ duty officers, shift leaders and leaders acknowledge, shelve and take alarms out
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -68,10 +69,15 @@ def _principal(request: web.Request) -> Principal:
     return principal
 
 
-def _info(points: PointIndex, point: int) -> dict[str, Any]:
+def _info(request: web.Request, point: int) -> dict[str, Any]:
+    points: PointIndex = request.app[POINTS]
     if point not in points:
         return {"enterprise": None, "code": None, "name": None, "unit": None}
     p = points.info(point)
+    rules = request.app[ENGINE].rules
+    readings = None  # beyond `range`, the readings that are measurements, not failure signals
+    if p.range is not None and point < rules.size and not math.isnan(rules.reading_lo[point]):
+        readings = [float(rules.reading_lo[point]), float(rules.reading_hi[point])]
     return {
         "enterprise": p.enterprise,
         "hazard_source": p.hazard_source,
@@ -79,6 +85,7 @@ def _info(points: PointIndex, point: int) -> dict[str, Any]:
         "name": p.name,
         "unit": p.unit,
         "range": None if p.range is None else list(p.range),
+        "readings": readings,
         "limits": p.limits.model_dump(),
     }
 
@@ -107,7 +114,7 @@ def _time(raw: str | None, name: str) -> int | None:
 
 
 async def list_alarms(request: web.Request) -> web.Response:
-    engine, points, q = request.app[ENGINE], request.app[POINTS], request.query
+    engine, q = request.app[ENGINE], request.query
     states = set(q["state"].split(",")) if "state" in q else None
     if states is not None and not states <= {s.value for s in AlarmState}:
         raise json_error(
@@ -124,7 +131,7 @@ async def list_alarms(request: web.Request) -> web.Response:
         a = engine.alarms[(point, _cond)]
         if not _visible(request, point):
             continue
-        info = _info(points, point)
+        info = _info(request, point)
         if enterprise is not None and info["enterprise"] != enterprise:
             continue
         if states is None and a.state is AlarmState.NORMAL:
@@ -159,7 +166,7 @@ async def get_alarm(request: web.Request) -> web.Response:
         }
         for r in rows
     ]  # fmt: skip
-    return _json({**engine.view(alarm_id, _info(request.app[POINTS], point)), "events": events})
+    return _json({**engine.view(alarm_id, _info(request, point)), "events": events})
 
 
 def _operation(
@@ -176,7 +183,7 @@ def _operation(
         except sm.AlarmOperationError as exc:
             raise json_error(web.HTTPConflict, str(exc)) from None
         point = alarm.point
-        return _json(engine.view(alarm_id, _info(request.app[POINTS], point)))
+        return _json(engine.view(alarm_id, _info(request, point)))
 
     return handler
 

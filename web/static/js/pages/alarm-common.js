@@ -28,7 +28,7 @@ register({
     "board.dur.900": "15 分钟", "board.dur.3600": "1 小时", "board.dur.14400": "4 小时",
     "board.dur.28800": "8 小时", "board.dur.once": "至本次报警恢复",
     "board.unshelve": "解除屏蔽", "board.acked_toast": "已确认 {n} 条报警",
-    "board.over_range": "超量程", "board.under_range": "低于量程",
+    "board.over_range": "超量程", "board.under_range": "低于量程", "board.signal_fault": "信号故障",
     "board.shelved_toast": "已屏蔽：{code}", "board.unshelved_toast": "已解除屏蔽：{code}",
   },
   en: {
@@ -58,6 +58,7 @@ register({
     "board.dur.28800": "8 hours", "board.dur.once": "until this alarm clears",
     "board.unshelve": "Unshelve", "board.acked_toast": "{n} alarms acknowledged",
     "board.over_range": "over range", "board.under_range": "under range",
+    "board.signal_fault": "signal fault",
     "board.shelved_toast": "Shelved: {code}", "board.unshelved_toast": "Unshelved: {code}",
   },
 });
@@ -74,13 +75,15 @@ export function conditionLabel(alarm) {
 
 /** A reading of the alarm's point with its unit. Beyond the instrument range (`alarm.range`)
  * the reading is a bound, not the value (a saturated gas detector in a large leak): "≥ 3.094
- * mg/m3 超量程". */
+ * mg/m3 超量程"; farther out than the measurements (`alarm.readings`) it is a failure signal
+ * (a broken loop): "-0.75 MPa 信号故障". */
 export function formatReading(value, alarm) {
   const text = `${formatNumber(value, 3)} ${alarm.unit ?? ""}`.trim();
   const [lo, hi] = alarm.range ?? [];
-  if (Number.isFinite(value) && value > hi) return `≥ ${text} ${t("board.over_range")}`;
-  if (Number.isFinite(value) && value < lo) return `≤ ${text} ${t("board.under_range")}`;
-  return text;
+  if (!Number.isFinite(value) || !(value > hi || value < lo)) return text;
+  const [min, max] = alarm.readings ?? [-Infinity, Infinity];
+  if (value < min || value > max) return `${text} ${t("board.signal_fault")}`;
+  return value > hi ? `≥ ${text} ${t("board.over_range")}` : `≤ ${text} ${t("board.under_range")}`;
 }
 
 export function priorityBadge(priority) {
