@@ -18,13 +18,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+import numpy as np
 
 from alarms import warnings as wm
 from alarms.engine import AlarmEngine
 from alarms.model import AlarmClass, AlarmState, Condition
 from alarms.reports import Reports
 from alarms.warning_rules import WarningRules, load_warning_rules
+from gis.coords import bearing_distance
+from streams.config import Config
 from streams.fanout import Fanout
+from streams.hub import LatestValues
+from streams.quality import Quality
 from streams.registry import PointIndex
 
 log = logging.getLogger("anjian.warnings")
@@ -45,6 +50,39 @@ def _dt(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
+class Geography:
+    """What the wind may carry a toxic release toward: each enterprise's wind_direction and
+    wind_speed points (its weather station) read from the hub, and its sensitive targets as seen
+    from each hazard source (the source's position, else the enterprise's)."""
+
+    def __init__(self, cfg: Config, points: PointIndex, latest: LatestValues) -> None:
+        self.latest = latest
+        self.wind_points: dict[str, tuple[int, int]] = {}
+        self.targets: dict[tuple[str, str], tuple[wm.TargetAt, ...]] = {}
+        for e in cfg.enterprises:
+            kinds = {p.kind: points.id(e.code, p.code) for d in e.devices for p in d.points}
+            if "wind_direction" in kinds and "wind_speed" in kinds:
+                self.wind_points[e.code] = (kinds["wind_direction"], kinds["wind_speed"])
+            for h in e.hazard_sources:
+                placed = h.lon is not None and h.lat is not None
+                lon, lat = (h.lon, h.lat) if placed else (e.lon, e.lat)
+                if lon is None or lat is None:
+                    continue
+                self.targets[(e.code, h.code)] = tuple(
+                    wm.TargetAt(t.name, *bearing_distance(lon, lat, t.lon, t.lat))
+                    for t in e.sensitive_targets
+                )
+
+    def wind(self) -> dict[str, wm.Wind]:
+        """Enterprise → its wind now, where both readings are good."""
+        out = {}
+        for e, ids in self.wind_points.items():
+            now = self.latest.get(np.array(ids, np.int32))
+            if (now.quality == Quality.GOOD).all() and np.isfinite(now.value).all():
+                out[e] = wm.Wind(float(now.value[0]), float(now.value[1]))
+        return out
+
+
 class WarningDesk:
     def __init__(
         self,
@@ -57,6 +95,7 @@ class WarningDesk:
         rules: WarningRules | None = None,
         clock: Callable[[], int] = time.time_ns,
         reports: Reports | None = None,
+        geography: Geography | None = None,
     ) -> None:
         self.pool = pool
         self.engine = engine
@@ -66,6 +105,7 @@ class WarningDesk:
         self.rules = rules or load_warning_rules()
         self.clock = clock
         self.reports = reports  # what enterprises report: special work, daily commitment
+        self.geography = geography  # the wind and the sensitive targets
         self.warnings: dict[int, wm.Warning] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -127,6 +167,8 @@ class WarningDesk:
             e: self.reports.commitment_inputs(e, now_ns) if self.reports else (None, None)
             for e in enterprises
         }
+        geo = self.geography
+        wind = geo.wind() if geo else {}
         return wm.WarningInputs(
             tuple(
                 wm.EnterpriseInputs(
@@ -148,6 +190,8 @@ class WarningDesk:
                             production_state=self.reports.source_state(e, src)
                             if self.reports and src
                             else None,
+                            wind=wind.get(e),
+                            targets=geo.targets.get((e, src), ()) if geo and src else (),
                         )
                         for src in sorted(sources, key=lambda s: s or "")
                     ),

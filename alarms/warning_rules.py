@@ -88,9 +88,14 @@ class ConcurrentCriticalRule(_AlarmRule):
 
 
 class ToxicGasTowardTargetRule(_AlarmRule):
-    """A toxic-gas alarm while the wind blows toward a sensitive target."""
+    """A toxic-gas alarm while the wind blows toward a sensitive target: one within `reach_m`
+    of the hazard source and within `half_sector_deg` of downwind. Below `calm_m_s` the wind has
+    no direction, and every target within reach counts."""
 
     kind: Literal["toxic_gas_toward_target"]
+    reach_m: Annotated[float, Field(gt=0)] = 3000.0
+    half_sector_deg: Annotated[float, Field(gt=0, le=180)] = 22.5
+    calm_m_s: Annotated[float, Field(ge=0)] = 0.5
 
 
 class AlarmDuringSpecialWorkRule(_AlarmRule):

@@ -94,7 +94,41 @@ class SourceInputs:
     # The permit numbers (作业证编号) of each on-going work type, named in the evidence.
     special_work_permits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     production_state: str | None = None  # None: the enterprise's
-    wind_toward_sensitive_target: bool | None = None  # None: unknown
+    # The wind at the enterprise (None: not measured) and its sensitive targets as seen from
+    # this source; `wind_toward_sensitive_target` set says it outright (None: from these).
+    wind: Wind | None = None
+    targets: tuple[TargetAt, ...] = ()
+    wind_toward_sensitive_target: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Wind:
+    from_deg: float  # where it blows from, clockwise from north (meteorological)
+    speed_m_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class TargetAt:
+    """A sensitive target as seen from a hazard source."""
+
+    name: str
+    bearing_deg: float  # clockwise from north
+    distance_m: float
+
+
+def targets_downwind(rule: ToxicGasTowardTargetRule, src: SourceInputs) -> list[TargetAt]:
+    """The source's targets the wind blows toward, nearest first (none when it is unknown)."""
+    wind = src.wind
+    if wind is None:
+        return []
+    near = [t for t in src.targets if t.distance_m <= rule.reach_m]
+    if wind.speed_m_s >= rule.calm_m_s:
+        downwind = (wind.from_deg + 180.0) % 360.0
+        near = [
+            t for t in near
+            if abs((t.bearing_deg - downwind + 180.0) % 360.0 - 180.0) <= rule.half_sector_deg
+        ]  # fmt: skip
+    return sorted(near, key=lambda t: t.distance_m)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,10 +338,21 @@ def _source_rule(
     since = min(a.raised_at_ns for a in matching)
     if isinstance(rule, ToxicGasTowardTargetRule):
         toxic = [a for a in matching if a.gas is GasHazard.TOXIC]
-        if not toxic or src.wind_toward_sensitive_target is not True:
+        if not toxic:
             return []
         evidence = [_alarm_evidence(a, now_ns) for a in toxic]
-        return [_hit(rule, min(a.raised_at_ns for a in toxic), [*evidence, _evidence("wind", {})])]
+        if src.wind_toward_sensitive_target is None:
+            evidence += [
+                _evidence("wind_target", {"target": t.name, "distance_m": round(t.distance_m)})
+                for t in targets_downwind(rule, src)
+            ]
+            if len(evidence) == len(toxic):
+                return []
+        elif src.wind_toward_sensitive_target:
+            evidence.append(_evidence("wind", {}))
+        else:
+            return []
+        return [_hit(rule, min(a.raised_at_ns for a in toxic), evidence)]
     if isinstance(rule, AlarmDuringSpecialWorkRule):
         works = sorted(w for w in (src.special_work or ()) if w in rule.work_types)
         if not works:
@@ -378,6 +423,10 @@ _TEMPLATES: dict[str, tuple[str, str]] = {
     ),
     "video_offline": ("视频 {label} 离线{duration_zh}", "camera {label} offline for {duration_en}"),
     "wind": ("风向指向敏感目标", "wind blowing toward a sensitive target"),
+    "wind_target": (
+        "风向指向敏感目标 {target}（{distance_m} 米）",
+        "wind blowing toward {target} ({distance_m} m away)",
+    ),
     "special_work": ("正在进行: {works_zh}", "on-going: {works_en}"),
     "production_state": ("生产状态: {state_zh}", "production state: {state_en}"),
     "commitment_missing": ("未提交今日安全承诺", "today's safety commitment not submitted"),

@@ -27,7 +27,7 @@ from alarms.engine import AlarmEngine, FirstOutGroup, RuleBook
 from alarms.notify import Notifier, NotifySettings, WebSocketChannel
 from alarms.reports import Reports
 from alarms.rules import AlarmSettings, RuleArrays
-from alarms.warning_desk import WarningDesk
+from alarms.warning_desk import Geography, WarningDesk
 from alarms.warning_rules import WarningLevel
 from alarms.warnings import Duty, Recipient
 from anjian.video import camera_rules, demo_cameras
@@ -242,6 +242,7 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
         engine.escalate_with(notify.escalation, notifier, {p.id: p.code for p in index})
 
         hub = Hub()
+        desk.geography = Geography(cfg, index, hub.latest)  # the wind, from the weather points
         writer = SampleWriter(store, settings.data_dir / "spool")
         collectors, mqtt_ingest = build_collectors(cfg, index, hub)
         video = VideoManager(cameras, video_config, hub)

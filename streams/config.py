@@ -333,6 +333,16 @@ class _At(ValueError):
         self.loc = loc
 
 
+class SensitiveTarget(_Model):
+    """A sensitive target near an enterprise (周边环境敏感目标): a toxic-gas 二级 alarm while the
+    wind blows toward one issues a red warning (alarms/warning_rules.toml)."""
+
+    name: str
+    kind: Literal["school", "hospital", "residential", "public", "other"] = "other"
+    lon: Annotated[float, Field(ge=-180, le=180)]
+    lat: Annotated[float, Field(ge=-90, le=90)]
+
+
 class Enterprise(_Model):
     """A production and business unit (生产经营单位)."""
 
@@ -347,6 +357,7 @@ class Enterprise(_Model):
     devices: list[Device] = []
     cameras: list[Camera] = []
     first_out_groups: list[FirstOutGroup] = []
+    sensitive_targets: list[SensitiveTarget] = []
 
     @model_validator(mode="after")
     def _references(self) -> Enterprise:

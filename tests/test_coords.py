@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gis.coords import gcj02_to_wgs84, wgs84_to_gcj02
+from gis.coords import bearing_distance, gcj02_to_wgs84, wgs84_to_gcj02
 from streams.config import parse_config
 
 # The test vectors of the eviltransform reference implementations (googollee/eviltransform,
@@ -108,3 +108,16 @@ def test_config_converts_gcj02_positions_to_wgs84_once_on_load() -> None:
 def test_config_refuses_an_unknown_datum() -> None:
     with pytest.raises(Exception, match="coords"):
         parse_config(CONFIG.format(flag='coords = "bd09"', lon=118.8, lat=32.3))
+
+
+def test_bearing_and_distance_from_a_hazard_source_to_a_target() -> None:
+    # From the demo park: 1 km east and 1 km north (equirectangular over a few km), and the
+    # 1° of latitude along a meridian (111.2 km on the mean sphere).
+    lon, lat = 118.79, 32.26
+    east = bearing_distance(lon, lat, lon + 1000 / (111_320 * math.cos(math.radians(lat))), lat)
+    north = bearing_distance(lon, lat, lon, lat + 1000 / 111_320)
+    assert east[0] == pytest.approx(90.0, abs=0.01) and east[1] == pytest.approx(1000, rel=5e-3)
+    assert north[0] == pytest.approx(0.0, abs=1e-9) and north[1] == pytest.approx(1000, rel=5e-3)
+    south_west = bearing_distance(lon, lat, lon - 0.01, lat - 0.01)
+    assert 200 < south_west[0] < 250
+    assert bearing_distance(0.0, 0.0, 0.0, 1.0)[1] == pytest.approx(111_195, rel=1e-4)

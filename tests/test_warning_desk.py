@@ -13,7 +13,7 @@ import pytest
 from alarms import warnings as wm
 from alarms.engine import AlarmEngine
 from alarms.rules import RuleArrays, rules_from_config
-from alarms.warning_desk import WarningDesk
+from alarms.warning_desk import Geography, WarningDesk
 from streams import Hub, SampleBatch, Subscription
 from streams.config import parse_config
 from streams.registry import PointIndex, sync_config
@@ -182,3 +182,73 @@ async def test_unacknowledged_alarm_escalates_up_the_roster_until_acknowledged(d
     (note,) = await feed.get()
     assert note["condition"] == "H"
     assert feed.empty()
+
+
+# The same enterprise placed on the map, with its weather station and a school 1.5 km east.
+WIND_CONFIG = (
+    CONFIG.replace('region = "320116"\n', 'region = "320116"\nlon = 118.79\nlat = 32.26\n')
+    + """
+  [[enterprises.devices]]
+  code = "WS1"
+  protocol = "modbus"
+  host = "127.0.0.1"
+    [[enterprises.devices.points]]
+    code = "WS1.WD"
+    name = "风向"
+    kind = "wind_direction"
+    unit = "°"
+    table = "input"
+    address = 0
+    [[enterprises.devices.points]]
+    code = "WS1.WS"
+    name = "风速"
+    kind = "wind_speed"
+    unit = "m/s"
+    table = "input"
+    address = 2
+  [[enterprises.sensitive_targets]]
+  name = "中心小学"
+  kind = "school"
+  lon = 118.806
+  lat = 32.26
+"""
+)
+
+
+async def test_a_toxic_level_2_alarm_with_the_wind_toward_a_school_issues_red(
+    database_url: str,
+) -> None:
+    cfg = parse_config(WIND_CONFIG)
+    store = await Store.open(database_url)
+    index = await sync_config(store.pool, cfg)
+    now = [T0]
+    rules = rules_from_config(cfg, {(p.enterprise, p.code): p.id for p in index})
+    engine = AlarmEngine(store.pool, RuleArrays.build(rules), clock=lambda: now[0])
+    hub = Hub()
+    desk = WarningDesk(
+        store.pool, engine, index, {("E9", "HS1"): 2}, clock=lambda: now[0],
+        geography=Geography(cfg, index, hub.latest),
+    )  # fmt: skip
+    sub = hub.subscribe("alarms")
+    task = asyncio.create_task(engine.run(sub))
+    wind = [index.id("E9", "WS1.WD"), index.id("E9", "WS1.WS")]
+    try:
+        # An east wind (from 90°) blows away from the school: the 二级 alarm alone is not red.
+        await hub.publish(SampleBatch.of(T0, [index.id("E9", "GD-1"), *wind], [45.0, 90.0, 3.0]))
+        await sub.join()
+        await desk.evaluate()
+        assert all(w.level is not wm.WarningLevel.RED for w in desk.warnings.values())
+        # The wind turns west (from 270°): toward the school, 1.5 km downwind of the tanks.
+        now[0] = T0 + MIN
+        await hub.publish(SampleBatch.of(now[0], wind, [270.0, 3.0]))
+        await sub.join()
+        await desk.evaluate()
+        (red,) = [w for w in desk.warnings.values() if w.level is wm.WarningLevel.RED]
+        assert red.rule == "red.toxic_gas_toward_target"
+        (school,) = [e for e in red.evidence if e.code == "wind_target"]
+        assert school.params["target"] == "中心小学"
+        assert 1450 <= school.params["distance_m"] <= 1550
+    finally:
+        sub.close()
+        await task
+        await store.close()

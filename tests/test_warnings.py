@@ -31,6 +31,7 @@ from alarms.warnings import (
     Recipient,
     SourceInputs,
     StepAction,
+    TargetAt,
     Warning,
     WarningFinding,
     WarningInputError,
@@ -39,6 +40,7 @@ from alarms.warnings import (
     WarningRowError,
     WarningState,
     WarningTransitionError,
+    Wind,
     clear,
     close,
     evaluate_warnings,
@@ -246,6 +248,37 @@ def test_no_red_for_gas_without_all_of_toxic_level_2_and_wind(
 ) -> None:
     found = one_source(alarms=(gas_alarm,), wind_toward_sensitive_target=wind)
     assert all(f.level is not WarningLevel.RED for f in found)
+
+
+SCHOOL = TargetAt("演示镇中心小学", bearing_deg=90.0, distance_m=1500.0)  # east of the tanks
+HOMES = TargetAt("演示村居民区", bearing_deg=0.0, distance_m=2000.0)  # north
+
+
+@pytest.mark.parametrize(
+    ("wind", "targets", "toward"),
+    [
+        (Wind(from_deg=270.0, speed_m_s=3.0), (SCHOOL, HOMES), ["演示镇中心小学"]),  # west wind
+        (Wind(from_deg=250.0, speed_m_s=3.0), (SCHOOL,), ["演示镇中心小学"]),  # 20° off downwind
+        (Wind(from_deg=240.0, speed_m_s=3.0), (SCHOOL,), []),  # 30° off: outside the sector
+        (Wind(from_deg=90.0, speed_m_s=3.0), (SCHOOL, HOMES), []),  # away from both
+        (Wind(from_deg=180.0, speed_m_s=3.0), (HOMES,), ["演示村居民区"]),  # a south wind
+        (Wind(from_deg=90.0, speed_m_s=0.2), (HOMES, SCHOOL), ["演示镇中心小学", "演示村居民区"]),
+        (Wind(270.0, 3.0), (TargetAt("远处学校", 90.0, 3500.0),), []),  # beyond the 3 km reach
+        (None, (SCHOOL,), []),  # no wind measured: unknown
+    ],
+)
+def test_red_when_the_wind_blows_toward_a_sensitive_target_within_reach(
+    wind: Wind | None, targets: tuple[TargetAt, ...], toward: list[str]
+) -> None:
+    toxic = alarm(1, Condition.HH, "gas", gas=GasHazard.TOXIC, name="氯气检测器")
+    found = one_source(alarms=(toxic,), wind=wind, targets=targets)
+    if not toward:
+        assert all(f.level is not WarningLevel.RED for f in found)
+        return
+    assert level_rule(found) == ("red", "red.toxic_gas_toward_target")
+    named = [e.params["target"] for e in found[0].evidence if e.code == "wind_target"]
+    assert named == toward  # nearest first
+    assert found[0].evidence[1].zh.startswith(f"风向指向敏感目标 {toward[0]}（")
 
 
 def test_red_when_an_alarm_rises_during_hot_work_in_the_same_unit() -> None:

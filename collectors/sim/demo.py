@@ -138,6 +138,8 @@ class _Enterprise:
     industry: str
     address: str
     sources: tuple[_Source, ...]
+    # Sensitive targets around it (周边环境敏感目标): name, kind, plant coordinates (m).
+    targets: tuple[tuple[str, str, float, float], ...] = ()
 
 
 ENTERPRISES = (
@@ -150,6 +152,8 @@ ENTERPRISES = (
             _Source("HS101", "液氯储罐区", {"Cl2": 125.0}, 60),
             _Source("HS102", "液氨储罐区", {"NH3": 62.0}, 60),
         ),
+        # A west wind (`wind direction_deg=270`) blows from the chlorine tanks toward the school.
+        (("演示镇中心小学", "school", 1500.0, 0.0), ("演示村居民区", "residential", 0.0, 2000.0)),
     ),
     _Enterprise(
         "E2",
@@ -504,6 +508,20 @@ def demo_config_toml(
                 "lat": first["lat"],
                 "hazard_sources": sources,
                 "devices": devices,
+                **(
+                    {
+                        "sensitive_targets": [
+                            {
+                                "name": n,
+                                "kind": k,
+                                **dict(zip(("lon", "lat"), lon_lat(x, y), strict=True)),
+                            }
+                            for n, k, x, y in e.targets
+                        ]
+                    }
+                    if e.targets
+                    else {}
+                ),
             }
         )
     doc: dict[str, Any] = {"regions": [REGION], "enterprises": enterprises}
