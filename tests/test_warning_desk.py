@@ -5,6 +5,7 @@ escalated; a restart restores it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -64,9 +65,11 @@ class Desk:
     sub: Subscription
 
 
-@pytest.fixture
-async def d(database_url: str) -> AsyncIterator[Desk]:
-    cfg = parse_config(CONFIG)
+@contextlib.asynccontextmanager
+async def _open(database_url: str, config: str) -> AsyncIterator[Desk]:
+    """The desk of `config` on a real database, its engine fed by a real hub, on a clock the
+    test moves (`now[0]`)."""
+    cfg = parse_config(config)
     store = await Store.open(database_url)
     index = await sync_config(store.pool, cfg)
     now = [T0]
@@ -74,11 +77,11 @@ async def d(database_url: str) -> AsyncIterator[Desk]:
     engine = AlarmEngine(store.pool, RuleArrays.build(rules), clock=lambda: now[0])
     hs = cfg.enterprises[0].hazard_sources[0]
     people = [wm.Recipient(wm.Duty(r.duty), r.name, r.username, r.phone) for r in hs.responsible]
+    hub = Hub()
     desk = WarningDesk(
         store.pool, engine, index, {("E9", "HS1"): 2}, {("E9", "HS1"): people},
-        clock=lambda: now[0],
+        clock=lambda: now[0], geography=Geography(cfg, index, hub.latest),
     )  # fmt: skip
-    hub = Hub()
     sub = hub.subscribe("alarms")
     task = asyncio.create_task(engine.run(sub))
     try:
@@ -87,6 +90,12 @@ async def d(database_url: str) -> AsyncIterator[Desk]:
         sub.close()
         await task
         await store.close()
+
+
+@pytest.fixture
+async def d(database_url: str) -> AsyncIterator[Desk]:
+    async with _open(database_url, CONFIG) as desk:
+        yield desk
 
 
 async def _reading(d: Desk, value: float, at: int) -> None:
@@ -218,37 +227,21 @@ WIND_CONFIG = (
 async def test_a_toxic_level_2_alarm_with_the_wind_toward_a_school_issues_red(
     database_url: str,
 ) -> None:
-    cfg = parse_config(WIND_CONFIG)
-    store = await Store.open(database_url)
-    index = await sync_config(store.pool, cfg)
-    now = [T0]
-    rules = rules_from_config(cfg, {(p.enterprise, p.code): p.id for p in index})
-    engine = AlarmEngine(store.pool, RuleArrays.build(rules), clock=lambda: now[0])
-    hub = Hub()
-    desk = WarningDesk(
-        store.pool, engine, index, {("E9", "HS1"): 2}, clock=lambda: now[0],
-        geography=Geography(cfg, index, hub.latest),
-    )  # fmt: skip
-    sub = hub.subscribe("alarms")
-    task = asyncio.create_task(engine.run(sub))
-    wind = [index.id("E9", "WS1.WD"), index.id("E9", "WS1.WS")]
-    try:
+    async with _open(database_url, WIND_CONFIG) as d:
+        wind = [d.points.id("E9", "WS1.WD"), d.points.id("E9", "WS1.WS")]
         # An east wind (from 90°) blows away from the school: the 二级 alarm alone is not red.
-        await hub.publish(SampleBatch.of(T0, [index.id("E9", "GD-1"), *wind], [45.0, 90.0, 3.0]))
-        await sub.join()
-        await desk.evaluate()
-        assert all(w.level is not wm.WarningLevel.RED for w in desk.warnings.values())
+        gas = d.points.id("E9", "GD-1")
+        await d.hub.publish(SampleBatch.of(T0, [gas, *wind], [45.0, 90.0, 3.0]))
+        await d.sub.join()
+        await d.desk.evaluate()
+        assert all(w.level is not wm.WarningLevel.RED for w in d.desk.warnings.values())
         # The wind turns west (from 270°): toward the school, 1.5 km downwind of the tanks.
-        now[0] = T0 + MIN
-        await hub.publish(SampleBatch.of(now[0], wind, [270.0, 3.0]))
-        await sub.join()
-        await desk.evaluate()
-        (red,) = [w for w in desk.warnings.values() if w.level is wm.WarningLevel.RED]
+        d.now[0] = T0 + MIN
+        await d.hub.publish(SampleBatch.of(d.now[0], wind, [270.0, 3.0]))
+        await d.sub.join()
+        await d.desk.evaluate()
+        (red,) = [w for w in d.desk.warnings.values() if w.level is wm.WarningLevel.RED]
         assert red.rule == "red.toxic_gas_toward_target"
         (school,) = [e for e in red.evidence if e.code == "wind_target"]
         assert school.params["target"] == "中心小学"
         assert 1450 <= school.params["distance_m"] <= 1550
-    finally:
-        sub.close()
-        await task
-        await store.close()
