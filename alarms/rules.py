@@ -302,6 +302,7 @@ class RuleOverride(_Model):
     stuck: Stuck | None = None
     out_of_range: bool | None = None
     forecast: Forecast | None = None
+    signal_failure_pct: tuple[SpanPct, SpanPct] | None = None
     idlh_mg_m3: Annotated[float, Field(gt=0)] | None = None  # toxic gas: 5 % / 10 % IDLH
 
 
@@ -480,6 +481,7 @@ def _rule_fields(
             "stuck",
             "out_of_range",
             "forecast",
+            "signal_failure_pct",
         ):
             if name in set_:
                 out[name] = getattr(override, name)

@@ -265,6 +265,19 @@ def test_alarm_settings_override_one_point_and_defaults_apply_to_all() -> None:
     assert rules["E1/GT-1"].deadband_of("h") == 0
 
 
+def test_the_signal_failure_band_is_a_default_with_a_per_point_override() -> None:
+    # NAMUR NE 43 for 4–20 mA loops by default; a digital detector that reports its own bound up
+    # to twice its span and never less than zero gets its own band.
+    settings = alarm_settings({"points": {"E1/GD-1": {"signal_failure_pct": [0, 100]}}})
+    rules = _by_tag(rules_from_config(parse_config(CONFIG), IDS, settings))
+    a = RuleArrays.build(rules.values())
+    assert (a.reading_lo[1], a.reading_hi[1]) == pytest.approx((-0.5, 21.25))  # LT-1, 0–20
+    assert (a.reading_lo[2], a.reading_hi[2]) == (0, 200)  # GD-1, 0–100 %LEL
+    with pytest.raises(RuleError) as info:
+        alarm_settings({"points": {"E1/GD-1": {"signal_failure_pct": [-1, 5]}}})
+    assert "[alarms].points.E1/GD-1.signal_failure_pct.0" in str(info.value)
+
+
 def test_config_errors_are_collected_and_name_each_point() -> None:
     bad = CONFIG.replace('gas = "Cl2"', 'gas = "XYZ"').replace(
         '"%LEL"', '"%LEL"\n    limits = { h = 30.0 }'
