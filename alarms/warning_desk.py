@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +24,7 @@ from alarms import warnings as wm
 from alarms.engine import AlarmEngine
 from alarms.model import AlarmClass, AlarmState, Condition
 from alarms.reports import Reports
-from alarms.warning_rules import WarningRules, load_warning_rules
+from alarms.warning_rules import ToxicGasTowardTargetRule, WarningRules, load_warning_rules
 from gis.coords import bearing_distance
 from streams.config import Config
 from streams.fanout import Fanout
@@ -52,12 +52,14 @@ def _dt(ns: int) -> datetime:
 
 class Geography:
     """What the wind may carry a toxic release toward: each enterprise's wind_direction and
-    wind_speed points (its weather station) read from the hub, and its sensitive targets as seen
-    from each hazard source (the source's position, else the enterprise's)."""
+    wind_speed points (its weather station) read from the hub at each of the desk's evaluations
+    and averaged over a window, and its sensitive targets as seen from each hazard source (the
+    source's position, else the enterprise's)."""
 
     def __init__(self, cfg: Config, points: PointIndex, latest: LatestValues) -> None:
         self.latest = latest
         self.wind_points: dict[str, tuple[int, int]] = {}
+        self._seen: dict[str, deque[tuple[int, wm.Wind]]] = defaultdict(deque)
         self.targets: dict[tuple[str, str], tuple[wm.TargetAt, ...]] = {}
         for e in cfg.enterprises:
             kinds = {p.kind: points.id(e.code, p.code) for d in e.devices for p in d.points}
@@ -73,13 +75,21 @@ class Geography:
                     for t in e.sensitive_targets
                 )
 
-    def wind(self) -> dict[str, wm.Wind]:
-        """Enterprise → its wind now, where both readings are good."""
+    def wind(self, now_ns: int, average_s: float) -> dict[str, wm.Wind]:
+        """Enterprise → the vector mean of its wind as seen at each call within the last
+        `average_s` (a call where a reading is not good adds nothing); none without any."""
+        since = now_ns - round(average_s * 1e9)
         out = {}
         for e, ids in self.wind_points.items():
+            seen = self._seen[e]
             now = self.latest.get(np.array(ids, np.int32))
             if (now.quality == Quality.GOOD).all() and np.isfinite(now.value).all():
-                out[e] = wm.Wind(float(now.value[0]), float(now.value[1]))
+                seen.append((now_ns, wm.Wind(float(now.value[0]), float(now.value[1]))))
+            while seen and seen[0][0] <= since:
+                seen.popleft()
+            mean = wm.resultant_wind([w for _, w in seen])
+            if mean is not None:
+                out[e] = mean
         return out
 
 
@@ -168,7 +178,10 @@ class WarningDesk:
             for e in enterprises
         }
         geo = self.geography
-        wind = geo.wind() if geo else {}
+        averages = [
+            r.wind_average_s for r in self.rules.rules if isinstance(r, ToxicGasTowardTargetRule)
+        ]
+        wind = geo.wind(now_ns, max(averages)) if geo and averages else {}
         return wm.WarningInputs(
             tuple(
                 wm.EnterpriseInputs(

@@ -89,13 +89,15 @@ class ConcurrentCriticalRule(_AlarmRule):
 
 class ToxicGasTowardTargetRule(_AlarmRule):
     """A toxic-gas alarm while the wind blows toward a sensitive target: one within `reach_m`
-    of the hazard source and within `half_sector_deg` of downwind. Below `calm_m_s` the wind has
-    no direction, and every target within reach counts."""
+    of the hazard source and within `half_sector_deg` of downwind. The wind is the vector mean
+    over the last `wind_average_s`, so a gust neither raises nor ends the finding. Below
+    `calm_m_s` the wind has no direction, and every target within reach counts."""
 
     kind: Literal["toxic_gas_toward_target"]
     reach_m: Annotated[float, Field(gt=0)] = 3000.0
     half_sector_deg: Annotated[float, Field(gt=0, le=180)] = 22.5
     calm_m_s: Annotated[float, Field(ge=0)] = 0.5
+    wind_average_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
 
 
 class AlarmDuringSpecialWorkRule(_AlarmRule):

@@ -6,6 +6,7 @@ Pure: inputs and `now_ns` in, findings and Warning records out; the engine store
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -105,6 +106,18 @@ class SourceInputs:
 class Wind:
     from_deg: float  # where it blows from, clockwise from north (meteorological)
     speed_m_s: float
+
+
+def resultant_wind(samples: Sequence[Wind]) -> Wind | None:
+    """The vector mean of wind samples: where the air came from on the whole and how fast it
+    moved on the whole. A wind that keeps turning adds up to little and reads as calm, so every
+    target within reach counts. None without samples."""
+    if not samples:
+        return None
+    n = len(samples)
+    east = sum(w.speed_m_s * math.sin(math.radians(w.from_deg)) for w in samples) / n
+    north = sum(w.speed_m_s * math.cos(math.radians(w.from_deg)) for w in samples) / n
+    return Wind(math.degrees(math.atan2(east, north)) % 360.0, math.hypot(east, north))
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,10 +355,7 @@ def _source_rule(
             return []
         evidence = [_alarm_evidence(a, now_ns) for a in toxic]
         if src.wind_toward_sensitive_target is None:
-            evidence += [
-                _evidence("wind_target", {"target": t.name, "distance_m": round(t.distance_m)})
-                for t in targets_downwind(rule, src)
-            ]
+            evidence += _target_evidence(rule, src)
             if len(evidence) == len(toxic):
                 return []
         elif src.wind_toward_sensitive_target:
@@ -424,8 +434,13 @@ _TEMPLATES: dict[str, tuple[str, str]] = {
     "video_offline": ("视频 {label} 离线{duration_zh}", "camera {label} offline for {duration_en}"),
     "wind": ("风向指向敏感目标", "wind blowing toward a sensitive target"),
     "wind_target": (
-        "风向指向敏感目标 {target}（{distance_m} 米）",
-        "wind blowing toward {target} ({distance_m} m away)",
+        "风向指向敏感目标 {target}（{distance_m} 米；风自 {wind_from_deg}°，{wind_m_s} 米/秒）",
+        "wind blowing toward {target} ({distance_m} m away; wind from {wind_from_deg}° at "
+        "{wind_m_s} m/s)",
+    ),
+    "calm_target": (
+        "静风（{wind_m_s} 米/秒），敏感目标 {target} 在 {distance_m} 米处",
+        "calm air ({wind_m_s} m/s) with {target} {distance_m} m away",
     ),
     "special_work": ("正在进行: {works_zh}", "on-going: {works_en}"),
     "production_state": ("生产状态: {state_zh}", "production state: {state_en}"),
@@ -438,6 +453,23 @@ def _evidence(code: str, params: dict[str, Any], words: dict[str, str] | None = 
     zh, en = _TEMPLATES[code]
     values = {**params, **(words or {})}
     return Evidence(code, params, zh.format(**values), en.format(**values))
+
+
+def _target_evidence(rule: ToxicGasTowardTargetRule, src: SourceInputs) -> list[Evidence]:
+    """The targets the wind blows toward, each with the wind (in calm air: every one within
+    reach)."""
+    wind = src.wind
+    if wind is None:
+        return []
+    calm = wind.speed_m_s < rule.calm_m_s
+    params = {"wind_from_deg": round(wind.from_deg) % 360, "wind_m_s": round(wind.speed_m_s, 1)}
+    return [
+        _evidence(
+            "calm_target" if calm else "wind_target",
+            {"target": t.name, "distance_m": round(t.distance_m), **params},
+        )
+        for t in targets_downwind(rule, src)
+    ]
 
 
 def _point(code: str, name: str, elapsed_ns: int) -> tuple[dict[str, Any], dict[str, str]]:

@@ -51,7 +51,8 @@ region = "320116"
     limits = { hh = 40, h = 20 }
 """
 T0 = 1_796_000_000 * 10**9
-MIN = 60 * 10**9
+SECOND = 10**9
+MIN = 60 * SECOND
 
 
 @dataclass
@@ -229,19 +230,30 @@ async def test_a_toxic_level_2_alarm_with_the_wind_toward_a_school_issues_red(
 ) -> None:
     async with _open(database_url, WIND_CONFIG) as d:
         wind = [d.points.id("E9", "WS1.WD"), d.points.id("E9", "WS1.WS")]
-        # An east wind (from 90°) blows away from the school: the 二级 alarm alone is not red.
+
+        async def blow(from_deg: float, seconds: int) -> list[wm.Warning]:
+            """The station reads `from_deg` at 3 m/s for `seconds`, the desk evaluating every
+            5 s; the red warnings then."""
+            for _ in range(seconds // 5):
+                d.now[0] += 5 * SECOND
+                await d.hub.publish(SampleBatch.of(d.now[0], wind, [from_deg, 3.0]))
+                await d.sub.join()
+                await d.desk.evaluate()
+            return [w for w in d.desk.warnings.values() if w.level is wm.WarningLevel.RED]
+
         gas = d.points.id("E9", "GD-1")
-        await d.hub.publish(SampleBatch.of(T0, [gas, *wind], [45.0, 90.0, 3.0]))
+        await d.hub.publish(SampleBatch.of(T0, [gas], [45.0]))  # 二级 (HH 40 mg/m³)
         await d.sub.join()
-        await d.desk.evaluate()
-        assert all(w.level is not wm.WarningLevel.RED for w in d.desk.warnings.values())
-        # The wind turns west (from 270°): toward the school, 1.5 km downwind of the tanks.
-        d.now[0] = T0 + MIN
-        await d.hub.publish(SampleBatch.of(d.now[0], wind, [270.0, 3.0]))
-        await d.sub.join()
-        await d.desk.evaluate()
-        (red,) = [w for w in d.desk.warnings.values() if w.level is wm.WarningLevel.RED]
+        # A south wind (from 180°) blows north, away from the school 1.5 km east of the tanks.
+        assert await blow(180.0, 120) == []
+        # A gust from the west, one reading: the 2-minute mean wind is still from the south.
+        assert await blow(270.0, 5) == []
+        assert await blow(180.0, 10) == []
+        # The wind turns west (from 270°): toward the school once the mean wind has turned.
+        assert await blow(270.0, 30) == []
+        (red,) = await blow(270.0, 90)
         assert red.rule == "red.toxic_gas_toward_target"
         (school,) = [e for e in red.evidence if e.code == "wind_target"]
         assert school.params["target"] == "中心小学"
         assert 1450 <= school.params["distance_m"] <= 1550
+        assert 247.5 <= school.params["wind_from_deg"] <= 270

@@ -4,6 +4,7 @@ with an injected clock (pure code: no database, no sleeping)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -49,6 +50,7 @@ from alarms.warnings import (
     next_due_ns,
     push,
     reconcile,
+    resultant_wind,
     review,
     set_condition,
     sign,
@@ -276,9 +278,40 @@ def test_red_when_the_wind_blows_toward_a_sensitive_target_within_reach(
         assert all(f.level is not WarningLevel.RED for f in found)
         return
     assert level_rule(found) == ("red", "red.toxic_gas_toward_target")
-    named = [e.params["target"] for e in found[0].evidence if e.code == "wind_target"]
+    assert wind is not None
+    calm = wind.speed_m_s < 0.5
+    code = "calm_target" if calm else "wind_target"
+    named = [e.params["target"] for e in found[0].evidence if e.code == code]
     assert named == toward  # nearest first
-    assert found[0].evidence[1].zh.startswith(f"风向指向敏感目标 {toward[0]}（")
+    first = found[0].evidence[1]
+    assert first.zh.startswith("静风（" if calm else f"风向指向敏感目标 {toward[0]}（")
+    assert (first.params["wind_from_deg"], first.params["wind_m_s"]) == (
+        wind.from_deg,
+        wind.speed_m_s,
+    )
+    if wind == Wind(270.0, 3.0) and targets[0] == SCHOOL:
+        assert first.zh == "风向指向敏感目标 演示镇中心小学（1500 米；风自 270°，3.0 米/秒）"
+
+
+@pytest.mark.parametrize(
+    ("samples", "expected"),
+    [
+        ([Wind(350.0, 4.0), Wind(10.0, 4.0)], Wind(0.0, 4 * math.cos(math.radians(10)))),
+        # A gust from the west among easterlies: still an east wind, a little weaker.
+        ([Wind(90.0, 3.0)] * 9 + [Wind(270.0, 3.0)], Wind(90.0, 2.4)),
+        # A wind that turned right round in the window adds up to nothing: calm.
+        ([Wind(90.0, 3.0), Wind(270.0, 3.0)], Wind(0.0, 0.0)),
+        ([Wind(180.0, 2.0), Wind(270.0, 2.0)], Wind(225.0, math.sqrt(2))),
+    ],
+)
+def test_the_wind_is_the_vector_mean_of_its_samples(samples: list[Wind], expected: Wind) -> None:
+    mean = resultant_wind(samples)
+    assert mean is not None
+    assert mean.speed_m_s == pytest.approx(expected.speed_m_s, abs=1e-9)
+    if expected.speed_m_s > 0:
+        turn = (mean.from_deg - expected.from_deg + 180.0) % 360.0 - 180.0
+        assert turn == pytest.approx(0.0, abs=1e-9)
+    assert resultant_wind([]) is None
 
 
 def test_red_when_an_alarm_rises_during_hot_work_in_the_same_unit() -> None:
