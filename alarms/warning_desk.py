@@ -75,10 +75,10 @@ class Geography:
                     for t in e.sensitive_targets
                 )
 
-    def wind(self, now_ns: int, average_s: float) -> dict[str, wm.Wind]:
-        """Enterprise → the vector mean of its wind as seen at each call within the last
-        `average_s` (a call where a reading is not good adds nothing); none without any."""
-        since = now_ns - round(average_s * 1e9)
+    def winds(self, now_ns: int, window_s: float) -> dict[str, tuple[wm.Wind, ...]]:
+        """Enterprise → its wind as seen at each call within the last `window_s`, oldest first
+        (a call where a reading is not good adds nothing)."""
+        since = now_ns - round(window_s * 1e9)
         out = {}
         for e, ids in self.wind_points.items():
             seen = self._seen[e]
@@ -87,9 +87,7 @@ class Geography:
                 seen.append((now_ns, wm.Wind(float(now.value[0]), float(now.value[1]))))
             while seen and seen[0][0] <= since:
                 seen.popleft()
-            mean = wm.resultant_wind([w for _, w in seen])
-            if mean is not None:
-                out[e] = mean
+            out[e] = tuple(w for _, w in seen)
         return out
 
 
@@ -178,10 +176,10 @@ class WarningDesk:
             for e in enterprises
         }
         geo = self.geography
-        averages = [
-            r.wind_average_s for r in self.rules.rules if isinstance(r, ToxicGasTowardTargetRule)
+        windows = [
+            r.wind_window_s for r in self.rules.rules if isinstance(r, ToxicGasTowardTargetRule)
         ]
-        wind = geo.wind(now_ns, max(averages)) if geo and averages else {}
+        winds = geo.winds(now_ns, max(windows)) if geo and windows else {}
         return wm.WarningInputs(
             tuple(
                 wm.EnterpriseInputs(
@@ -203,7 +201,7 @@ class WarningDesk:
                             production_state=self.reports.source_state(e, src)
                             if self.reports and src
                             else None,
-                            wind=wind.get(e),
+                            winds=winds.get(e, ()),
                             targets=geo.targets.get((e, src), ()) if geo and src else (),
                         )
                         for src in sorted(sources, key=lambda s: s or "")

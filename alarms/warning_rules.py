@@ -89,15 +89,16 @@ class ConcurrentCriticalRule(_AlarmRule):
 
 class ToxicGasTowardTargetRule(_AlarmRule):
     """A toxic-gas alarm while the wind blows toward a sensitive target: one within `reach_m`
-    of the hazard source and within `half_sector_deg` of downwind. The wind is the vector mean
-    over the last `wind_average_s`, so a gust neither raises nor ends the finding. Below
-    `calm_m_s` the wind has no direction, and every target within reach counts."""
+    of the hazard source and within `half_sector_deg` of downwind at some look within the last
+    `wind_window_s` (a meandering plume reaches it, and a turn of the wind ends the finding
+    only once the window has passed, not at every gust). Below `calm_m_s` the wind has no
+    direction, and every target within reach counts."""
 
     kind: Literal["toxic_gas_toward_target"]
     reach_m: Annotated[float, Field(gt=0)] = 3000.0
     half_sector_deg: Annotated[float, Field(gt=0, le=180)] = 22.5
     calm_m_s: Annotated[float, Field(ge=0)] = 0.5
-    wind_average_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    wind_window_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
 
 
 class AlarmDuringSpecialWorkRule(_AlarmRule):

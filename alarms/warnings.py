@@ -6,7 +6,6 @@ Pure: inputs and `now_ns` in, findings and Warning records out; the engine store
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -95,9 +94,10 @@ class SourceInputs:
     # The permit numbers (作业证编号) of each on-going work type, named in the evidence.
     special_work_permits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     production_state: str | None = None  # None: the enterprise's
-    # The wind at the enterprise (None: not measured) and its sensitive targets as seen from
-    # this source; `wind_toward_sensitive_target` set says it outright (None: from these).
-    wind: Wind | None = None
+    # The wind at the enterprise as seen within the rule's window, oldest first (none: not
+    # measured), and its sensitive targets as seen from this source;
+    # `wind_toward_sensitive_target` set says it outright (None: from these).
+    winds: tuple[Wind, ...] = ()
     targets: tuple[TargetAt, ...] = ()
     wind_toward_sensitive_target: bool | None = None
 
@@ -106,18 +106,6 @@ class SourceInputs:
 class Wind:
     from_deg: float  # where it blows from, clockwise from north (meteorological)
     speed_m_s: float
-
-
-def resultant_wind(samples: Sequence[Wind]) -> Wind | None:
-    """The vector mean of wind samples: where the air came from on the whole and how fast it
-    moved on the whole. A wind that keeps turning adds up to little and reads as calm, so every
-    target within reach counts. None without samples."""
-    if not samples:
-        return None
-    n = len(samples)
-    east = sum(w.speed_m_s * math.sin(math.radians(w.from_deg)) for w in samples) / n
-    north = sum(w.speed_m_s * math.cos(math.radians(w.from_deg)) for w in samples) / n
-    return Wind(math.degrees(math.atan2(east, north)) % 360.0, math.hypot(east, north))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,19 +117,30 @@ class TargetAt:
     distance_m: float
 
 
-def targets_downwind(rule: ToxicGasTowardTargetRule, src: SourceInputs) -> list[TargetAt]:
-    """The source's targets the wind blows toward, nearest first (none when it is unknown)."""
-    wind = src.wind
-    if wind is None:
-        return []
-    near = [t for t in src.targets if t.distance_m <= rule.reach_m]
-    if wind.speed_m_s >= rule.calm_m_s:
-        downwind = (wind.from_deg + 180.0) % 360.0
-        near = [
-            t for t in near
-            if abs((t.bearing_deg - downwind + 180.0) % 360.0 - 180.0) <= rule.half_sector_deg
-        ]  # fmt: skip
-    return sorted(near, key=lambda t: t.distance_m)
+def targets_downwind(
+    rule: ToxicGasTowardTargetRule, src: SourceInputs
+) -> list[tuple[TargetAt, Wind]]:
+    """The source's targets within reach that the wind blew toward at some look in the window,
+    each with the latest such wind, nearest first (none when the wind is unknown). A wind below
+    `calm_m_s` has no direction: it counts toward every target within reach."""
+    out = []
+    for t in src.targets:
+        if t.distance_m > rule.reach_m:
+            continue
+        toward = [
+            w
+            for w in src.winds
+            if w.speed_m_s < rule.calm_m_s or _off(w, t) <= rule.half_sector_deg
+        ]
+        if toward:
+            out.append((t, toward[-1]))
+    return sorted(out, key=lambda tw: tw[0].distance_m)
+
+
+def _off(wind: Wind, target: TargetAt) -> float:
+    """How far (degrees) the target lies from straight downwind."""
+    downwind = (wind.from_deg + 180.0) % 360.0
+    return abs((target.bearing_deg - downwind + 180.0) % 360.0 - 180.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,19 +455,19 @@ def _evidence(code: str, params: dict[str, Any], words: dict[str, str] | None = 
 
 
 def _target_evidence(rule: ToxicGasTowardTargetRule, src: SourceInputs) -> list[Evidence]:
-    """The targets the wind blows toward, each with the wind (in calm air: every one within
+    """The targets the wind blew toward, each with that wind (in calm air: every one within
     reach)."""
-    wind = src.wind
-    if wind is None:
-        return []
-    calm = wind.speed_m_s < rule.calm_m_s
-    params = {"wind_from_deg": round(wind.from_deg) % 360, "wind_m_s": round(wind.speed_m_s, 1)}
     return [
         _evidence(
-            "calm_target" if calm else "wind_target",
-            {"target": t.name, "distance_m": round(t.distance_m), **params},
+            "calm_target" if w.speed_m_s < rule.calm_m_s else "wind_target",
+            {
+                "target": t.name,
+                "distance_m": round(t.distance_m),
+                "wind_from_deg": round(w.from_deg) % 360,
+                "wind_m_s": round(w.speed_m_s, 1),
+            },
         )
-        for t in targets_downwind(rule, src)
+        for t, w in targets_downwind(rule, src)
     ]
 
 

@@ -246,14 +246,18 @@ async def test_a_toxic_level_2_alarm_with_the_wind_toward_a_school_issues_red(
         await d.sub.join()
         # A south wind (from 180°) blows north, away from the school 1.5 km east of the tanks.
         assert await blow(180.0, 120) == []
-        # A gust from the west, one reading: the 2-minute mean wind is still from the south.
-        assert await blow(270.0, 5) == []
-        assert await blow(180.0, 10) == []
-        # The wind turns west (from 270°): toward the school once the mean wind has turned.
-        assert await blow(270.0, 30) == []
-        (red,) = await blow(270.0, 90)
+        # The wind turns west (from 270°): toward the school, red at the desk's next look.
+        (red,) = await blow(270.0, 5)
         assert red.rule == "red.toxic_gas_toward_target"
         (school,) = [e for e in red.evidence if e.code == "wind_target"]
         assert school.params["target"] == "中心小学"
         assert 1450 <= school.params["distance_m"] <= 1550
-        assert 247.5 <= school.params["wind_from_deg"] <= 270
+        assert school.params["wind_from_deg"] == 270
+        # Back to the south: the condition holds while the west wind is within the 2-minute
+        # window, then ends once, not at every turn of the wind.
+        (red,) = await blow(180.0, 110)
+        assert red.condition_active
+        (red,) = await blow(180.0, 15)
+        assert not red.condition_active
+        ended = [s for s in red.steps if s.action is wm.StepAction.CONDITION_ENDED]
+        assert len(ended) == 1

@@ -4,7 +4,6 @@ with an injected clock (pure code: no database, no sleeping)."""
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import replace
 from typing import Any
 
@@ -50,7 +49,6 @@ from alarms.warnings import (
     next_due_ns,
     push,
     reconcile,
-    resultant_wind,
     review,
     set_condition,
     sign,
@@ -273,7 +271,7 @@ def test_red_when_the_wind_blows_toward_a_sensitive_target_within_reach(
     wind: Wind | None, targets: tuple[TargetAt, ...], toward: list[str]
 ) -> None:
     toxic = alarm(1, Condition.HH, "gas", gas=GasHazard.TOXIC, name="氯气检测器")
-    found = one_source(alarms=(toxic,), wind=wind, targets=targets)
+    found = one_source(alarms=(toxic,), winds=(wind,) if wind else (), targets=targets)
     if not toward:
         assert all(f.level is not WarningLevel.RED for f in found)
         return
@@ -293,25 +291,18 @@ def test_red_when_the_wind_blows_toward_a_sensitive_target_within_reach(
         assert first.zh == "风向指向敏感目标 演示镇中心小学（1500 米；风自 270°，3.0 米/秒）"
 
 
-@pytest.mark.parametrize(
-    ("samples", "expected"),
-    [
-        ([Wind(350.0, 4.0), Wind(10.0, 4.0)], Wind(0.0, 4 * math.cos(math.radians(10)))),
-        # A gust from the west among easterlies: still an east wind, a little weaker.
-        ([Wind(90.0, 3.0)] * 9 + [Wind(270.0, 3.0)], Wind(90.0, 2.4)),
-        # A wind that turned right round in the window adds up to nothing: calm.
-        ([Wind(90.0, 3.0), Wind(270.0, 3.0)], Wind(0.0, 0.0)),
-        ([Wind(180.0, 2.0), Wind(270.0, 2.0)], Wind(225.0, math.sqrt(2))),
-    ],
-)
-def test_the_wind_is_the_vector_mean_of_its_samples(samples: list[Wind], expected: Wind) -> None:
-    mean = resultant_wind(samples)
-    assert mean is not None
-    assert mean.speed_m_s == pytest.approx(expected.speed_m_s, abs=1e-9)
-    if expected.speed_m_s > 0:
-        turn = (mean.from_deg - expected.from_deg + 180.0) % 360.0 - 180.0
-        assert turn == pytest.approx(0.0, abs=1e-9)
-    assert resultant_wind([]) is None
+def test_a_target_counts_while_the_wind_blew_toward_it_at_any_look_in_the_window() -> None:
+    # The desk's looks at a south wind that turned west for one gust: the gust carried the gas
+    # toward the school, and is the wind named. A wind kept away names nothing.
+    toxic = alarm(1, Condition.HH, "gas", gas=GasHazard.TOXIC, name="氯气检测器")
+    south, west = Wind(180.0, 3.0), Wind(268.0, 4.2)
+    found = one_source(alarms=(toxic,), winds=(south, west, south, south), targets=(SCHOOL,))
+    (school,) = [e for e in found[0].evidence if e.code == "wind_target"]
+    assert school.params == {
+        "target": SCHOOL.name, "distance_m": 1500, "wind_from_deg": 268, "wind_m_s": 4.2,
+    }  # fmt: skip
+    kept_away = one_source(alarms=(toxic,), winds=(south, south), targets=(SCHOOL,))
+    assert all(f.level is not WarningLevel.RED for f in kept_away)
 
 
 def test_red_when_an_alarm_rises_during_hot_work_in_the_same_unit() -> None:
