@@ -24,6 +24,7 @@ from aiohttp import web
 from alarms.rules import RuleError
 from anjian.config_check import check_config_file
 from streams.config import Config, ConfigError, MqttSettings, SecuritySettings, load_config
+from streams.embedded import DataDirInUse
 from streams.store import DatabaseUnavailable, MigrationError
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, RuleError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    except (DatabaseUnavailable, MigrationError, CannotListen) as exc:
+    except (DatabaseUnavailable, MigrationError, CannotListen, DataDirInUse) as exc:
         # What stops start-up, said in one line (everything started so far has been stopped).
         print(f"anjian: {exc}", file=sys.stderr)
         return 1
@@ -276,7 +277,7 @@ async def _scenario_prompt(sim: Simulator) -> None:
 @contextlib.asynccontextmanager
 async def _store(args: argparse.Namespace) -> AsyncIterator[tuple[Store, Config | None]]:
     """The store the server would use (migrated), for the one-shot commands."""
-    from streams.embedded import EmbeddedPostgres
+    from streams.embedded import DataDirInUse, EmbeddedPostgres, lock_data_dir
     from streams.store import Store
 
     cfg = load_config(args.config) if args.config else None
@@ -284,10 +285,18 @@ async def _store(args: argparse.Namespace) -> AsyncIterator[tuple[Store, Config 
     embedded = url is None
     async with contextlib.AsyncExitStack() as stack:
         if url is None:
+            # While `anjian serve` runs on this data directory, use its server and leave it
+            # running; else hold the directory and stop the server afterwards.
+            try:
+                stack.enter_context(lock_data_dir(args.data_dir))
+                owner = True
+            except DataDirInUse:
+                if not (args.data_dir / "pg" / "postmaster.pid").exists():
+                    raise  # that anjian runs no embedded server here to share
+                owner = False
             pg = EmbeddedPostgres()
-            args.data_dir.mkdir(parents=True, exist_ok=True)
             url = await pg.start(args.data_dir)
-            stack.push_async_callback(pg.stop)
+            stack.push_async_callback(pg.stop, shut_down=owner)
         store = await Store.open(url, embedded=embedded)
         stack.push_async_callback(store.close)
         yield store, cfg

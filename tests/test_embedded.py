@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from streams.embedded import EmbeddedPostgres
+from streams.embedded import DataDirInUse, EmbeddedPostgres, lock_data_dir
 
 
 async def test_embedded_server_starts_answers_stops_and_keeps_its_data(tmp_path: Path) -> None:
@@ -37,3 +38,12 @@ async def test_embedded_server_starts_answers_stops_and_keeps_its_data(tmp_path:
             await conn.close()
     finally:
         await again.stop()
+
+
+def test_a_data_directory_is_held_by_one_process_at_a_time(tmp_path: Path) -> None:
+    taken = f"in use by another anjian process \\(pid {os.getpid()}\\)"
+    first, second = lock_data_dir(tmp_path / "data"), lock_data_dir(tmp_path / "data")
+    with first, pytest.raises(DataDirInUse, match=taken), second:
+        pass
+    with lock_data_dir(tmp_path / "data"):  # let go at the end
+        pass

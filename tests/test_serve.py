@@ -282,3 +282,42 @@ async def test_a_taken_port_stops_start_up_cleanly_with_one_clear_line(
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"anjian: cannot listen on 127.0.0.1:{port}: "), err[-3000:]
     assert "address already in use" in last and "Traceback" not in err
+
+
+async def test_a_second_server_on_a_data_directory_is_refused_and_a_one_shot_command_shares_it(
+    tmp_path: Path,
+) -> None:
+    # The first server runs its embedded PostgreSQL in the data directory. A second server
+    # there is refused before it starts anything; `anjian audit verify` there uses the
+    # running server's database and leaves it running (it once stopped it at its end).
+    data = tmp_path / "data"
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "anjian.cli", "serve", "--port", str(port), "--data-dir", str(data),
+        env={k: v for k, v in os.environ.items() if k != "ANJIAN_DATABASE_URL"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 120)
+        assert line.decode().strip() == f"anjian console: http://127.0.0.1:{port}/"
+        code, err = await _anjian("serve", "--port", str(free_port()), "--data-dir", str(data))
+        assert code == 1, err
+        assert err.strip().splitlines()[-1] == (
+            f"anjian: the data directory {data} is in use by another anjian process "
+            f"(pid {proc.pid}): stop it first, or give another --data-dir"
+        )
+        code, err = await _anjian("audit", "verify", "--data-dir", str(data))
+        assert code == 0, err
+        assert (data / "pg" / "postmaster.pid").exists()  # still running
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            r = await http.post("/api/auth/login", json={"username": "x", "password": "y"})
+            assert r.status == 401  # the sign-in reached the database and found no such user
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        err = (await proc.stderr.read()).decode(errors="replace")
+        assert "Traceback" not in err and "unreachable" not in err, err[-3000:]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
