@@ -1,9 +1,9 @@
 """The warning desk and the alarm KPI page in a real browser, against the demo.
 
-A broken 4–20 mA loop (the demo's out_of_range scenario) issues a blue early warning; the
-enterprise user signs and answers it, clears it once the loop is repaired; the duty officer
-sees each step live on their own screen, then reviews and closes it. The KPI page shows the
-API's figures against the API's targets, in its cards and its charts.
+A broken 4–20 mA loop (the demo's out_of_range scenario) issues a blue early warning, pushed to
+the source's 包保责任人; the enterprise user signs and answers it, clears it once the loop is
+repaired; the duty officer sees each step live on their own screen, then reviews and closes it.
+The KPI page shows the API's figures against the API's targets, in its cards and its charts.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _open_warning(api: Api) -> dict[str, Any] | None:
             for w in api.call("GET", "/api/warnings")["warnings"]
             if w["rule"] == "blue.out_of_range"
             and w["enterprise"] == "E1"
-            and w["state"] == "issued"
+            and w["state"] == "pushed"  # to HS102's three 包保责任人
         ),
         None,
     )
@@ -133,7 +133,12 @@ def test_enterprise_signs_answers_and_clears_and_the_duty_officer_reviews(
         expect(duty_row).to_have_attribute("data-state", "reviewed")
         duty_row.click()
         steps = officer.locator(f"tr.wdesk-detail[data-detail='{wid}'] .wdesk-steps li")
-        expect(steps.locator("b")).to_contain_text(["发布", "签收", "处置反馈", "消警", "复核"])
+        expect(steps.locator("b")).to_have_text(
+            ["发布", "推送至包保责任人", "签收", "处置反馈", "触发条件结束", "消警", "复核"]
+        )
+        expect(officer.locator(f"tr.wdesk-detail[data-detail='{wid}']")).to_contain_text(
+            "包保责任人 主要负责人 王建国；技术负责人 李明；操作负责人 张伟"
+        )
         expect(officer.locator(f"tr.wdesk-detail[data-detail='{wid}']")).to_contain_text(
             "反馈：仪表故障；液位计4-20mA回路断线"
         )

@@ -138,6 +138,9 @@ class _Enterprise:
     industry: str
     address: str
     sources: tuple[_Source, ...]
+    # Its hazard sources' three 包保责任人: duty, name, anjian account (E1's principal is the
+    # demo's enterprise user, who sees and answers E1's warnings).
+    responsible: tuple[tuple[str, str, str | None], ...]
     # Sensitive targets around it (周边环境敏感目标): name, kind, plant coordinates (m).
     targets: tuple[tuple[str, str, float, float], ...] = ()
 
@@ -152,6 +155,11 @@ ENTERPRISES = (
             _Source("HS101", "液氯储罐区", {"Cl2": 125.0}, 60),
             _Source("HS102", "液氨储罐区", {"NH3": 62.0}, 60),
         ),
+        (
+            ("principal", "王建国", "enterprise"),
+            ("technical", "李明", None),
+            ("operational", "张伟", None),
+        ),
         # A west wind (`wind direction_deg=270`) blows from the chlorine tanks toward the school.
         (("演示镇中心小学", "school", 1500.0, 0.0), ("演示村居民区", "residential", 0.0, 2000.0)),
     ),
@@ -161,6 +169,7 @@ ENTERPRISES = (
         "燃气储存",
         "南京市六合区演示路8号",
         (_Source("HS201", "液化石油气球罐区", {"LPG": 550.0}, 20),),
+        (("principal", "陈志强", None), ("technical", "刘洋", None), ("operational", "杨磊", None)),
     ),
     _Enterprise(
         "E3",
@@ -171,6 +180,7 @@ ENTERPRISES = (
             _Source("HS301", "甲醇储罐区", {"CH3OH": 7110.0}, 40),
             _Source("HS302", "汽油储罐区", {"gasoline": 6660.0}, 40),
         ),
+        (("principal", "赵国华", None), ("technical", "黄静", None), ("operational", "周杰", None)),
     ),
 )
 
@@ -495,6 +505,10 @@ def demo_config_toml(
             grade = hazard_grade(s.inventory_t, s.exposed)
             if grade is not None:
                 source["grade"] = grade
+            source["responsible"] = [
+                {"duty": duty, "name": name, **({"username": user} if user else {})}
+                for duty, name, user in e.responsible
+            ]
             sources.append({**source, "lon": lon, "lat": lat})
         first = sources[0]
         enterprises.append(
