@@ -32,6 +32,14 @@ def _option(page: Page, selector: str) -> Any:
     return page.evaluate(script)
 
 
+# How many lines an element's text takes.
+_LINES = """(node) => {
+  const range = document.createRange();
+  range.selectNodeContents(node);
+  return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+}"""
+
+
 def _wait_for(what: str, probe: Any, timeout_s: float = 60.0) -> Any:
     deadline = time.monotonic() + timeout_s
     while not (found := probe()):
@@ -94,6 +102,12 @@ def test_enterprise_signs_answers_and_clears_and_the_duty_officer_reviews(
         expect(duty_row.locator(".wdesk-level-badge")).to_have_text("蓝色预警")
         expect(officer.locator(".wdesk-count[data-level=blue] b")).not_to_have_text("0")
 
+        # On a narrow screen the deadline and each button's label keep to one line.
+        for page in (ent, officer):
+            page.set_viewport_size({"width": 1024, "height": 768})
+        for row in (ent_row, duty_row):
+            for cell in row.locator("td.wdesk-deadline, td.wdesk-actions button").all():
+                assert cell.evaluate(_LINES) == 1, cell.inner_text()
         # The deadline (from the rules: 24 h to sign a blue warning) counts down live.
         deadline_cell = duty_row.locator("td.wdesk-deadline")
         expect(deadline_cell).to_contain_text("剩余 23:")
