@@ -60,6 +60,7 @@ class Geography:
         self.latest = latest
         self.wind_points: dict[str, tuple[int, int]] = {}
         self._seen: dict[str, deque[tuple[int, wm.Wind]]] = defaultdict(deque)
+        self.sensitive = {e.code: tuple(e.sensitive_targets) for e in cfg.enterprises}
         self.targets: dict[tuple[str, str], tuple[wm.TargetAt, ...]] = {}
         for e in cfg.enterprises:
             kinds = {p.kind: points.id(e.code, p.code) for d in e.devices for p in d.points}
@@ -75,16 +76,27 @@ class Geography:
                     for t in e.sensitive_targets
                 )
 
+    def reading(self, enterprise: str) -> wm.Wind | None:
+        """The enterprise's wind as its station reads it now (None: no station, or a reading
+        that is not good)."""
+        ids = self.wind_points.get(enterprise)
+        if ids is None:
+            return None
+        now = self.latest.get(np.array(ids, np.int32))
+        if not ((now.quality == Quality.GOOD).all() and np.isfinite(now.value).all()):
+            return None
+        return wm.Wind(float(now.value[0]), float(now.value[1]))
+
     def winds(self, now_ns: int, window_s: float) -> dict[str, tuple[wm.Wind, ...]]:
         """Enterprise → its wind as seen at each call within the last `window_s`, oldest first
         (a call where a reading is not good adds nothing)."""
         since = now_ns - round(window_s * 1e9)
         out = {}
-        for e, ids in self.wind_points.items():
+        for e in self.wind_points:
             seen = self._seen[e]
-            now = self.latest.get(np.array(ids, np.int32))
-            if (now.quality == Quality.GOOD).all() and np.isfinite(now.value).all():
-                seen.append((now_ns, wm.Wind(float(now.value[0]), float(now.value[1]))))
+            now = self.reading(e)
+            if now is not None:
+                seen.append((now_ns, now))
             while seen and seen[0][0] <= since:
                 seen.popleft()
             out[e] = tuple(w for _, w in seen)

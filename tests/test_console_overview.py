@@ -136,20 +136,42 @@ def test_the_map_shows_the_demo_enterprises_coloured_by_warning(
     labels = {"red": "红色预警", "orange": "橙色预警", "yellow": "黄色预警", "blue": "蓝色预警"}
     expect(page.locator('.ov-row[data-code="E3"] .level-badge')).to_have_text(labels[e3_level])
 
-    state = _wait_map(page, "overview-map", 3)
+    state = _wait_map(page, "overview-map", 5)  # three enterprises, E1's two targets
     # Districts of 南京市 (GB/T 2260 3201xx) from the vendored package; the demo park is in 六合区.
     assert ["320116", "六合区"] in state["districts"]
     assert all(re.fullmatch(r"3201\d\d", code) for code, _ in state["districts"])
     width, height = state["box"]
-    for m in state["markers"]:
+    sites = [m for m in state["markers"] if m["kind"] != "target"]
+    for m in sites:
         e = api[m["code"]]
         assert m["kind"] == "enterprise" and m["name"] == e["name"]
         assert (m["lon"], m["lat"]) == (e["lon"], e["lat"])
         assert m["colour"].lower() == COLOURS.get(e["warning"], "#2fbf71"), m
         x, y = m["pixel"]
         assert 0 <= x <= width and 0 <= y <= height, m  # drawn inside the map
-    assert {m["code"]: m["colour"].lower() for m in state["markers"]}["E3"] == COLOURS[e3_level]
+    assert {m["code"]: m["colour"].lower() for m in sites}["E3"] == COLOURS[e3_level]
     _names_clear(page, "overview-map", state)
+    # E1's sensitive targets (a school, homes) are drawn where they stand, inside the map, and
+    # named clear of the sites and their names (checked above with the others).
+    targets = [t for e in api.values() for t in e["sensitive_targets"]]
+    assert [t["name"] for t in targets] == ["演示镇中心小学", "演示村居民区"]
+    drawn = [m for m in state["markers"] if m["kind"] == "target"]
+    assert [(m["name"], m["lon"], m["lat"]) for m in drawn] == [
+        (t["name"], t["lon"], t["lat"]) for t in targets
+    ]
+    assert all(0 <= m["pixel"][0] <= width and 0 <= m["pixel"][1] <= height for m in drawn)
+    expect(page.locator(".ov-legend")).to_contain_text("敏感目标")
+    # Their tooltip names the kind; an enterprise's gives its station's wind.
+    lines = page.evaluate(
+        """async () => {
+             const { tooltipLines } = await import('/static/js/pages/overview.js');
+             const site = { name: 'E', warning: null, online_rate: 1, online: 1, points: 1,
+               alarms: { total: 0, unack: 0 }, wind: { from_deg: 268.4, speed_m_s: 2.96 } };
+             return [tooltipLines({ kind: 'target', name: '小学', target_kind: 'school' }),
+               tooltipLines({ ...site, kind: 'enterprise' }).at(-1)];
+           }"""
+    )
+    assert lines == [["小学", "敏感目标：学校"], "风向 268°（西风） 风速 3.0 米/秒"]
     # A name is moved past each marker in its way in turn (the second one is met only after
     # the first move), and never for its own marker, one beside it or one below.
     rects = [[0, 0, 8, 10], [20, 2, 8, 8], [30, 0, 8, 10], [200, 0, 8, 8], [12, 30, 8, 8]]
@@ -201,8 +223,8 @@ def test_an_enterprise_user_sees_only_its_own_enterprise(
     page.wait_for_selector(".overview[data-ready]")
     expect(page.locator(".ov-row")).to_have_count(1)
     assert page.locator(".ov-row").get_attribute("data-code") == "E1"
-    state = _wait_map(page, "overview-map", 1)
-    assert [m["code"] for m in state["markers"]] == ["E1"]
+    state = _wait_map(page, "overview-map", 3)  # E1 and its two targets
+    assert [m["code"] for m in state["markers"] if m["kind"] != "target"] == ["E1"]
     assert "E2" not in page.inner_text("#page") and "南京演示燃气" not in page.inner_text("#page")
     page.goto(f"{console.url}#/enterprise/E2")
     expect(page.locator(".ov-sources .error")).to_be_visible()
@@ -221,7 +243,7 @@ def test_the_wall_display_fits_1920x1080_without_scrollbars(
         login(page, "duty", console=console)
         page.goto(f"{console.url}#/wall")
         page.wait_for_selector("#wall[data-ready]")
-        _wait_map(page, "wall-map", 3)
+        _wait_map(page, "wall-map", 5)
         page.wait_for_timeout(2500)  # a health poll and some live values for the pipeline panel
         size = page.evaluate(
             """() => ({sw: document.documentElement.scrollWidth,

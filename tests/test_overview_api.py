@@ -206,3 +206,31 @@ async def test_an_enterprise_user_sees_only_its_own_enterprise(site: Site) -> No
         one = await _overview(duty, enterprise="E2")
         assert [e["code"] for e in one["enterprises"]] == ["E2"]
         assert (await duty.get("/api/overview", params={"enterprise": "E404"})).status == 404
+
+
+async def test_each_enterprise_with_its_sensitive_targets_and_its_wind_now(site: Site) -> None:
+    await site.sim.set_scenario("wind", None, direction_deg=270.0, speed_m_s=3.0)
+    try:
+        async with site.client() as http:
+            await sign_in(http, *DUTY)
+            # The station's readings carry its noise (a few degrees, a tenth of a m/s).
+            shown = await _until(
+                http,
+                lambda e: (
+                    e["E1"]["wind"] is not None
+                    and abs(e["E1"]["wind"]["from_deg"] - 270) < 10
+                    and abs(e["E1"]["wind"]["speed_m_s"] - 3) < 0.5
+                ),
+            )
+    finally:
+        await site.sim.set_scenario("normal", None)
+    e1 = site.cfg.enterprises[0]
+    assert shown["E1"]["sensitive_targets"] == [
+        {"name": t.name, "kind": t.kind, "lon": t.lon, "lat": t.lat} for t in e1.sensitive_targets
+    ]
+    assert [t["name"] for t in shown["E1"]["sensitive_targets"]] == [
+        "演示镇中心小学",
+        "演示村居民区",
+    ]
+    # E2 has neither a weather station nor targets of its own.
+    assert (shown["E2"]["wind"], shown["E2"]["sensitive_targets"]) == (None, [])

@@ -1,5 +1,6 @@
 """The enterprise overview: per enterprise and hazard source its position, highest open early
-warning, online rate of points and active alarms, in one call for the map, list and wall display.
+warning, online rate of points and active alarms, and per enterprise its sensitive targets and
+its wind, in one call for the map, list and wall display.
 
 Enterprise users see only their own enterprise (another one's code answers 404).
 """
@@ -166,17 +167,25 @@ async def overview(request: web.Request) -> web.Response:
             "alarms": alarms.get(key, _alarm_counts()),
         }
 
+    geo = request.app[DESK].geography  # the sensitive targets and the wind
     out = []
     for e in tree:
         if not principal.sees(e["code"]):
             continue
         sources = [{**h, **summary((e["code"], h["code"]))} for h in e.pop("hazard_sources")]
+        wind = geo.reading(e["code"]) if geo else None
         out.append(
             {
                 **e,
                 **summary((e["code"], None)),
                 "warnings": dict(warnings.get(e["code"], Counter())),
                 "hazard_sources": sources,
+                "sensitive_targets": [
+                    t.model_dump() for t in (geo.sensitive.get(e["code"], ()) if geo else ())
+                ],
+                "wind": {"from_deg": round(wind.from_deg, 1), "speed_m_s": round(wind.speed_m_s, 2)}
+                if wind
+                else None,
             }
         )
     totals = {
@@ -204,7 +213,8 @@ OVERVIEW_ROUTES = [
         overview,
         Permission.MONITOR_READ,
         "Per enterprise and hazard source: position, GB 18218 grade, highest open warning, "
-        "online rate of points and active alarms by priority",
+        "online rate of points and active alarms by priority; per enterprise its sensitive "
+        "targets and the wind its weather station reads now",
         query={
             "enterprise": "enterprise code (default: all you may see)",
             "window_s": f"online means data within this many seconds (default {ONLINE_WINDOW_S:g})",

