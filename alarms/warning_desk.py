@@ -53,8 +53,8 @@ def _dt(ns: int) -> datetime:
 class Geography:
     """What the wind may carry a toxic release toward: each enterprise's wind_direction and
     wind_speed points (its weather station) read from the hub at each of the desk's evaluations
-    and averaged over a window, and its sensitive targets as seen from each hazard source (the
-    source's position, else the enterprise's)."""
+    and kept for the rule's window, and its sensitive targets (as configured, and as seen from
+    each hazard source: the source's position, else the enterprise's)."""
 
     def __init__(self, cfg: Config, points: PointIndex, latest: LatestValues) -> None:
         self.latest = latest
