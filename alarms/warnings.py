@@ -95,11 +95,9 @@ class SourceInputs:
     special_work_permits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     production_state: str | None = None  # None: the enterprise's
     # The wind at the enterprise as seen within the rule's window, oldest first (none: not
-    # measured), and its sensitive targets as seen from this source;
-    # `wind_toward_sensitive_target` set says it outright (None: from these).
+    # measured), and its sensitive targets as seen from this source.
     winds: tuple[Wind, ...] = ()
     targets: tuple[TargetAt, ...] = ()
-    wind_toward_sensitive_target: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,15 +350,10 @@ def _source_rule(
         toxic = [a for a in matching if a.gas is GasHazard.TOXIC]
         if not toxic:
             return []
-        evidence = [_alarm_evidence(a, now_ns) for a in toxic]
-        if src.wind_toward_sensitive_target is None:
-            evidence += _target_evidence(rule, src)
-            if len(evidence) == len(toxic):
-                return []
-        elif src.wind_toward_sensitive_target:
-            evidence.append(_evidence("wind", {}))
-        else:
+        toward = _target_evidence(rule, src)
+        if not toward:
             return []
+        evidence = [*(_alarm_evidence(a, now_ns) for a in toxic), *toward]
         return [_hit(rule, min(a.raised_at_ns for a in toxic), evidence)]
     if isinstance(rule, AlarmDuringSpecialWorkRule):
         works = sorted(w for w in (src.special_work or ()) if w in rule.work_types)
@@ -431,7 +424,6 @@ _TEMPLATES: dict[str, tuple[str, str]] = {
         "{label} outside the instrument range for {duration_en}",
     ),
     "video_offline": ("视频 {label} 离线{duration_zh}", "camera {label} offline for {duration_en}"),
-    "wind": ("风向指向敏感目标", "wind blowing toward a sensitive target"),
     "wind_target": (
         "风向指向敏感目标 {target}（{distance_m} 米；风自 {wind_from_deg}°，{wind_m_s} 米/秒）",
         "wind blowing toward {target} ({distance_m} m away; wind from {wind_from_deg}° at "

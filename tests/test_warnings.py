@@ -226,11 +226,19 @@ def test_critical_alarms_at_two_different_sources_are_not_concurrent() -> None:
     assert evaluate_warnings(inputs, RULES, NOW) == []
 
 
+def _wind(toward: bool | None) -> dict[str, Any]:
+    """A west wind toward the school 1.5 km east (True), an east wind away from it (False), or
+    no wind measured (None)."""
+    if toward is None:
+        return {"winds": (), "targets": (SCHOOL,)}
+    return {"winds": (Wind(270.0 if toward else 90.0, 3.0),), "targets": (SCHOOL,)}
+
+
 def test_red_when_a_toxic_level_2_gas_alarm_meets_wind_toward_a_sensitive_target() -> None:
     toxic = alarm(1, Condition.HH, "gas", gas=GasHazard.TOXIC, name="氯气检测器")
-    found = one_source(alarms=(toxic,), wind_toward_sensitive_target=True)
+    found = one_source(alarms=(toxic,), **_wind(True))
     assert level_rule(found) == ("red", "red.toxic_gas_toward_target")
-    assert found[0].evidence[-1].zh == "风向指向敏感目标"
+    assert found[0].evidence[-1].zh.startswith("风向指向敏感目标 演示镇中心小学")
     assert "氯气检测器(P1) 气体浓度二级报警" in found[0].evidence[0].zh
 
 
@@ -246,7 +254,7 @@ def test_red_when_a_toxic_level_2_gas_alarm_meets_wind_toward_a_sensitive_target
 def test_no_red_for_gas_without_all_of_toxic_level_2_and_wind(
     gas_alarm: ActiveAlarm, wind: bool | None
 ) -> None:
-    found = one_source(alarms=(gas_alarm,), wind_toward_sensitive_target=wind)
+    found = one_source(alarms=(gas_alarm,), **_wind(wind))
     assert all(f.level is not WarningLevel.RED for f in found)
 
 
@@ -455,8 +463,8 @@ def test_first_rule_in_the_file_names_the_warning_among_equal_levels() -> None:
             alarm(1, Condition.HH, "level"),
             alarm(2, Condition.HH, "gas", gas=GasHazard.TOXIC),
         ),
-        wind_toward_sensitive_target=True,
         special_work=frozenset({"confined_space"}),
+        **_wind(True),
     )
     assert found[0].rule == "red.concurrent_critical"
     assert [h.rule for h in found[0].also] == [
@@ -569,7 +577,7 @@ def test_the_finding_is_the_highest_level_any_single_rule_reaches(
     source: dict[str, Any] = {
         "grade": 1,
         "alarms": tuple(alarms),
-        "wind_toward_sensitive_target": wind,
+        **_wind(wind),
         "special_work": work,
         "production_state": "maintenance",
         "alarm_counts_24h": (AlarmCount(1, "P1", count),),
