@@ -45,7 +45,7 @@ from typing import Any
 import asyncpg
 import pyotp
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 from tests.conftest import _drop_database, _fresh_database, free_port
 
@@ -359,3 +359,15 @@ def shot(page: Page, name: str, docs: bool = False) -> Path:
         (ROOT / "docs" / "screenshots").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, ROOT / "docs" / "screenshots" / f"{name}.png")
     return path
+
+
+_TEXT_LINES = """(node) => {
+  const range = document.createRange();
+  range.selectNodeContents(node);
+  return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+}"""
+
+
+def text_lines(element: Locator) -> int:
+    """How many lines the element's text takes on the screen."""
+    return int(element.evaluate(_TEXT_LINES))

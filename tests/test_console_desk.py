@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.console_kit import Api, Console, login, open_page, shot
+from tests.console_kit import Api, Console, login, open_page, shot, text_lines
 
 TARGET = "TK104.LT"  # its loop breaks: E1's hazard source HS102 gets a blue warning
 ECHARTS = "/static/vendor/echarts/echarts.esm.min.js"
@@ -30,14 +30,6 @@ def _option(page: Page, selector: str) -> Any:
         data: s.data, marks: (s.markLine?.data ?? []).map((d) => d.yAxis) }})) }};
     }}"""
     return page.evaluate(script)
-
-
-# How many lines an element's text takes.
-_LINES = """(node) => {
-  const range = document.createRange();
-  range.selectNodeContents(node);
-  return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
-}"""
 
 
 def _wait_for(what: str, probe: Any, timeout_s: float = 60.0) -> Any:
@@ -107,7 +99,7 @@ def test_enterprise_signs_answers_and_clears_and_the_duty_officer_reviews(
             page.set_viewport_size({"width": 1024, "height": 768})
         for row in (ent_row, duty_row):
             for cell in row.locator("td.wdesk-deadline, td.wdesk-actions button").all():
-                assert cell.evaluate(_LINES) == 1, cell.inner_text()
+                assert text_lines(cell) == 1, cell.inner_text()
         # The deadline (from the rules: 24 h to sign a blue warning) counts down live.
         deadline_cell = duty_row.locator("td.wdesk-deadline")
         expect(deadline_cell).to_contain_text("剩余 23:")

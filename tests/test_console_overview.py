@@ -12,7 +12,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from tests.console_kit import Console, login, shot
+from tests.console_kit import Console, login, shot, text_lines
 
 # The colours of style.css's warning variables (and green without a warning).
 COLOURS = {"red": "#e02020", "orange": "#ff7f00", "yellow": "#f5c400", "blue": "#1e6fff"}
@@ -196,6 +196,9 @@ def test_the_map_shows_the_demo_enterprises_coloured_by_warning(
     expect(page.locator(".ov-side h3")).to_have_text("企业列表")
     expect(rows).to_have_count(3)
     assert page.locator(".ov-side").evaluate(cut) <= 0, "zh-CN"
+    # Chinese headers keep to one line (在线率, not 在线/率).
+    for th in page.locator(".ov-table th").all():
+        assert text_lines(th) == 1, th.inner_text()
     page.set_viewport_size({"width": 1600, "height": 900})
 
     # Drill-down: a click on the row opens the enterprise with its hazard sources and points.
