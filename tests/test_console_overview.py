@@ -240,6 +240,8 @@ def test_the_wall_display_fits_1920x1080_without_scrollbars(
     context = console_browser.new_context(
         viewport={"width": 1920, "height": 1080}, locale="zh-CN", timezone_id="Asia/Shanghai"
     )
+    # A loop above 20 mA at E3: its out-of-range alarm on the live list.
+    console.scenario("out_of_range", "TK301.LT", current_ma=22.0)
     try:
         page = context.new_page()
         page.goto(console.url)
@@ -263,6 +265,12 @@ def test_the_wall_display_fits_1920x1080_without_scrollbars(
             box = page.locator(panel).bounding_box()
             assert box, panel
             assert box["y"] + box["height"] <= 1080 and box["x"] + box["width"] <= 1920, panel
+        # Each alarm says first what it is, in words (a long line loses the enterprise at its
+        # end, not the alarm).
+        alarm = page.locator("#wall .wall-list li .what", has_text="TK301.LT").first
+        expect(alarm).to_have_text(
+            re.compile(r"^超量程 · TK301\.LT .+ · 南京演示石化储运有限公司$")
+        )
         shot(page, "wall", docs=True)
         # On a 1366 × 768 screen in English, the longer title still leaves the clock and the
         # live-feed state on the screen.
@@ -282,3 +290,4 @@ def test_the_wall_display_fits_1920x1080_without_scrollbars(
         page.wait_for_function("() => !document.body.classList.contains('no-chrome')")
     finally:
         context.close()
+        console.scenario("normal")

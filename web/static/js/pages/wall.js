@@ -8,6 +8,7 @@ import * as health from "../health.js";
 import { formatNumber, formatTime, lang, register, t } from "../i18n.js";
 import { isConnected, onStatus } from "../live.js";
 import { enterpriseMap } from "../map.js";
+import { conditionLabel } from "./alarm-common.js";
 import { levelBadge, levelLabel, lifecycle, rate, tooltipLines } from "./overview.js";
 
 const BOARD_ROWS = 14;
@@ -74,7 +75,8 @@ function board(alarms, names) {
   return el("ul", { class: "wall-list" },
     shown.map((a) => el("li", { class: a.state === "unack" || a.state === "rtn_unack" ? "unack" : "" },
       el("span", { class: `prio-chip prio-${a.priority}` }, `P${a.priority}`),
-      el("span", { class: "what" }, `${names.get(a.enterprise) ?? a.enterprise ?? ""} · ${a.code ?? ""} ${a.name ?? ""} · ${a.condition}`),
+      // What the alarm is first: a long line loses its end (the enterprise), not the alarm.
+      el("span", { class: "what" }, `${conditionLabel(a)} · ${a.code ?? ""} ${a.name ?? ""} · ${names.get(a.enterprise) ?? a.enterprise ?? ""}`),
       el("span", { class: "when" }, formatTime(a.raised_at)))),
     alarms.length > shown.length ? el("li", { class: "wall-empty" }, t("wall.more", { n: alarms.length - shown.length })) : null);
 }
