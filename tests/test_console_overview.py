@@ -288,6 +288,11 @@ def test_the_wall_display_fits_1920x1080_without_scrollbars(
         page.evaluate("localStorage.setItem('anjian.lang', 'zh-CN')")
         page.keyboard.press("Escape")
         page.wait_for_function("() => !document.body.classList.contains('no-chrome')")
+        # The enterprise's point list names the alarm in words too (in English, still).
+        page.goto(f"{console.url}#/enterprise/E3")
+        page.wait_for_selector(".enterprise[data-ready]")
+        row = page.locator(".ov-points tr", has=page.locator("td.mono", has_text="TK301.LT"))
+        expect(row.locator("td").nth(5)).to_have_text("out of range")
     finally:
         context.close()
         console.scenario("normal")

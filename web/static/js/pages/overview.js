@@ -7,6 +7,7 @@ import { clear, el, stylesheet } from "../dom.js";
 import { formatNumber, formatTime, lang, register, t } from "../i18n.js";
 import { subscribe } from "../live.js";
 import { enterpriseMap, levelColour } from "../map.js";
+import { conditionLabel } from "./alarm-common.js";
 
 const REFRESH_MS = 5000;
 const QUALITY = ["GOOD", "UNCERTAIN", "BAD", "COMM_FAIL", "STALE", "OUT_OF_RANGE"];
@@ -228,7 +229,7 @@ function mountEnterprise(container, ctx) {
         const active = alarmsByPoint.get(p.id) ?? [];
         c.row = el("tr", { dataset: { point: p.id } }, el("td", { class: "mono" }, p.code), el("td", {}, p.name),
           c.value, c.quality, c.time,
-          el("td", {}, active.map((a) => el("span", { class: `prio-chip prio-${a.priority}` }, `${a.condition}`))),
+          el("td", {}, active.map((a) => el("span", { class: `prio-chip prio-${a.priority}` }, conditionLabel(a)))),
           el("td", {}, el("a", { href: `#/trends?points=${encodeURIComponent(`${code}/${p.code}`)}` }, "↗")));
         cells.set(p.id, c);
         return c.row;
