@@ -1,7 +1,8 @@
 """Alarms end to end with the simulated plant: a leak raises the downwind detector's 一级 then
-二级 alarm on a WebSocket, and a leak past the detector's range its 二级 alarm too;
-acknowledgement, clearing only below the deadband, communication loss, shelving expiry and a
-restart that restores every alarm without duplicates."""
+二级 alarm on a WebSocket, and a leak past the detector's range its 二级 alarm too; the 二级
+chlorine alarm with the wind toward a school issues a red warning; acknowledgement, clearing
+only below the deadband, communication loss, shelving expiry and a restart that restores every
+alarm without duplicates."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -84,19 +86,21 @@ async def plant(database_url: str, tmp_path: Path) -> AsyncIterator[Plant]:
 
 
 class Feed:
-    """The `alarms` topic of one WebSocket, read event by event (a message may hold several)."""
+    """One topic of one WebSocket (`alarms`, `warnings`), read event by event (a message may
+    hold several)."""
 
-    def __init__(self, ws: ClientWebSocketResponse) -> None:
+    def __init__(self, ws: ClientWebSocketResponse, topic: str) -> None:
         self.ws = ws
+        self.topic = topic
         self.pending: list[dict[str, Any]] = []
 
     @classmethod
-    async def open(cls, http: ClientSession) -> Feed:
-        """A WebSocket of `http`'s session, subscribed to `alarms`."""
+    async def open(cls, http: ClientSession, topic: str = "alarms") -> Feed:
+        """A WebSocket of `http`'s session, subscribed to `topic`."""
         ws = await http.ws_connect("/ws")
-        await ws.send_json({"op": "subscribe", "topics": ["alarms"]})
-        assert (await ws.receive_json())["topics"] == ["alarms"]
-        return cls(ws)
+        await ws.send_json({"op": "subscribe", "topics": [topic]})
+        assert (await ws.receive_json())["topics"] == [topic]
+        return cls(ws, topic)
 
     async def next(self, want: Callable[[dict[str, Any]], bool], timeout: float = 20) -> Any:
         deadline = time.monotonic() + timeout
@@ -107,7 +111,7 @@ class Feed:
                     return e
             left = max(0.1, deadline - time.monotonic())
             msg = await asyncio.wait_for(self.ws.receive_json(), left)
-            if msg.get("type") == "alarms":
+            if msg.get("type") == self.topic:
                 self.pending += msg["events"]
 
 
@@ -179,6 +183,29 @@ async def test_a_leak_past_the_detector_range_raises_level_2_besides_out_of_rang
         assert raised["HH"]["priority"] == 1 and raised["HH"]["value"] > 3.0
         assert raised["OUT_OF_RANGE"]["value"] > 3.0
         assert run.hub.latest.get([gd102]).quality[0] == Quality.OUT_OF_RANGE
+        await feed.ws.close()
+
+
+async def test_a_level_2_chlorine_alarm_with_the_wind_toward_the_school_issues_red(
+    plant: Plant,
+) -> None:
+    # The plant's west wind blows from E1's chlorine tanks toward 演示镇中心小学, 1.5 km east
+    # (its weather station read over Modbus); the homes 2 km north are not downwind.
+    async with plant.running() as (_run, http, _csrf):
+        feed = await Feed.open(http, "warnings")
+        await plant.sim.set_scenario("leak", "TK101", rate_g_s=LEVEL_2_LEAK)
+        red = await feed.next(lambda w: w["level"] == "red", timeout=40)
+        assert (red["enterprise"], red["hazard_source"]) == ("E1", "HS101")
+        assert red["rule"] == "red.toxic_gas_toward_target"
+        (school,) = [e for e in red["evidence"] if e["code"] == "wind_target"]
+        assert school["params"]["target"] == "演示镇中心小学"
+        assert 1450 <= school["params"]["distance_m"] <= 1550
+        assert abs(school["params"]["wind_from_deg"] - 270) <= 10
+        # Pushed at once to the source's three 包保责任人, with its 15-minute signing deadline.
+        assert red["state"] == "pushed"
+        assert [r["name"] for r in red["recipients"]] == ["王建国", "李明", "张伟"]
+        issued = datetime.fromisoformat(red["deadline"]) - timedelta(minutes=15)
+        assert abs(issued.timestamp() - red["issued_at_ns"] / 1e9) < 1
         await feed.ws.close()
 
 
