@@ -339,11 +339,15 @@ async def submit_demo_commitments(cfg: Config, reports: Reports) -> int:
         sources = [h.code for h in e.hazard_sources]
         if not sources or await reports.commitments(day, e.code):
             continue
+        principal = next(
+            (r.name for h in e.hazard_sources for r in h.responsible if r.duty == "principal"),
+            f"{e.name} 主要负责人",
+        )
         await reports.submit_commitment(
             e.code, "demo", day=day, risk_level=WarningLevel.BLUE, production_state="normal",
             units_running=len(sources), units_stopped=0, units_maintenance=0, special_work={},
             hot_work_grade1=0, hot_work_special=0, sources_safe=dict.fromkeys(sources, True),
-            note="模拟企业每日安全承诺", signed_by=f"{e.name} 主要负责人",
+            note="模拟企业每日安全承诺", signed_by=principal,
         )  # fmt: skip
         submitted += 1
     return submitted

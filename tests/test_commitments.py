@@ -23,6 +23,7 @@ from alarms.reports import (
 )
 from alarms.rules import SourceState
 from alarms.warning_rules import load_warning_rules
+from anjian.runtime import submit_demo_commitments
 from tests.conftest import DUTY, ENTERPRISE
 from tests.test_special_work import App, permit, running_app, until
 
@@ -284,3 +285,14 @@ async def test_the_sources_operating_state_feeds_the_yellow_rule_and_overrides_t
         assert not desk.warnings[w.id].condition_active  # type: ignore[index]
     finally:
         await firm.close()
+
+
+async def test_the_demo_commits_in_the_name_of_the_sources_principal(app: App) -> None:
+    await submit_demo_commitments(app.run.config, app.run.reports)
+    firm = await app.signed_in(ENTERPRISE)
+    try:
+        listed = await (await firm.get("/api/commitments")).json()
+    finally:
+        await firm.close()
+    (mine,) = [c for c in listed["commitments"] if c["enterprise"] == "E9"]
+    assert mine["signed_by"] == "王总"  # HS1's 主要负责人
