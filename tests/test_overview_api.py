@@ -234,3 +234,18 @@ async def test_each_enterprise_with_its_sensitive_targets_and_its_wind_now(site:
     ]
     # E2 has neither a weather station nor targets of its own.
     assert (shown["E2"]["wind"], shown["E2"]["sensitive_targets"]) == (None, [])
+
+
+async def test_each_point_gives_the_readings_beyond_its_range_that_are_measurements(
+    site: Site,
+) -> None:
+    # The board shows a reading beyond the range as a bound (≥ 3.1 超量程) or, farther out, as a
+    # failure signal (NAMUR NE 43: 2.5 % below, 6.25 % above the span) from the first event on.
+    async with site.client() as http:
+        await sign_in(http, *DUTY)
+        r = await http.get("/api/points", params={"enterprise": "E1"})
+        assert r.status == 200, await r.text()
+        by_code = {p["code"]: p for p in await r.json()}
+    gd = by_code["GD-102"]  # Cl2, 0–3 mg/m³
+    assert gd["range"] == [0, 3]
+    assert gd["readings"] == pytest.approx([-0.075, 3.1875])

@@ -21,7 +21,7 @@ from alarms.engine import AlarmEngine, RuleBook, event_view
 from alarms.kpi import EventColumns, kpis
 from alarms.model import AlarmEvent, AlarmState, Condition
 from alarms.notify import WebSocketChannel
-from alarms.rules import RuleError, RuleOverride
+from alarms.rules import RuleArrays, RuleError, RuleOverride
 from streams.registry import PointIndex
 from web.inputs import INT4_MAX, INT8_MAX, Body, enterprise_param, parse_id, parse_time, to_ns
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
@@ -74,10 +74,6 @@ def _info(request: web.Request, point: int) -> dict[str, Any]:
     if point not in points:
         return {"enterprise": None, "code": None, "name": None, "unit": None}
     p = points.info(point)
-    rules = request.app[ENGINE].rules
-    readings = None  # beyond `range`, the readings that are measurements, not failure signals
-    if p.range is not None and point < rules.size and not math.isnan(rules.reading_lo[point]):
-        readings = [float(rules.reading_lo[point]), float(rules.reading_hi[point])]
     return {
         "enterprise": p.enterprise,
         "hazard_source": p.hazard_source,
@@ -85,9 +81,17 @@ def _info(request: web.Request, point: int) -> dict[str, Any]:
         "name": p.name,
         "unit": p.unit,
         "range": None if p.range is None else list(p.range),
-        "readings": readings,
+        "readings": readings(request.app[ENGINE].rules, point),
         "limits": p.limits.model_dump(),
     }
+
+
+def readings(rules: RuleArrays, point: int) -> list[float] | None:
+    """Beyond the point's instrument range, the readings that are measurements (bounds), not
+    failure signals; None without a range."""
+    if point >= rules.size or math.isnan(rules.reading_lo[point]):
+        return None
+    return [float(rules.reading_lo[point]), float(rules.reading_hi[point])]
 
 
 def _visible(request: web.Request, point: int) -> bool:

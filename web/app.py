@@ -29,7 +29,7 @@ from streams.config import SecuritySettings
 from streams.fanout import Fanout
 from streams.registry import PointIndex, list_enterprises, list_points
 from streams.store import Store
-from web.alarms import ALARM_ROUTES, ENGINE, NOTIFICATIONS
+from web.alarms import ALARM_ROUTES, ENGINE, NOTIFICATIONS, readings
 from web.audit import AUDIT, AUDIT_ROUTES
 from web.auth import (
     ADMIN_ROUTES,
@@ -191,7 +191,11 @@ def _enterprise_codes(s: Services) -> set[str]:
 
 async def points(request: web.Request) -> web.Response:
     enterprise = _enterprise_param(request, required=False)
-    return _json(await list_points(_services(request).store.pool, enterprise))
+    rows = await list_points(_services(request).store.pool, enterprise)
+    engine = request.app.get(ENGINE)
+    for row in rows:  # for a reading beyond the range: a bound, or a failure signal
+        row["readings"] = readings(engine.rules, row["id"]) if engine else None
+    return _json(rows)
 
 
 async def series(request: web.Request) -> web.Response:
@@ -472,7 +476,8 @@ SPINE_ROUTES: list[Route] = [
         "/api/points",
         points,
         Permission.MONITOR_READ,
-        "Monitoring points",
+        "Monitoring points, each with its instrument range and, beyond it, the readings that are "
+        "measurements (`readings`; farther out a reading is a failure signal)",
         query={"enterprise": "enterprise code (default: all you may see)"},
     ),
     Route(

@@ -120,6 +120,7 @@ export default {
       a.name ??= p?.name;
       a.unit ??= p?.unit;
       a.range ??= p?.range;
+      a.readings ??= p?.readings; // so a failure signal reads as one before the full record
       if (a.class === undefined || a.class === null) {
         a.class = p?.kind === "gas" && ["H", "HH"].includes(a.condition) ? "gas" : null;
       }
