@@ -277,7 +277,7 @@ async def _scenario_prompt(sim: Simulator) -> None:
 @contextlib.asynccontextmanager
 async def _store(args: argparse.Namespace) -> AsyncIterator[tuple[Store, Config | None]]:
     """The store the server would use (migrated), for the one-shot commands."""
-    from streams.embedded import DataDirInUse, EmbeddedPostgres, lock_data_dir
+    from streams.embedded import DataDirInUse, EmbeddedPostgres, lock_data_dir, server_running_in
     from streams.store import Store
 
     cfg = load_config(args.config) if args.config else None
@@ -291,7 +291,7 @@ async def _store(args: argparse.Namespace) -> AsyncIterator[tuple[Store, Config 
                 stack.enter_context(lock_data_dir(args.data_dir))
                 owner = True
             except DataDirInUse:
-                if not (args.data_dir / "pg" / "postmaster.pid").exists():
+                if not server_running_in(args.data_dir):
                     raise  # that anjian runs no embedded server here to share
                 owner = False
             pg = EmbeddedPostgres()

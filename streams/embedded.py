@@ -20,6 +20,12 @@ _log = logging.getLogger(__name__)
 
 DATABASE = "anjian"
 LOCK_FILE = "anjian.lock"
+PGDATA = "pg"  # the server's directory inside anjian's data directory
+
+
+def server_running_in(data_dir: Path) -> bool:
+    """Whether an embedded server is up in the data directory (its postmaster.pid is there)."""
+    return (data_dir / PGDATA / "postmaster.pid").exists()
 
 
 class DataDirInUse(Exception):
@@ -98,7 +104,7 @@ def _get_server(data_dir: Path) -> Any:
 
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    return get_server(data_dir / "pg", cleanup_mode=None)
+    return get_server(data_dir / PGDATA, cleanup_mode=None)
 
 
 def _stop_server(server: Any, shut_down: bool) -> None:
