@@ -355,10 +355,14 @@ def _rows(columns: npt.NDArray[Any], rows: Rows) -> npt.NDArray[Any]:
 
 
 def _advance(rules: RuleArrays, state: EvalState, p: Index, now: Ints, changes: _Changes) -> None:
-    """Bring points `p` (distinct) to time `now` without a new sample."""
+    """Bring points `p` (distinct) to time `now` without a new sample. A point whose latest
+    sample reported a failure its bad-quality rule covers (COMM_FAIL: a collector retrying a
+    dead device with backoff publishes less often than the stale period) has news, bad news:
+    it raises the bad-quality alarm and not a second, stale alarm for the same cause."""
     last_t = state.i[_LAST_T, p]
     after = rules.stale_after_ns[p]
-    newly = np.flatnonzero(((now - last_t) > after) & ~state.raw_by_condition[_STALE, p])
+    raw = state.raw_by_condition
+    newly = np.flatnonzero(((now - last_t) > after) & ~(raw[_STALE, p] | raw[_BAD, p]))
     if len(newly):
         k = p[newly]
         state.raw_by_condition[_STALE, k] = True

@@ -252,6 +252,20 @@ async def test_communication_loss_raises_quality_alarm_and_clears_on_recovery(
         await plant.sim.set_scenario("comm_loss", "GDS101")
         raised = await feed.next(lambda e: e["point"] == gd101 and e["condition"] == "BAD_QUALITY")
         assert raised["kind"] == "raised"
+        # The collector retries with backoff (0.5, 1, 2, 4 … s), so its COMM_FAIL samples come
+        # farther apart than the 3 s stale window: the points report one alarm each, not a
+        # second, stale one. Six failures leave a gap of 4–8 s between the last two.
+        gds = next(c.status for c in run.collectors if c.status.device == "GDS101")
+
+        async def retried() -> bool:
+            return gds.failures >= 6
+
+        await _until(retried, timeout=30)
+        await asyncio.sleep(1.0)  # a tick of the engine past the last gap
+        board = await (await http.get("/api/alarms?enterprise=E1")).json()
+        quality = {(a["code"], a["condition"]) for a in board["alarms"] if a["class"] == "quality"}
+        assert ("GD-101", "BAD_QUALITY") in quality
+        assert not [q for q in quality if q[1] == "STALE"]
         await plant.sim.set_scenario("normal", None)
         cleared = await feed.next(lambda e: e["point"] == gd101 and e["condition"] == "BAD_QUALITY")
         assert cleared["kind"] == "cleared"

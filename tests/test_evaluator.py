@@ -174,6 +174,24 @@ def test_stale_raises_after_k_periods_without_samples_and_clears_on_the_next() -
     assert r.feed(1, [1.0], start_s=61) == [(C.STALE, False, 61.0)]
 
 
+def test_a_point_reporting_comm_fail_is_not_also_stale() -> None:
+    """A collector retrying a dead device with backoff sends COMM_FAIL less often than the stale
+    period: the bad-quality alarm reports it, not a second (stale) one per point."""
+    r = Run(
+        PointRule(point=1, bad_quality=BadQuality(after_s=10), stale=Stale(period_s=1)),
+        PointRule(point=2, stale=Stale(period_s=1)),  # no bad-quality rule: stale reports it
+    )
+    r.batch(SampleBatch.of([T0, T0], [1, 2], [5.0, 5.0]))
+    r.batch(SampleBatch.of([T0 + S, T0 + S], [1, 2], [math.nan] * 2, Quality.COMM_FAIL))
+    assert r.tick(30) == [(C.STALE, True, 4.0), (C.BAD_QUALITY, True, 11.0)]
+    assert r.active(1) == [C.BAD_QUALITY]
+    assert r.feed(1, [math.nan], start_s=46, quality=Quality.COMM_FAIL) == []
+    assert r.tick(60) == []
+    assert r.feed(1, [5.0], start_s=61) == [(C.BAD_QUALITY, False, 61.0)]
+    assert r.tick(63.5) == []
+    assert r.tick(64.5) == [(C.STALE, True, 64.0)]  # silence after good news is stale again
+
+
 def test_stale_counts_from_the_start_for_a_point_never_heard() -> None:
     r = Run(PointRule(point=1, stale=Stale(period_s=1)), PointRule(point=2, h=5))
     assert r.tick(3.5) == [(C.STALE, True, 3.0)]
