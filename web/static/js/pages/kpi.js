@@ -162,10 +162,14 @@ export default {
       const line = css("--line", "#333");
       const targets = report.targets.filter((x) => x.metric === "per_10min")
         .map((x) => x.value).filter((v, i, a) => a.indexOf(v) === i).sort((a, b) => a - b);
+      // The acceptable rate's name at the left end and the others' at the right: in a flood the
+      // axis reaches far past 1 and 2 alarms, their lines lie a few pixels apart, and names at
+      // the same end would be written over each other.
       const marks = [
         ...targets.map((v, i) => ({
           yAxis: v, name: t(i === 0 ? "kpi.target.acceptable" : "kpi.target.manageable", { value: v }),
           lineStyle: { color: i === 0 ? css("--ok", "#2fbf71") : css("--warn-yellow", "#f5c400"), type: "dashed" },
+          label: { position: i === 0 && targets.length > 1 ? "insideStartTop" : "insideEndTop" },
         })),
         { yAxis: report.rules.flood_start_above, name: t("kpi.flood", { n: report.rules.flood_start_above }),
           lineStyle: { color: css("--bad", "#ff5a5a"), type: "dashed" } },
