@@ -162,9 +162,9 @@ export default {
       const line = css("--line", "#333");
       const targets = report.targets.filter((x) => x.metric === "per_10min")
         .map((x) => x.value).filter((v, i, a) => a.indexOf(v) === i).sort((a, b) => a - b);
-      // The acceptable rate's name at the left end and the others' at the right: in a flood the
-      // axis reaches far past 1 and 2 alarms, their lines lie a few pixels apart, and names at
-      // the same end would be written over each other.
+      // The acceptable rate's name at the left end, the maximum's at the right, the flood's in the
+      // middle: in a flood the axis reaches far past 1, 2 and 10 alarms, their lines lie a few
+      // pixels apart, and names at the same end would be written over each other.
       const marks = [
         ...targets.map((v, i) => ({
           yAxis: v, name: t(i === 0 ? "kpi.target.acceptable" : "kpi.target.manageable", { value: v }),
@@ -172,7 +172,7 @@ export default {
           label: { position: i === 0 && targets.length > 1 ? "insideStartTop" : "insideEndTop" },
         })),
         { yAxis: report.rules.flood_start_above, name: t("kpi.flood", { n: report.rules.flood_start_above }),
-          lineStyle: { color: css("--bad", "#ff5a5a"), type: "dashed" } },
+          lineStyle: { color: css("--bad", "#ff5a5a"), type: "dashed" }, label: { position: "insideMiddleTop" } },
       ];
       rateChart.setOption({
         animation: false,
@@ -181,9 +181,10 @@ export default {
         tooltip: { trigger: "axis", renderMode: "richText" }, // no HTML: the CSP refuses its styles
         xAxis: { type: "time", min: start, max: report.period.end_ns / 1e6,
           axisLabel: { color: muted, hideOverlap: true }, axisLine: { lineStyle: { color: line } } },
-        // Up to the flood threshold at least, so that the targets are seen against the bars.
+        // Up to the flood threshold at least, so that the targets are seen against the bars; past
+        // it, ECharts' own round maximum (the data's, e.g. 160, crowds the tick label 150 below it).
         yAxis: { type: "value", minInterval: 1, name: t("kpi.alarms"), nameTextStyle: { color: muted },
-          max: (v) => Math.max(v.max, report.rules.flood_start_above + 1),
+          max: (v) => (v.max > report.rules.flood_start_above ? null : report.rules.flood_start_above + 1),
           axisLabel: { color: muted }, splitLine: { lineStyle: { color: line, opacity: 0.5 } } },
         series: [{
           type: "bar", name: t("kpi.alarms"), data, barMaxWidth: 12, color: css("--accent", "#3d9bff"),
