@@ -95,11 +95,14 @@ def test_enterprise_signs_answers_and_clears_and_the_duty_officer_reviews(
         expect(duty_row.locator(".wdesk-level-badge")).to_have_text("蓝色预警")
         expect(officer.locator(".wdesk-count[data-level=blue] b")).not_to_have_text("0")
 
-        # On a narrow screen the deadline and each button's label keep to one line.
+        # On a narrow screen the deadline, each button's label and the state of the
+        # warning's condition (触发条件仍存在) keep to one line each.
         for page in (ent, officer):
             page.set_viewport_size({"width": 1024, "height": 768})
         for row in (ent_row, duty_row):
-            for cell in row.locator("td.wdesk-deadline, td.wdesk-actions button").all():
+            cells = row.locator("td.wdesk-deadline, td.wdesk-actions button, td.wdesk-state .muted")
+            assert cells.count() >= 3
+            for cell in cells.all():
                 assert text_lines(cell) == 1, cell.inner_text()
         # The deadline (from the rules: 24 h to sign a blue warning) counts down live.
         deadline_cell = duty_row.locator("td.wdesk-deadline")
