@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import time
 from datetime import datetime
 from typing import Any
@@ -113,6 +114,20 @@ def test_two_points_zoom_refetches_and_csv_holds_the_shown_rows(
         rule = rules[ids[tag]]
         expected = {(n.upper(), rule[n]) for n in ("hh", "h", "l", "ll") if rule[n] is not None}
         assert {(n, v) for n, v in series["limits"]} == expected
+    # Each axis (m, mg/m3) shows every limit and value, and its ends are ticks like the others,
+    # evenly spaced: an end just past the data (3.249 over a tick 3) crowded the labels.
+    axes = page.evaluate(f"""async () => {{
+      const echarts = await import("{ECHARTS}");
+      const chart = echarts.getInstanceByDom(document.querySelector(".trends-chart"));
+      return chart.getModel().queryComponents({{ mainType: "yAxis" }})
+        .map((m) => m.axis.scale.getTicks().map((tick) => tick.value));
+    }}""")
+    assert len(axes) == 2
+    for ticks, series in zip(axes, plotted["series"], strict=True):
+        steps = [b - a for a, b in itertools.pairwise(ticks)]
+        assert 4 <= len(steps) <= 10 and max(steps) - min(steps) < 1e-9 * max(steps), ticks
+        shown = [v for _, v in series["points"]] + [v for _, v in series["limits"]]
+        assert ticks[0] <= min(shown) and max(shown) <= ticks[-1], (ticks, shown)
     first_query, first = log.last(ids[POINTS[0]])
     shot(page, "trends")
 

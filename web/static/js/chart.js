@@ -62,11 +62,19 @@ function two(n) {
   return String(n).padStart(2, "0");
 }
 
-// An axis end 5 % beyond [lo, hi] on the side `sign` (-1 low, 1 high).
-function pad(lo, hi, sign) {
-  const margin = (hi - lo) * 0.05 || Math.abs(hi) * 0.05 || 1;
-  if (sign > 0) return hi + margin;
-  return lo >= 0 && lo - margin < 0 ? 0 : lo - margin; // a positive quantity keeps its zero
+// An axis over [lo, hi] with 5 % to spare on each side, its ends and ticks on one 1-2-5 grid of
+// 4 to 10 intervals, so that an end's label is a tick like the others (an end of 3.249 crowded the
+// tick 3 below it).
+function niceAxis(lo, hi) {
+  const span = hi - lo || Math.abs(hi) || 1;
+  const margin = span * 0.05;
+  const least = (span + 2 * margin) / 8; // 8 intervals, and one more at each end for rounding
+  const power = 10 ** Math.floor(Math.log10(least));
+  const interval = [1, 2, 5, 10].map((m) => m * power).find((step) => step >= least * (1 - 1e-9));
+  const on = (v) => Number(v.toPrecision(12)); // 7 × 0.1 is 0.7000000000000001
+  let min = on(Math.floor((lo - margin) / interval) * interval);
+  if (lo >= 0 && min < 0) min = 0; // a positive quantity keeps its zero
+  return { min, max: on(Math.ceil((hi + margin) / interval) * interval), interval };
 }
 
 function formatTime(ms) {
@@ -89,16 +97,24 @@ export function trendChart(container, opts) {
     const limitsOn = (s) => (state.limits ?? []).filter((l) => (l.series ?? firstName) === s.name);
     // Each axis reaches out to the limits drawn on it, so that every limit line is seen.
     const reach = units.map((unit) => {
-      const values = state.series.filter((s) => (s.unit ?? "") === unit)
-        .flatMap((s) => limitsOn(s).map((l) => l.value)).filter(Number.isFinite);
-      return values.length ? [Math.min(...values), Math.max(...values)] : null;
+      const on = state.series.filter((s) => (s.unit ?? "") === unit);
+      const limits = on.flatMap((s) => limitsOn(s).map((l) => l.value)).filter(Number.isFinite);
+      if (!limits.length) return null;
+      let [lo, hi] = [Math.min(...limits), Math.max(...limits)];
+      for (const s of on) {
+        for (const [, v] of s.points) {
+          if (Number.isFinite(v)) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
+        }
+      }
+      return niceAxis(lo, hi);
     });
     const yAxis = units.map((unit, i) => ({
       type: "value",
       name: unit,
       scale: true,
-      min: reach[i] ? (e) => pad(Math.min(e.min, reach[i][0]), Math.max(e.max, reach[i][1]), -1) : undefined,
-      max: reach[i] ? (e) => pad(Math.min(e.min, reach[i][0]), Math.max(e.max, reach[i][1]), 1) : undefined,
+      min: reach[i]?.min,
+      max: reach[i]?.max,
+      interval: reach[i]?.interval,
       position: i % 2 === 0 ? "left" : "right",
       offset: Math.floor(i / 2) * 56,
       nameTextStyle: { color: c.muted },
