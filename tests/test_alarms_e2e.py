@@ -19,11 +19,13 @@ import asyncpg
 import pytest
 from aiohttp import ClientSession, ClientWebSocketResponse, CookieJar
 from aiohttp.test_utils import TestServer
+from playwright.async_api import async_playwright, expect
 
 from anjian.runtime import Running, Settings, build_app
 from collectors.sim.runner import Simulator
 from streams.quality import Quality
 from tests.conftest import DUTY, sign_in
+from tests.console_kit import CHROMIUM, CHROMIUM_ARGS
 from web.accounts import ensure_demo_accounts
 
 # Quick quality alarms and a deadband of 5 % of the instrument range, for a test that runs in
@@ -50,6 +52,7 @@ class Plant:
     config: Path
     db: str
     tmp: Path
+    url: str = ""  # the console's, while running
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[tuple[Running, ClientSession, str]]:
@@ -61,6 +64,7 @@ class Plant:
         )
         server = TestServer(app)
         await server.start_server()
+        self.url = str(server.make_url("/"))
         http = ClientSession(
             f"http://{server.host}:{server.port}", cookie_jar=CookieJar(unsafe=True)
         )
@@ -269,6 +273,60 @@ async def test_communication_loss_raises_quality_alarm_and_clears_on_recovery(
         await plant.sim.set_scenario("normal", None)
         cleared = await feed.next(lambda e: e["point"] == gd101 and e["condition"] == "BAD_QUALITY")
         assert cleared["kind"] == "cleared"
+        await feed.ws.close()
+
+
+# Priority 1 escalates to the shift leader 2 s after it was raised; the others never do.
+NOTIFY = """
+[notify.escalation.timing]
+1 = { t1_s = 2.0, t2_s = 600.0 }
+"""
+SHIFT = ("shift", "Shift@2026!")
+
+
+async def test_an_unacknowledged_alarm_escalates_to_the_shift_leaders_console(plant: Plant) -> None:
+    """The 二级 alarm left unacknowledged past T1 reaches, over the WebSocket, the console of the
+    next level of the duty roster (值班长) and not the duty officer's; the notice stays on screen
+    with the cue until the alarm is acknowledged."""
+    if CHROMIUM is None:
+        pytest.skip("no chromium on this machine (`./run test` installs it)")
+    plant.config.write_text(plant.config.read_text(encoding="utf-8") + NOTIFY, encoding="utf-8")
+    async with plant.running() as (run, http, csrf), async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pages = {}
+        for user, password in (SHIFT, DUTY):
+            page = await (await browser.new_context(locale="zh-CN")).new_page()
+            await page.goto(plant.url)
+            await page.fill("#login input[name=username]", user)
+            await page.fill("#login input[name=password]", password)
+            await page.click("#login button[type=submit]")
+            await page.wait_for_selector("body.signed-in")
+            pages[user] = page
+        shift, duty = pages["shift"], pages["duty"]
+        gd102 = run.points.id("E1", "GD-102")
+        feed = await Feed.open(http)
+        await plant.sim.set_scenario("leak", "TK101", rate_g_s=LEVEL_2_LEAK)
+        hh = await feed.next(lambda e: e["point"] == gd102 and e["condition"] == "HH")
+        await expect(shift.locator("tr[data-alarm]").first).to_be_visible()
+        beeps = await shift.evaluate("window.anjianBeeps ?? 0")
+
+        notice = shift.locator(f".escalation[data-alarm='{hh['alarm']}']")
+        await expect(notice).to_have_count(1, timeout=15_000)
+        await expect(notice).to_contain_text("【报警升级·值班长】")
+        await expect(notice).to_contain_text("未确认")
+        await expect(notice.locator("a.escalation-open")).to_have_attribute(
+            "href", f"#/alarm/{hh['alarm']}"
+        )
+        assert await shift.evaluate("window.anjianBeeps") > beeps
+        await expect(duty.locator(".escalation")).to_have_count(0)
+
+        r = await http.post(
+            f"/api/alarms/{hh['alarm']}/ack", json={"comment": "现场核实"},
+            headers={"X-CSRF-Token": csrf},
+        )  # fmt: skip
+        assert r.status == 200
+        await expect(notice).to_have_count(0)
+        await browser.close()
         await feed.ws.close()
 
 

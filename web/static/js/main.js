@@ -31,6 +31,7 @@ register({
     "status.live_on": "已连接", "status.live_off": "中断", "status.database": "数据库",
     "status.per_s": "{n}点/秒", "status.latency_value": "{p50} ms（最大 {max}）",
     "status.latency_title": "设备采样时间到控制台收到的时间（近10秒中位数与最大值）",
+    "escalation.open": "查看报警", "escalation.dismiss": "知道了",
   },
   en: {
     "nav.board": "Alarms", "nav.overview": "Enterprises", "nav.warnings": "Warnings", "nav.reports": "Reports",
@@ -40,6 +41,7 @@ register({
     "status.live_on": "connected", "status.live_off": "lost", "status.database": "Database",
     "status.per_s": "{n} samples/s", "status.latency_value": "{p50} ms (max {max})",
     "status.latency_title": "From the device's sample time to its receipt here (median and max over 10 s)",
+    "escalation.open": "Open the alarm", "escalation.dismiss": "Dismiss",
   },
 });
 
@@ -54,6 +56,39 @@ function startCue() {
     : null;
 }
 
+// Escalations up the duty roster (alarms.escalation: 值班员 → 值班长 → 中心主任) addressed to the
+// signed-in account's role stay on screen, with the cue, until opened, dismissed, or the alarm is
+// no longer unacknowledged; a later notice about the same alarm replaces the earlier one.
+let stopEscalations = null;
+function startEscalations() {
+  stopEscalations?.();
+  stopEscalations = null;
+  if (!me.permissions.includes("alarm:operate")) return;
+  const box = el("div", { id: "escalations", role: "alert" });
+  document.body.append(box);
+  const notice = (alarm) => box.querySelector(`.escalation[data-alarm="${alarm}"]`);
+  const offNotes = live.subscribe("notifications", (msg) => {
+    const mine = (msg.events ?? []).filter((n) => n.role === me.role);
+    for (const n of mine) {
+      const open = el("a", { href: `#/alarm/${n.alarm}`, class: "escalation-open" }, t("escalation.open"));
+      const dismiss = el("button", { type: "button", class: "escalation-dismiss" }, t("escalation.dismiss"));
+      const node = el("div", { class: "escalation", dataset: { alarm: String(n.alarm), priority: String(n.priority) } },
+        el("p", {}, lang() === "zh-CN" ? n.text_zh : n.text_en), el("div", {}, open, " ", dismiss));
+      open.addEventListener("click", () => node.remove());
+      dismiss.addEventListener("click", () => node.remove());
+      notice(n.alarm)?.remove();
+      box.prepend(node);
+    }
+    if (mine.length) sound.beep();
+  });
+  const offAlarms = live.subscribe("alarms", (msg) => {
+    for (const e of msg.events ?? []) {
+      if (e.to !== "unack" && e.to !== "rtn_unack") notice(e.alarm)?.remove();
+    }
+  });
+  stopEscalations = () => { offNotes(); offAlarms(); box.remove(); };
+}
+
 let me = null; // the signed-in account: username, role, roles, permissions, enterprise
 let unmount = null;
 let mountedKey = null;
@@ -66,6 +101,8 @@ function showLogin(code) {
   live.stop();
   stopCue?.();
   stopCue = null;
+  stopEscalations?.();
+  stopEscalations = null;
   forgetNames();
   health.stop();
   unmountPage();
@@ -145,6 +182,7 @@ async function signedIn(answer) {
   }
   live.start();
   startCue();
+  startEscalations();
   health.start(me);
   route();
 }
