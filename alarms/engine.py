@@ -45,6 +45,7 @@ LISTENER_BACKLOG = 1000
 MAX_COALESCE = 64  # hub batches evaluated in one call
 # Without a say from the configuration, suppression by design hides process and gas alarms.
 DESIGN_CLASSES = frozenset({AlarmClass.PROCESS, AlarmClass.GAS})
+_GAS = AlarmClass.GAS
 SYSTEM = "system"
 
 
@@ -249,8 +250,9 @@ class AlarmEngine:
             await self._commit(updates)
             if self.policy is not None and self.notifier is not None:
                 pairs = [(self.ids[k], a) for k, a in self.alarms.items() if k in self.ids]
+                gas = {a.point for _, a in pairs if self._class(a.point, a.condition) is _GAS}
                 notes, sent = due_notifications(
-                    pairs, self._escalation, self.policy, now, self.point_names
+                    pairs, self._escalation, self.policy, now, self.point_names, gas
                 )
                 # Stored before sending: after a restart a step already sent is not sent again.
                 await self._store_escalation(sent)

@@ -1,4 +1,4 @@
-"""Escalation of unacknowledged alarms up the duty roster (值班员 → 值班长 → 中心主任): pure.
+"""Escalation of unacknowledged alarms up the duty roster (值班员 → 值班长 → 指挥长): pure.
 
 Alarms, what was already sent and `now_ns` in; the notifications due and the new sent state out.
 The policy (timings per priority, the roster levels) is data; alarms.notify delivers the result.
@@ -7,7 +7,7 @@ The policy (timings per priority, the roster levels) is data; alarms.notify deli
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
@@ -55,7 +55,9 @@ class EscalationPolicy(_Model):
     levels: Annotated[list[RosterLevel], Field(min_length=2)] = [
         RosterLevel(role="duty_officer", zh="值班员", en="duty officer"),  # [D]
         RosterLevel(role="shift_leader", zh="值班长", en="shift leader"),  # [D]
-        RosterLevel(role="director", zh="中心主任", en="director"),  # [D]
+        # The role that directs a response (the console's 指挥长), so that the notice reaches a
+        # console at the top level too.
+        RosterLevel(role="leader", zh="指挥长", en="leader"),  # [D]
     ]
     timing: dict[Priority, Timing] = {
         Priority.EMERGENCY: Timing(t1_s=2 * 60, t2_s=5 * 60),  # [D]
@@ -165,6 +167,11 @@ _CONDITION_WORDS: dict[Condition, tuple[str, str]] = {
     Condition.OUT_OF_RANGE: ("超出量程", "outside the instrument range"),
     Condition.FORECAST: ("趋势预警", "forecast to cross a limit"),
 }
+# A gas detector's H and HH are GB/T 50493-2019's 一级 and 二级 alarms (as the console names them).
+_GAS_WORDS: dict[Condition, tuple[str, str]] = {
+    Condition.H: ("一级报警", "level 1 gas alarm"),
+    Condition.HH: ("二级报警", "level 2 gas alarm"),
+}
 _PRIORITY_WORDS: dict[Priority, tuple[str, str]] = {
     Priority.EMERGENCY: ("紧急", "emergency"),
     Priority.HIGH: ("高", "high"),
@@ -205,8 +212,10 @@ def due_notifications(
     policy: EscalationPolicy,
     now_ns: int,
     point_names: Mapping[int, str] | None = None,
+    gas_points: Collection[int] = (),
 ) -> tuple[list[Notification], dict[int, EscalationState]]:
-    """The notifications due at `now_ns` and the sent state to pass next time.
+    """The notifications due at `now_ns` and the sent state to pass next time. The H and HH of
+    `gas_points` (gas detectors) are named as GB/T 50493's 一级 and 二级 alarms.
 
     `alarms` are (alarm id, alarm) pairs; only unacknowledged active alarms (UNACK) escalate: an
     acknowledged, cleared, shelved, suppressed or out-of-service alarm drops out of the returned
@@ -230,7 +239,10 @@ def due_notifications(
             continue
         step = (now_ns - raised - _seconds_ns(timing.t1_s)) // _seconds_ns(timing.t2_s) + 1
         level = min(step, top)
-        notes.append(_notification(alarm_id, alarm, raised, step, level, policy, now_ns, names))
+        gas = alarm.point in gas_points
+        notes.append(
+            _notification(alarm_id, alarm, raised, step, level, policy, now_ns, names, gas)
+        )
         new_sent[alarm_id] = EscalationState(raised, step, level, now_ns)
     return notes, new_sent
 
@@ -260,9 +272,11 @@ def _notification(
     policy: EscalationPolicy,
     now_ns: int,
     names: Mapping[int, str],
+    gas: bool = False,
 ) -> Notification:
     name = names.get(alarm.point, f"#{alarm.point}")
-    cond_zh, cond_en = _CONDITION_WORDS[alarm.condition]
+    words = _GAS_WORDS if gas and alarm.condition in _GAS_WORDS else _CONDITION_WORDS
+    cond_zh, cond_en = words[alarm.condition]
     pri_zh, pri_en = _PRIORITY_WORDS[alarm.priority]
     to = policy.levels[level]
     minutes = (now_ns - raised_at_ns) // (60 * _NS)

@@ -313,6 +313,7 @@ async def test_an_unacknowledged_alarm_escalates_to_the_shift_leaders_console(pl
         notice = shift.locator(f".escalation[data-alarm='{hh['alarm']}']")
         await expect(notice).to_have_count(1, timeout=15_000)
         await expect(notice).to_contain_text("【报警升级·值班长】")
+        await expect(notice).to_contain_text("二级报警")  # GB/T 50493's name for a gas HH
         await expect(notice).to_contain_text("未确认")
         await expect(notice.locator("a.escalation-open")).to_have_attribute(
             "href", f"#/alarm/{hh['alarm']}"

@@ -87,7 +87,7 @@ def test_repeats_every_t2_going_up_one_level_and_staying_at_the_top() -> None:
     times = [60, 100, 359, 360, 500, 660, 960]
     notes, _ = run([(1, raised())], times)
     assert [(n.ts_ns - T0) // S for n in notes] == [60, 360, 660, 960]
-    assert [n.role for n in notes] == ["shift_leader", "director", "director", "director"]
+    assert [n.role for n in notes] == ["shift_leader", "leader", "leader", "leader"]
     assert [n.attempt for n in notes] == [1, 2, 3, 4]
 
 
@@ -100,7 +100,7 @@ def test_schedule_is_anchored_at_the_raise_so_late_calls_do_not_drift() -> None:
 def test_a_very_late_call_sends_one_notice_for_the_latest_step_not_a_burst() -> None:
     notes, sent = run([(1, raised())], [60 + 10 * 300 + 1])
     [n] = notes
-    assert (n.attempt, n.role) == (11, "director")
+    assert (n.attempt, n.role) == (11, "leader")
     assert next_due_ns([(1, raised())], sent, POLICY) == T0 + (60 + 11 * 300) * S
 
 
@@ -187,8 +187,23 @@ def test_notification_text_names_point_condition_role_and_delay_in_both_language
     assert body["raised_at"] == "2023-11-14T22:13:20.000+00:00"
 
 
+def test_a_gas_detectors_limits_are_named_as_gb_50493_alarms() -> None:
+    """A gas detector's HH and H are its 二级 and 一级 alarms, as on the console; another
+    point's HH stays a high-high alarm."""
+    h, _ = sm.on_condition(sm.Alarm(7, Condition.H, Priority.EMERGENCY), True, T0, 42.0)
+    alarms = [(1, raised(point=7)), (2, h), (3, raised(point=8))]
+    notes, _ = due_notifications(alarms, {}, POLICY, T0 + 61 * S, gas_points={7})
+    assert [n.alarm_id for n in notes] == [1, 2, 3]
+    assert "点位 #7 二级报警（紧急优先级）" in notes[0].text_zh
+    assert "point #7: level 2 gas alarm (emergency" in notes[0].text_en
+    assert "点位 #7 一级报警（紧急优先级）" in notes[1].text_zh
+    assert "point #7: level 1 gas alarm (emergency" in notes[1].text_en
+    assert "点位 #8 高高报警（紧急优先级）" in notes[2].text_zh
+    assert "point #8: high-high alarm (emergency" in notes[2].text_en
+
+
 def test_default_policy_leaves_low_priority_with_the_duty_officer() -> None:
-    assert [lv.role for lv in DEFAULT_POLICY.levels] == ["duty_officer", "shift_leader", "director"]
+    assert [lv.role for lv in DEFAULT_POLICY.levels] == ["duty_officer", "shift_leader", "leader"]
     alarm = raised(priority=Priority.LOW)
     notes, _ = due_notifications([(1, alarm)], {}, DEFAULT_POLICY, T0 + 7 * 24 * 3600 * S)
     assert notes == []
@@ -289,7 +304,7 @@ async def test_a_restart_does_not_send_an_escalation_step_again(database_url: st
         assert feed.empty()
         await tick_at(engine, notifier, 361)
         (note,) = await feed.get()
-        assert (note["attempt"], note["role"]) == (2, "director")
+        assert (note["attempt"], note["role"]) == (2, "leader")
 
         hh = next(i for i, k in engine.keys.items() if k[1] is Condition.HH)
         await engine.operate([hh], lambda a, t: sm.acknowledge(a, "duty", None, t))

@@ -251,10 +251,10 @@ async def test_sms_gateway_gets_the_role_numbers_and_the_text_signed(
     session: aiohttp.ClientSession, servers: list[TestServer]
 ) -> None:
     rx = await serve(Receiver(), servers)
-    roster = {"shift_leader": ["+8613800000001", "13800000002"], "director": ["13900000003"]}
+    roster = {"shift_leader": ["+8613800000001", "13800000002"], "leader": ["13900000003"]}
     sms = SmsGatewayChannel(rx.url, SECRET, roster, timeout_s=2, session=session)
     first, later = notification(60), notification(360)
-    assert (first.role, later.role) == ("shift_leader", "director")
+    assert (first.role, later.role) == ("shift_leader", "leader")
     await sms.send(first)
     await sms.send(later)
     bodies = [json.loads(r.body) for r in rx.requests]
@@ -271,7 +271,7 @@ async def test_sms_role_without_numbers_fails_without_calling_the_gateway(
 ) -> None:
     rx = await serve(Receiver(), servers)
     sms = SmsGatewayChannel(
-        rx.url, SECRET, {"director": ["13900000003"]}, timeout_s=2, session=session
+        rx.url, SECRET, {"leader": ["13900000003"]}, timeout_s=2, session=session
     )
     with pytest.raises(DeliveryError, match="no phone numbers for role 'shift_leader'"):
         await sms.send(notification(60))
@@ -281,9 +281,9 @@ async def test_sms_role_without_numbers_fails_without_calling_the_gateway(
 @pytest.mark.parametrize(
     ("roster", "message"),
     [
-        ({"director": ["139-0000"]}, "invalid phone number '139-0000'"),
-        ({"director": "13900000003"}, "needs a list of phone numbers"),
-        ({"director": []}, "needs a list of phone numbers"),
+        ({"leader": ["139-0000"]}, "invalid phone number '139-0000'"),
+        ({"leader": "13900000003"}, "needs a list of phone numbers"),
+        ({"leader": []}, "needs a list of phone numbers"),
     ],
 )
 def test_sms_roster_with_bad_numbers_is_rejected(

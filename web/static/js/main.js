@@ -56,7 +56,7 @@ function startCue() {
     : null;
 }
 
-// Escalations up the duty roster (alarms.escalation: 值班员 → 值班长 → 中心主任) addressed to the
+// Escalations up the duty roster (alarms.escalation: 值班员 → 值班长 → 指挥长) addressed to the
 // signed-in account's role stay on screen, with the cue, until opened, dismissed, or the alarm is
 // no longer unacknowledged; a later notice about the same alarm replaces the earlier one.
 let stopEscalations = null;
