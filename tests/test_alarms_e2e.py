@@ -276,18 +276,19 @@ async def test_communication_loss_raises_quality_alarm_and_clears_on_recovery(
         await feed.ws.close()
 
 
-# Priority 1 escalates to the shift leader 2 s after it was raised; the others never do.
+# Priorities 1 and 2 escalate to the shift leader 2 s after they were raised; the others never.
 NOTIFY = """
 [notify.escalation.timing]
 1 = { t1_s = 2.0, t2_s = 600.0 }
+2 = { t1_s = 2.0, t2_s = 600.0 }
 """
 SHIFT = ("shift", "Shift@2026!")
 
 
 async def test_an_unacknowledged_alarm_escalates_to_the_shift_leaders_console(plant: Plant) -> None:
-    """The 二级 alarm left unacknowledged past T1 reaches, over the WebSocket, the console of the
-    next level of the duty roster (值班长) and not the duty officer's; the notice stays on screen
-    with the cue until the alarm is acknowledged."""
+    """The 一级 and 二级 alarms left unacknowledged past T1 reach, over the WebSocket, the console
+    of the next level of the duty roster (值班长) and not the duty officer's; a notice stays on
+    screen with the cue until the alarm is acknowledged or it is dismissed, one by one or all."""
     if CHROMIUM is None:
         pytest.skip("no chromium on this machine (`./run test` installs it)")
     plant.config.write_text(plant.config.read_text(encoding="utf-8") + NOTIFY, encoding="utf-8")
@@ -306,12 +307,23 @@ async def test_an_unacknowledged_alarm_escalates_to_the_shift_leaders_console(pl
         gd102 = run.points.id("E1", "GD-102")
         feed = await Feed.open(http)
         await plant.sim.set_scenario("leak", "TK101", rate_g_s=LEVEL_2_LEAK)
-        hh = await feed.next(lambda e: e["point"] == gd102 and e["condition"] == "HH")
+        raised: dict[str, Any] = {}  # both come with one sample, in either order
+        while len(raised) < 2:
+            e = await feed.next(
+                lambda e: (
+                    e["point"] == gd102 and e["kind"] == "raised" and e["condition"] in ("H", "HH")
+                )
+            )
+            raised[e["condition"]] = e
+        h, hh = raised["H"], raised["HH"]
         await expect(shift.locator("tr[data-alarm]").first).to_be_visible()
         beeps = await shift.evaluate("window.anjianBeeps ?? 0")
 
         notice = shift.locator(f".escalation[data-alarm='{hh['alarm']}']")
         await expect(notice).to_have_count(1, timeout=15_000)
+        await expect(shift.locator(".escalation")).to_have_count(2)
+        dismiss_all = shift.locator("button.escalations-dismiss-all")
+        await expect(dismiss_all).to_have_text("全部知道了（2 条）")
         await expect(notice).to_contain_text("【报警升级·值班长】")
         await expect(notice).to_contain_text("二级报警")  # GB/T 50493's name for a gas HH
         await expect(notice).to_contain_text("未确认")
@@ -327,6 +339,10 @@ async def test_an_unacknowledged_alarm_escalates_to_the_shift_leaders_console(pl
         )  # fmt: skip
         assert r.status == 200
         await expect(notice).to_have_count(0)
+        await expect(shift.locator(".escalation")).to_have_count(1)
+        await expect(dismiss_all).to_be_hidden()
+        await shift.locator(f".escalation[data-alarm='{h['alarm']}'] .escalation-dismiss").click()
+        await expect(shift.locator("#escalations")).to_be_hidden()
         await browser.close()
         await feed.ws.close()
 

@@ -31,7 +31,7 @@ register({
     "status.live_on": "已连接", "status.live_off": "中断", "status.database": "数据库",
     "status.per_s": "{n}点/秒", "status.latency_value": "{p50} ms（最大 {max}）",
     "status.latency_title": "设备采样时间到控制台收到的时间（近10秒中位数与最大值）",
-    "escalation.open": "查看报警", "escalation.dismiss": "知道了",
+    "escalation.open": "查看报警", "escalation.dismiss": "知道了", "escalation.dismiss_all": "全部知道了（{n} 条）",
   },
   en: {
     "nav.board": "Alarms", "nav.overview": "Enterprises", "nav.warnings": "Warnings", "nav.reports": "Reports",
@@ -41,7 +41,7 @@ register({
     "status.live_on": "connected", "status.live_off": "lost", "status.database": "Database",
     "status.per_s": "{n} samples/s", "status.latency_value": "{p50} ms (max {max})",
     "status.latency_title": "From the device's sample time to its receipt here (median and max over 10 s)",
-    "escalation.open": "Open the alarm", "escalation.dismiss": "Dismiss",
+    "escalation.open": "Open the alarm", "escalation.dismiss": "Dismiss", "escalation.dismiss_all": "Dismiss all ({n})",
   },
 });
 
@@ -58,15 +58,26 @@ function startCue() {
 
 // Escalations up the duty roster (alarms.escalation: 值班员 → 值班长 → 指挥长) addressed to the
 // signed-in account's role stay on screen, with the cue, until opened, dismissed, or the alarm is
-// no longer unacknowledged; a later notice about the same alarm replaces the earlier one.
+// no longer unacknowledged; a later notice about the same alarm replaces the earlier one. In a
+// flood they scroll within the right-hand column, and one button dismisses them all.
 let stopEscalations = null;
 function startEscalations() {
   stopEscalations?.();
   stopEscalations = null;
   if (!me.permissions.includes("alarm:operate")) return;
-  const box = el("div", { id: "escalations", role: "alert" });
+  const all = el("button", { type: "button", class: "escalations-dismiss-all" });
+  const list = el("div", { class: "escalations-list" });
+  const box = el("div", { id: "escalations", role: "alert", hidden: true }, all, list);
   document.body.append(box);
-  const notice = (alarm) => box.querySelector(`.escalation[data-alarm="${alarm}"]`);
+  const refresh = () => {
+    const n = list.children.length;
+    box.hidden = n === 0;
+    all.hidden = n < 2;
+    all.textContent = t("escalation.dismiss_all", { n });
+  };
+  const remove = (node) => { node?.remove(); refresh(); };
+  all.addEventListener("click", () => { list.replaceChildren(); refresh(); });
+  const notice = (alarm) => list.querySelector(`.escalation[data-alarm="${alarm}"]`);
   const offNotes = live.subscribe("notifications", (msg) => {
     const mine = (msg.events ?? []).filter((n) => n.role === me.role);
     for (const n of mine) {
@@ -74,16 +85,19 @@ function startEscalations() {
       const dismiss = el("button", { type: "button", class: "escalation-dismiss" }, t("escalation.dismiss"));
       const node = el("div", { class: "escalation", dataset: { alarm: String(n.alarm), priority: String(n.priority) } },
         el("p", {}, lang() === "zh-CN" ? n.text_zh : n.text_en), el("div", {}, open, " ", dismiss));
-      open.addEventListener("click", () => node.remove());
-      dismiss.addEventListener("click", () => node.remove());
+      open.addEventListener("click", () => remove(node));
+      dismiss.addEventListener("click", () => remove(node));
       notice(n.alarm)?.remove();
-      box.prepend(node);
+      list.prepend(node);
     }
-    if (mine.length) sound.beep();
+    if (mine.length) {
+      refresh();
+      sound.beep();
+    }
   });
   const offAlarms = live.subscribe("alarms", (msg) => {
     for (const e of msg.events ?? []) {
-      if (e.to !== "unack" && e.to !== "rtn_unack") notice(e.alarm)?.remove();
+      if (e.to !== "unack" && e.to !== "rtn_unack" && notice(e.alarm)) remove(notice(e.alarm));
     }
   });
   stopEscalations = () => { offNotes(); offAlarms(); box.remove(); };
