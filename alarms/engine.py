@@ -20,9 +20,15 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from alarms import state as sm
-from alarms.escalation import EscalationPolicy, EscalationState, due_notifications
+from alarms.escalation import (
+    EscalationPolicy,
+    EscalationState,
+    Notification,
+    RosterLevel,
+    due_notifications,
+)
 from alarms.evaluator import EvalState, evaluate, restart_history, tick
-from alarms.model import AlarmClass, AlarmEvent, Condition, ConditionChange, Priority
+from alarms.model import AlarmClass, AlarmEvent, Condition, ConditionChange, EventKind, Priority
 from alarms.notify import Notifier
 from alarms.rules import (
     AlarmSettings,
@@ -85,6 +91,17 @@ def _iso(ns: int | None) -> str | None:
 
 def _num(x: float) -> float | None:
     return None if math.isnan(x) else x
+
+
+def _escalated(alarm: sm.Alarm, note: Notification, levels: Sequence[RosterLevel]) -> AlarmEvent:
+    """The record of one escalation notice: to whom (the roster level), which notice."""
+    to = levels[note.level]
+    return AlarmEvent(
+        alarm.point, alarm.condition, EventKind.ESCALATED, alarm.state, alarm.state, note.ts_ns,
+        alarm.value, alarm.priority,
+        detail={"role": to.role, "zh": to.zh, "en": to.en, "level": note.level,
+                "attempt": note.attempt},
+    )  # fmt: skip
 
 
 def event_view(alarm_id: int, e: AlarmEvent) -> dict[str, Any]:
@@ -254,25 +271,35 @@ class AlarmEngine:
                 notes, sent = due_notifications(
                     pairs, self._escalation, self.policy, now, self.point_names, gas
                 )
-                # Stored before sending: after a restart a step already sent is not sent again.
-                await self._store_escalation(sent)
+                # Stored before sending, with an ESCALATED event on each alarm's record: after a
+                # restart a step already sent is not sent again.
+                by_id, levels = dict(pairs), self.policy.levels
+                records = [
+                    (by_id[n.alarm_id], [_escalated(by_id[n.alarm_id], n, levels)]) for n in notes
+                ]
+                await self._store_escalation(sent, records)
                 for note in notes:
                     self.notifier.submit(note)  # channel I/O never runs under the lock
 
-    async def _store_escalation(self, sent: dict[int, EscalationState]) -> None:
+    async def _store_escalation(
+        self, sent: dict[int, EscalationState], records: list[tuple[sm.Alarm, list[AlarmEvent]]]
+    ) -> None:
         old = self._escalation
         changed = [(k, v) for k, v in sent.items() if old.get(k) != v]
         gone = [k for k in old if k not in sent]
+
+        async def store(conn: asyncpg.Connection) -> None:
+            await conn.execute("DELETE FROM alarm_escalations WHERE alarm = ANY($1)", gone)
+            await conn.executemany(
+                "INSERT INTO alarm_escalations (alarm, raised_at_ns, attempt, level,"
+                " sent_at_ns) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (alarm) DO UPDATE SET"
+                " raised_at_ns = excluded.raised_at_ns, attempt = excluded.attempt,"
+                " level = excluded.level, sent_at_ns = excluded.sent_at_ns",
+                [(k, v.raised_at_ns, v.attempt, v.level, v.sent_ns) for k, v in changed],
+            )
+
         if changed or gone:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute("DELETE FROM alarm_escalations WHERE alarm = ANY($1)", gone)
-                await conn.executemany(
-                    "INSERT INTO alarm_escalations (alarm, raised_at_ns, attempt, level,"
-                    " sent_at_ns) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (alarm) DO UPDATE SET"
-                    " raised_at_ns = excluded.raised_at_ns, attempt = excluded.attempt,"
-                    " level = excluded.level, sent_at_ns = excluded.sent_at_ns",
-                    [(k, v.raised_at_ns, v.attempt, v.level, v.sent_ns) for k, v in changed],
-                )
+            await self._commit(records, also=store)
         self._escalation = sent
 
     async def _apply_changes(self, changes: Sequence[ConditionChange]) -> None:

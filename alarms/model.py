@@ -82,6 +82,9 @@ class EventKind(StrEnum):
     RESTORED = "restored"  # to service
     REANNUNCIATED = "reannunciated"  # an unacknowledged priority-1 alarm rings again
     RESET = "reset"  # a latched alarm reset by an operator
+    # Unacknowledged past its time: notified up the duty roster (alarms.escalation); the state
+    # stays what it was, the notice is part of the alarm's record for the post-event review.
+    ESCALATED = "escalated"
 
 
 @dataclass(frozen=True, slots=True)

@@ -288,7 +288,8 @@ SHIFT = ("shift", "Shift@2026!")
 async def test_an_unacknowledged_alarm_escalates_to_the_shift_leaders_console(plant: Plant) -> None:
     """The 一级 and 二级 alarms left unacknowledged past T1 reach, over the WebSocket, the console
     of the next level of the duty roster (值班长) and not the duty officer's; a notice stays on
-    screen with the cue until the alarm is acknowledged or it is dismissed, one by one or all."""
+    screen with the cue until the alarm is acknowledged or the notice opened, and the alarm's
+    record holds the escalation."""
     if CHROMIUM is None:
         pytest.skip("no chromium on this machine (`./run test` installs it)")
     plant.config.write_text(plant.config.read_text(encoding="utf-8") + NOTIFY, encoding="utf-8")
@@ -341,8 +342,20 @@ async def test_an_unacknowledged_alarm_escalates_to_the_shift_leaders_console(pl
         await expect(notice).to_have_count(0)
         await expect(shift.locator(".escalation")).to_have_count(1)
         await expect(dismiss_all).to_be_hidden()
-        await shift.locator(f".escalation[data-alarm='{h['alarm']}'] .escalation-dismiss").click()
+
+        # Opened from its notice, the 一级 alarm's record holds the escalation.
+        await shift.locator(f".escalation[data-alarm='{h['alarm']}'] a.escalation-open").click()
         await expect(shift.locator("#escalations")).to_be_hidden()
+        row = shift.locator("table.events tr[data-kind='escalated']")
+        await expect(row).to_have_count(1)
+        await expect(row).to_contain_text("升级通知")
+        await expect(row).to_contain_text("通知值班长（第 1 次）")
+        record = await (await http.get(f"/api/alarms/{h['alarm']}")).json()
+        [escalated] = [e for e in record["events"] if e["kind"] == "escalated"]
+        assert (escalated["from"], escalated["to"]) == ("unack", "unack")
+        assert escalated["detail"] == {
+            "role": "shift_leader", "zh": "值班长", "en": "shift leader", "level": 1, "attempt": 1
+        }  # fmt: skip
         await browser.close()
         await feed.ws.close()
 

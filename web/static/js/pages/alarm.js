@@ -3,7 +3,7 @@
 import { alarmMedia } from "../alarm_media.js";
 import { get } from "../api.js";
 import { clear, el } from "../dom.js";
-import { formatNumber, formatTime, register, t } from "../i18n.js";
+import { formatNumber, formatTime, lang, register, t } from "../i18n.js";
 import { subscribe } from "../live.js";
 import { seriesDoubtful, seriesPoints, seriesStep } from "../series.js";
 import {
@@ -22,6 +22,7 @@ register({
     "alarm.raised_at": "报警时间", "alarm.state": "状态", "alarm.limits": "报警限值",
     "alarm.acked": "确认", "alarm.shelved": "屏蔽", "alarm.time": "时间", "alarm.event": "事件",
     "alarm.who": "操作人", "alarm.event_value": "值", "alarm.why": "说明", "alarm.transition": "状态变化",
+    "alarm.escalated_to": "通知{to}（第 {n} 次）",
     "alarm.no_data": "该时段没有数据", "alarm.chart_missing": "趋势图组件尚未就绪",
     "alarm.open_trends": "在趋势页打开", "alarm.open_enterprise": "查看企业",
   },
@@ -35,6 +36,7 @@ register({
     "alarm.raised_at": "Raised", "alarm.state": "State", "alarm.limits": "Limits",
     "alarm.acked": "Acknowledged", "alarm.shelved": "Shelved", "alarm.time": "Time", "alarm.event": "Event",
     "alarm.who": "By", "alarm.event_value": "Value", "alarm.why": "Note", "alarm.transition": "State change",
+    "alarm.escalated_to": "{to} notified (notice {n})",
     "alarm.no_data": "No data in this period", "alarm.chart_missing": "The trend chart is not available yet",
     "alarm.open_trends": "Open in trends", "alarm.open_enterprise": "Open the enterprise",
   },
@@ -154,7 +156,11 @@ export default {
             el("td", {}, `${t(`board.state.${e.from}`)} → ${t(`board.state.${e.to}`)}`),
             el("td", { class: "num" }, formatNumber(e.value, 3)),
             el("td", {}, e.who ?? ""),
-            el("td", {}, e.why ?? ""))))));
+            el("td", {}, e.kind === "escalated" ? escalatedTo(e.detail ?? {}) : e.why ?? ""))))));
+    }
+
+    function escalatedTo(d) {
+      return t("alarm.escalated_to", { to: lang() === "zh-CN" ? d.zh : d.en, n: d.attempt });
     }
 
     async function series(start, end) {
