@@ -28,7 +28,15 @@ from alarms.escalation import (
     due_notifications,
 )
 from alarms.evaluator import EvalState, evaluate, restart_history, tick
-from alarms.model import AlarmClass, AlarmEvent, Condition, ConditionChange, EventKind, Priority
+from alarms.model import (
+    AlarmClass,
+    AlarmEvent,
+    AlarmState,
+    Condition,
+    ConditionChange,
+    EventKind,
+    Priority,
+)
 from alarms.notify import Notifier
 from alarms.rules import (
     AlarmSettings,
@@ -610,7 +618,20 @@ class AlarmEngine:
             "shelve_reason": a.shelving.reason if a.shelving else None,
             "out_of_service": a.out_of_service is not None,
             "suppressed": a.suppressed_reason,
+            "escalated": self._escalated_view(alarm_id, a),
         }
+
+    def _escalated_view(self, alarm_id: int, a: sm.Alarm) -> dict[str, Any] | None:
+        """Up to whom this raise of the alarm has gone while unacknowledged (the latest notice;
+        the alarm's events keep every notice)."""
+        sent = self._escalation.get(alarm_id)
+        if sent is None or self.policy is None or a.state is not AlarmState.UNACK:
+            return None
+        if sent.raised_at_ns != a.raised_at_ns:
+            return None
+        to = self.policy.levels[sent.level]
+        at = _iso(sent.sent_ns)
+        return {"role": to.role, "zh": to.zh, "en": to.en, "attempt": sent.attempt, "at": at}
 
 
 @dataclass(frozen=True, slots=True)

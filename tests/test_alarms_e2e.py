@@ -333,6 +333,12 @@ async def test_an_unacknowledged_alarm_escalates_to_the_shift_leaders_console(pl
         )
         assert await shift.evaluate("window.anjianBeeps") > beeps
         await expect(duty.locator(".escalation")).to_have_count(0)
+        # Both boards say how far up the roster the alarm has gone.
+        view = await (await http.get(f"/api/alarms/{hh['alarm']}")).json()
+        assert (view["escalated"]["role"], view["escalated"]["attempt"]) == ("shift_leader", 1)
+        for page in (shift, duty):
+            handling = page.locator(f"tr[data-alarm='{hh['alarm']}'] td:last-child")
+            await expect(handling).to_have_text("已升级至值班长（第 1 次）")
 
         r = await http.post(
             f"/api/alarms/{hh['alarm']}/ack", json={"comment": "现场核实"},
@@ -340,6 +346,7 @@ async def test_an_unacknowledged_alarm_escalates_to_the_shift_leaders_console(pl
         )  # fmt: skip
         assert r.status == 200
         await expect(notice).to_have_count(0)
+        assert (await (await http.get(f"/api/alarms/{hh['alarm']}")).json())["escalated"] is None
         await expect(shift.locator(".escalation")).to_have_count(1)
         await expect(dismiss_all).to_be_hidden()
 

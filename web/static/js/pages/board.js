@@ -4,7 +4,7 @@
 // (duration and reason), also from the keyboard.
 import { get } from "../api.js";
 import { $, clear, el } from "../dom.js";
-import { formatTime, register, t } from "../i18n.js";
+import { formatTime, lang, register, t } from "../i18n.js";
 import { subscribe } from "../live.js";
 import {
   CLASSES, STATES, UNACKED, acknowledge, canOperate, conditionLabel, formatReading, loadNames,
@@ -24,6 +24,7 @@ register({
     "board.details": "详情 (Enter)", "board.clear_filters": "清除筛选",
     "board.keys": "快捷键：↑/↓ 选择 · 空格 勾选 · A 确认 · Shift+A 确认勾选 · S 屏蔽 · U 解除屏蔽 · Enter 详情 · M 静音",
     "board.check_all": "全选", "board.acked_by": "{who} 确认", "board.shelved_until": "屏蔽至 {time}",
+    "board.escalated": "已升级至{to}（第 {n} 次）",
     "board.shelved_once": "屏蔽至恢复",
   },
   en: {
@@ -38,6 +39,7 @@ register({
     "board.details": "Details (Enter)", "board.clear_filters": "Clear filters",
     "board.keys": "Keys: ↑/↓ select · Space check · A acknowledge · Shift+A acknowledge checked · S shelve · U unshelve · Enter details · M mute",
     "board.check_all": "Check all", "board.acked_by": "acknowledged by {who}",
+    "board.escalated": "escalated to the {to} ({n})",
     "board.shelved_until": "shelved until {time}", "board.shelved_once": "shelved until it clears",
   },
 });
@@ -195,7 +197,7 @@ export default {
         a.priority = e.priority ?? a.priority;
         if (e.value !== null && e.value !== undefined) a.value = e.value;
         if (e.kind === "raised") {
-          Object.assign(a, { raised_at: e.ts, received_ms: msg.received_ms, shown_ms: null, acked_by: null });
+          Object.assign(a, { raised_at: e.ts, received_ms: msg.received_ms, shown_ms: null, acked_by: null, escalated: null });
         }
         if (e.kind === "acknowledged") Object.assign(a, { acked_by: e.who, acked_at: e.ts, ack_comment: e.why });
         if (!UNACKED.has(a.state)) checked.delete(a.id);
@@ -256,7 +258,7 @@ export default {
 
     function rowKey(a) {
       return [a.priority, a.state, a.raised_at, a.enterprise_name, a.hazard_source_name, a.code, a.name,
-        a.condition, a.class, a.unit, a.acked_by, a.shelved_until].join("|");
+        a.condition, a.class, a.unit, a.acked_by, a.shelved_until, a.escalated?.role, a.escalated?.attempt].join("|");
     }
 
     function buildRow(a) {
@@ -264,6 +266,9 @@ export default {
       let handling = "";
       if (a.state === "shelved") handling = a.shelved_until ? t("board.shelved_until", { time: formatTime(a.shelved_until) }) : t("board.shelved_once");
       else if (a.acked_by) handling = t("board.acked_by", { who: a.acked_by });
+      else if (a.escalated) {
+        handling = t("board.escalated", { to: lang() === "zh-CN" ? a.escalated.zh : a.escalated.en, n: a.escalated.attempt });
+      }
       const value = el("td", { class: "num value" });
       const box = operate ? el("input", { type: "checkbox", "aria-label": a.code,
         onchange: (ev) => { if (ev.target.checked) checked.add(a.id); else checked.delete(a.id); queueRender(); } }) : null;
