@@ -88,7 +88,8 @@ def test_sign_in_with_totp_step_and_role_aware_navigation(
     page.click("#login button[type=submit]")
     expect(page.locator("body.signed-in")).to_have_count(1)
     # No business page for the system administrator, but the pipeline's health.
-    expect(page.locator("#nav a")).to_have_count(0)
+    expect(page.locator("#nav a")).to_have_text(["系统状态"])
+    expect(page).to_have_url(re.compile(r"#/system$"))
     expect(page.locator("#who")).to_contain_text("系统管理员")
     expect(page.locator("#status-collectors")).to_have_text(re.compile(r"在线 [1-9]\d* · 离线 0"))
     expect(page.locator("#status-ingest")).to_have_text(re.compile(r"[\d.]+点/秒"))
@@ -98,7 +99,7 @@ def test_sign_in_with_totp_step_and_role_aware_navigation(
     # The duty officer: every console page, the board first, with its operator actions.
     login(page, "duty")
     expect(page.locator("#nav a")).to_have_text(
-        ["报警", "企业总览", "预警", "企业填报", "趋势", "报警指标", "视频监控", "大屏"]
+        ["报警", "企业总览", "预警", "企业填报", "趋势", "报警指标", "视频监控", "系统状态", "大屏"]
     )
     expect(page).to_have_url(re.compile(r"#/board$"))
     expect(page.locator("#nav a.active")).to_have_text("报警")
@@ -316,6 +317,34 @@ def _leak_on_the_board(console: Console, page: Page, beeps_before: int) -> None:
     expect(page.locator("#mute")).to_have_text("声音：关")
     page.keyboard.press("m")
     expect(page.locator("#mute")).to_have_text("声音：开")
+    assert _script_errors(page) == []
+
+
+def test_system_page_names_the_device_that_is_down(console: Console, console_page: Page) -> None:
+    """The status bar counts the collectors that are down; the system page says which, first,
+    with its failures and last error, and shows it up again once it answers."""
+    page = console_page
+    login(page, "sysadmin")
+    page.evaluate("location.hash = '#/system'")
+    expect(page.locator(".sys-page[data-loaded]")).to_have_count(1)
+    health = console.api("sysadmin").call("GET", "/api/health")
+    devices = {f"{d['enterprise']}/{d['device']}" for d in health["collectors"]["devices"]}
+    rows = page.locator("table.sys-devices tbody tr")
+    expect(rows).to_have_count(len(devices))
+    assert set(rows.evaluate_all("(rs) => rs.map((r) => r.dataset.device)")) == devices
+    gds = page.locator("tr[data-device='E1/GDS101']")
+    expect(gds).to_have_attribute("data-state", "up")
+    console.scenario("comm_loss", "GDS101")
+    try:
+        expect(gds).to_have_attribute("data-state", "down", timeout=15_000)
+        expect(rows.first).to_have_attribute("data-device", "E1/GDS101")
+        expect(gds.locator("td.sys-state")).to_have_text("通讯中断")
+        expect(gds.locator("td.sys-error")).not_to_be_empty()
+        expect(page.locator("#status-collectors")).to_contain_text("离线 1")
+    finally:
+        console.scenario("normal")
+    expect(gds).to_have_attribute("data-state", "up", timeout=30_000)
+    expect(gds.locator("td.sys-error")).to_be_empty()
     assert _script_errors(page) == []
 
 

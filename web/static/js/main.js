@@ -16,11 +16,12 @@ import reports, { forgetDrafts } from "./pages/reports.js";
 import kpi from "./pages/kpi.js";
 import wall from "./pages/wall.js";
 import cameras from "./pages/cameras.js";
+import system from "./pages/system.js";
 
 // Every page, in navigation order. A page: {id, nav (catalogue key or null = not in the nav),
 // permission, aliases? (more first path segments it serves), chrome? (false = no nav chrome),
 // mount(container, ctx) → unmount()}.
-const PAGES = [board, overview, warnings, reports, trends, kpi, cameras, wall, alarm];
+const PAGES = [board, overview, warnings, reports, trends, kpi, cameras, system, wall, alarm];
 
 register({
   "zh-CN": {
