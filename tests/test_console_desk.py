@@ -94,6 +94,9 @@ def test_enterprise_signs_answers_and_clears_and_the_duty_officer_reviews(
         expect(ent_row).to_have_attribute("data-level", "blue")
         expect(duty_row.locator(".wdesk-level-badge")).to_have_text("蓝色预警")
         expect(officer.locator(".wdesk-count[data-level=blue] b")).not_to_have_text("0")
+        # The evidence is the API's, as it stood when the warning was issued, and says so.
+        evidence = "；".join(e["zh"] for e in warning["evidence"])
+        expect(duty_row.locator(".wdesk-evidence")).to_have_text(f"发布时：{evidence}")
 
         # On a narrow screen the deadline, each button's label and the state of the
         # warning's condition (触发条件仍存在) keep to one line each.

@@ -34,7 +34,7 @@ register({
     "warnings.phase.sign": "签收", "warnings.phase.feedback": "反馈",
     "warnings.overdue": "超时：{phases}", "warnings.condition_active": "触发条件仍存在",
     "warnings.condition_ended": "触发条件已结束", "warnings.cannot_clear": "触发条件仍存在，结束后方可消警",
-    "warnings.evidence": "依据", "warnings.steps": "处置记录", "warnings.recipients": "包保责任人",
+    "warnings.evidence": "发布依据（发布时的情况）", "warnings.at_issue": "发布时：", "warnings.steps": "处置记录", "warnings.recipients": "包保责任人",
     "warnings.feedback_given": "反馈：{reason}；{measures}", "warnings.by": "{who}（{role}）",
     "warnings.count": "{n} 条", "warnings.duty.principal": "主要负责人",
     "warnings.duty.technical": "技术负责人", "warnings.duty.operational": "操作负责人",
@@ -65,7 +65,7 @@ register({
     "warnings.phase.sign": "signing", "warnings.phase.feedback": "feedback",
     "warnings.overdue": "overdue: {phases}", "warnings.condition_active": "condition persists",
     "warnings.condition_ended": "condition ended", "warnings.cannot_clear": "The condition persists: clear it once it has ended",
-    "warnings.evidence": "Evidence", "warnings.steps": "Record", "warnings.recipients": "Responsible persons",
+    "warnings.evidence": "Evidence (as at issue)", "warnings.at_issue": "At issue: ", "warnings.steps": "Record", "warnings.recipients": "Responsible persons",
     "warnings.feedback_given": "Feedback: {reason}; {measures}", "warnings.by": "{who} ({role})",
     "warnings.count": "{n}", "warnings.duty.principal": "principal",
     "warnings.duty.technical": "technical", "warnings.duty.operational": "operational",
@@ -260,7 +260,9 @@ export default {
           onclick: () => { if (open.has(w.id)) open.delete(w.id); else open.add(w.id); render(); },
         },
         el("td", {}, el("span", { class: "wdesk-level-badge" }, t(`warnings.level.${w.level}`))),
-        el("td", { class: "wdesk-title" }, title, el("div", { class: "muted" },
+        // The evidence is the warning's basis as it stood when issued (a record, not a live view:
+        // "未确认" there may since have been acknowledged), and says so.
+        el("td", { class: "wdesk-title" }, title, el("div", { class: "muted wdesk-evidence" }, t("warnings.at_issue"),
           w.evidence.map((e) => (lang() === "zh-CN" ? e.zh : e.en)).join("；"))),
         el("td", { class: "wdesk-where" }, names.get(w.enterprise) ?? w.enterprise,
           w.hazard_source ? el("div", { class: "muted" },
