@@ -59,7 +59,6 @@ LISTENER_BACKLOG = 1000
 MAX_COALESCE = 64  # hub batches evaluated in one call
 # Without a say from the configuration, suppression by design hides process and gas alarms.
 DESIGN_CLASSES = frozenset({AlarmClass.PROCESS, AlarmClass.GAS})
-_GAS = AlarmClass.GAS
 SYSTEM = "system"
 
 
@@ -275,9 +274,8 @@ class AlarmEngine:
             await self._commit(updates)
             if self.policy is not None and self.notifier is not None:
                 pairs = [(self.ids[k], a) for k, a in self.alarms.items() if k in self.ids]
-                gas = {a.point for _, a in pairs if self._class(a.point, a.condition) is _GAS}
                 notes, sent = due_notifications(
-                    pairs, self._escalation, self.policy, now, self.point_names, gas
+                    pairs, self._escalation, self.policy, now, self.point_names, self._is_gas
                 )
                 # Stored before sending, with an ESCALATED event on each alarm's record: after a
                 # restart a step already sent is not sent again.
@@ -340,6 +338,10 @@ class AlarmEngine:
             await self._first_out_returns()
 
     # -- suppression by design ----------------------------------------------------------------
+
+    def _is_gas(self, point: int) -> bool:
+        """A gas detector: its limit alarms are of the gas class."""
+        return self._class(point, Condition.HH) is AlarmClass.GAS
 
     def _class(self, point: int, condition: Condition) -> AlarmClass | None:
         return self.rules.class_of(point, condition) if point < self.rules.size else None

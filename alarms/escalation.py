@@ -7,7 +7,7 @@ The policy (timings per priority, the roster levels) is data; alarms.notify deli
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
@@ -212,10 +212,11 @@ def due_notifications(
     policy: EscalationPolicy,
     now_ns: int,
     point_names: Mapping[int, str] | None = None,
-    gas_points: Collection[int] = (),
+    is_gas: Callable[[int], bool] | None = None,
 ) -> tuple[list[Notification], dict[int, EscalationState]]:
     """The notifications due at `now_ns` and the sent state to pass next time. The H and HH of
-    `gas_points` (gas detectors) are named as GB/T 50493's 一级 and 二级 alarms.
+    a point that `is_gas` (a gas detector) are named as GB/T 50493's 一级 and 二级 alarms; it is
+    asked only about the alarms with a notice due.
 
     `alarms` are (alarm id, alarm) pairs; only unacknowledged active alarms (UNACK) escalate: an
     acknowledged, cleared, shelved, suppressed or out-of-service alarm drops out of the returned
@@ -239,7 +240,7 @@ def due_notifications(
             continue
         step = (now_ns - raised - _seconds_ns(timing.t1_s)) // _seconds_ns(timing.t2_s) + 1
         level = min(step, top)
-        gas = alarm.point in gas_points
+        gas = is_gas is not None and is_gas(alarm.point)
         notes.append(
             _notification(alarm_id, alarm, raised, step, level, policy, now_ns, names, gas)
         )

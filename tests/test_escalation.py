@@ -192,7 +192,7 @@ def test_a_gas_detectors_limits_are_named_as_gb_50493_alarms() -> None:
     point's HH stays a high-high alarm."""
     h, _ = sm.on_condition(sm.Alarm(7, Condition.H, Priority.EMERGENCY), True, T0, 42.0)
     alarms = [(1, raised(point=7)), (2, h), (3, raised(point=8))]
-    notes, _ = due_notifications(alarms, {}, POLICY, T0 + 61 * S, gas_points={7})
+    notes, _ = due_notifications(alarms, {}, POLICY, T0 + 61 * S, is_gas=lambda p: p == 7)
     assert [n.alarm_id for n in notes] == [1, 2, 3]
     assert "点位 #7 二级报警（紧急优先级）" in notes[0].text_zh
     assert "point #7: level 2 gas alarm (emergency" in notes[0].text_en

@@ -62,6 +62,11 @@ export function formatTime(iso, withDate = false) {
   return d.toLocaleString(current, opts);
 }
 
+/** The current language's name of an item the API names in both, {zh, en} ("" for none). */
+export function named(item) {
+  return item ? (current === "zh-CN" ? item.zh : item.en) : "";
+}
+
 /** A number with at most `digits` decimals, "—" for null. */
 export function formatNumber(v, digits = 2) {
   if (v === null || v === undefined || Number.isNaN(v)) return "—";

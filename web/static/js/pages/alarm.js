@@ -3,7 +3,7 @@
 import { alarmMedia } from "../alarm_media.js";
 import { get } from "../api.js";
 import { clear, el } from "../dom.js";
-import { formatNumber, formatTime, lang, register, t } from "../i18n.js";
+import { formatNumber, formatTime, named, register, t } from "../i18n.js";
 import { subscribe } from "../live.js";
 import { seriesDoubtful, seriesPoints, seriesStep } from "../series.js";
 import {
@@ -160,7 +160,7 @@ export default {
     }
 
     function escalatedTo(d) {
-      return t("alarm.escalated_to", { to: lang() === "zh-CN" ? d.zh : d.en, n: d.attempt });
+      return t("alarm.escalated_to", { to: named(d), n: d.attempt });
     }
 
     async function series(start, end) {

@@ -4,7 +4,7 @@
 // (duration and reason), also from the keyboard.
 import { get } from "../api.js";
 import { $, clear, el } from "../dom.js";
-import { formatTime, lang, register, t } from "../i18n.js";
+import { formatTime, named, register, t } from "../i18n.js";
 import { subscribe } from "../live.js";
 import {
   CLASSES, STATES, UNACKED, acknowledge, canOperate, conditionLabel, formatReading, loadNames,
@@ -267,7 +267,7 @@ export default {
       if (a.state === "shelved") handling = a.shelved_until ? t("board.shelved_until", { time: formatTime(a.shelved_until) }) : t("board.shelved_once");
       else if (a.acked_by) handling = t("board.acked_by", { who: a.acked_by });
       else if (a.escalated) {
-        handling = t("board.escalated", { to: lang() === "zh-CN" ? a.escalated.zh : a.escalated.en, n: a.escalated.attempt });
+        handling = t("board.escalated", { to: named(a.escalated), n: a.escalated.attempt });
       }
       const value = el("td", { class: "num value" });
       const box = operate ? el("input", { type: "checkbox", "aria-label": a.code,

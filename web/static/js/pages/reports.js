@@ -5,7 +5,7 @@
 // GET /api/commitments (the warning rules). Refreshed on the `warnings` topic and every 30 s.
 import { call, get } from "../api.js";
 import { clear, dialog, el, stylesheet } from "../dom.js";
-import { formatTime, lang, register, t } from "../i18n.js";
+import { formatTime, named, register, t } from "../i18n.js";
 import * as live from "../live.js";
 import { LEVELS } from "../map.js";
 
@@ -86,7 +86,6 @@ const REFRESH_MS = 30_000;
 // remount (a language switch).
 const drafts = new Map(); // "<username>/<form>" -> {name: value}
 
-const named = (item) => (item ? (lang() === "zh-CN" ? item.zh : item.en) : "");
 const when = (iso) => formatTime(iso, true);
 
 /** "2026-11-30T14:05" in the browser's time zone, as a datetime-local input holds it. */

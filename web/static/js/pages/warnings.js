@@ -4,7 +4,7 @@
 // `warnings` topic; the reason codes, regulator levels and deadlines come from the server's rules.
 import { call, get } from "../api.js";
 import { clear, dialog, el, stylesheet, toast } from "../dom.js";
-import { formatTime, lang, register, t } from "../i18n.js";
+import { formatTime, lang, named, register, t } from "../i18n.js";
 import * as live from "../live.js";
 import { LEVELS } from "../map.js";
 
@@ -84,7 +84,6 @@ function duration(ms) {
   return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
 }
 
-const named = (item) => (item ? (lang() === "zh-CN" ? item.zh : item.en) : "");
 const nsToIso = (ns) => (ns ? new Date(ns / 1e6).toISOString() : null);
 
 export default {
@@ -210,7 +209,7 @@ export default {
       return el("tr", { class: "wdesk-detail", dataset: { detail: w.id } }, el("td", { colspan: 8 },
         el("div", { class: "wdesk-detail-grid" },
           el("div", {}, el("h3", {}, t("warnings.evidence")),
-            el("ul", {}, w.evidence.map((e) => el("li", {}, lang() === "zh-CN" ? e.zh : e.en))),
+            el("ul", {}, w.evidence.map((e) => el("li", {}, named(e)))),
             recipients ? el("p", {}, el("b", {}, t("warnings.recipients")), " ", recipients) : null,
             w.feedback ? el("p", { class: "wdesk-feedback" }, t("warnings.feedback_given",
               { reason: reasonName(w.feedback.reason), measures: w.feedback.measures })) : null),
@@ -263,7 +262,7 @@ export default {
         // The evidence is the warning's basis as it stood when issued (a record, not a live view:
         // "未确认" there may since have been acknowledged), and says so.
         el("td", { class: "wdesk-title" }, title, el("div", { class: "muted wdesk-evidence" }, t("warnings.at_issue"),
-          w.evidence.map((e) => (lang() === "zh-CN" ? e.zh : e.en)).join("；"))),
+          w.evidence.map(named).join("；"))),
         el("td", { class: "wdesk-where" }, names.get(w.enterprise) ?? w.enterprise,
           w.hazard_source ? el("div", { class: "muted" },
             names.get(`${w.enterprise}/${w.hazard_source}`) ?? w.hazard_source) : null),
