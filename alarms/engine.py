@@ -87,6 +87,39 @@ class FirstOutGroup:
     points: tuple[int, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceGroup:
+    """A device's communication-status point (streams.config `link_point`) and its points.
+    While the link's communication-loss alarm is active, the points' alarms of the configured
+    classes (quality) are suppressed by design: one alarm for one cause. After the link comes
+    back they are released once every point has reported again (so that the alarms the loss
+    left active are cleared by real samples first, not annunciated), or after `grace_ns`."""
+
+    key: str  # "device:ENTERPRISE/DEVICE"
+    link: int
+    points: tuple[int, ...]
+    grace_ns: int
+
+
+# After a device comes back: how long its points may take to report again, in its periods (a
+# polled device reports at the next poll, an OPC-UA subscription with its initial values).
+DEVICE_GRACE_PERIODS = 3.0
+DEVICE_GRACE_MIN_S = 5.0
+
+
+def device_groups(cfg: Config, point_ids: Mapping[tuple[str, str], int]) -> list[DeviceGroup]:
+    """A group for each configured device whose link point has an id."""
+    out = []
+    for e, d, link in cfg.link_points():
+        pid = point_ids.get((e.code, link.code))
+        members = tuple(m for p in d.points if (m := point_ids.get((e.code, p.code))) is not None)
+        if pid is None or not members:
+            continue
+        grace = max(DEVICE_GRACE_MIN_S, DEVICE_GRACE_PERIODS * d.period_s)
+        out.append(DeviceGroup(f"device:{e.code}/{d.code}", pid, members, round(grace * 1e9)))
+    return out
+
+
 def _ts(ns: int | None) -> datetime | None:
     return None if ns is None else datetime.fromtimestamp(ns / 1e9, UTC)
 
@@ -155,6 +188,8 @@ class AlarmEngine:
         self.suppressions: dict[str, DesignSuppression] = {}
         self.first_out: list[FirstOutGroup] = []
         self.first_out_classes: frozenset[AlarmClass] = DESIGN_CLASSES
+        self.devices: dict[int, DeviceGroup] = {}  # by link point
+        self.device_classes: frozenset[AlarmClass] = frozenset({AlarmClass.QUALITY})
         self._lock = asyncio.Lock()
         self.events = Fanout(LISTENER_BACKLOG)  # every alarm event, for the WebSocket topic
 
@@ -167,6 +202,14 @@ class AlarmEngine:
         self, groups: Iterable[FirstOutGroup], classes: Collection[AlarmClass] = DESIGN_CLASSES
     ) -> None:
         self.first_out, self.first_out_classes = list(groups), frozenset(classes)
+
+    def device_groups(
+        self,
+        groups: Iterable[DeviceGroup],
+        classes: Collection[AlarmClass] = (AlarmClass.QUALITY,),
+    ) -> None:
+        self.devices = {g.link: g for g in groups}
+        self.device_classes = frozenset(classes)
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -197,7 +240,25 @@ class AlarmEngine:
                 r["reason"], r["set_by"], int(r["since"].timestamp() * 1e9), r["leader"],
             )  # fmt: skip
         await self._reconcile_first_out()
+        await self._reconcile_devices()
         return len(rows)
+
+    async def _reconcile_devices(self) -> None:
+        """Restored device suppressions follow the configured devices and classes."""
+        groups = {g.key: g for g in self.devices.values()}
+        for key, s in list(self.suppressions.items()):
+            if not key.startswith("device:"):
+                continue
+            group = groups.get(key)
+            if group is None:
+                await self._set_suppression(
+                    key, (), False, "the device is no longer configured", SYSTEM, s.classes
+                )
+            elif frozenset(group.points) != s.points or s.classes != self.device_classes:
+                await self._set_suppression(
+                    key, group.points, True, s.reason, SYSTEM, self.device_classes, group.link
+                )
+        await self._device_returns(self.clock())
 
     async def _reconcile_first_out(self) -> None:
         """Restored first-out suppressions follow the configured groups: a group that is gone
@@ -272,6 +333,8 @@ class AlarmEngine:
                 )  # fmt: skip
                 updates.append((alarm, events))
             await self._commit(updates)
+            if self.devices:
+                await self._device_returns(now)
             if self.policy is not None and self.notifier is not None:
                 pairs = [(self.ids[k], a) for k, a in self.alarms.items() if k in self.ids]
                 notes, sent = due_notifications(
@@ -309,6 +372,8 @@ class AlarmEngine:
         self._escalation = sent
 
     async def _apply_changes(self, changes: Sequence[ConditionChange]) -> None:
+        if self.devices:
+            await self._device_losses(changes)
         if self.first_out:
             await self._first_out_leaders(changes)
         updates: list[tuple[sm.Alarm, list[AlarmEvent]]] = []
@@ -336,6 +401,8 @@ class AlarmEngine:
         await self._commit(updates)
         if self.first_out:
             await self._first_out_returns()
+        if self.devices:
+            await self._device_returns(self.clock())
 
     # -- suppression by design ----------------------------------------------------------------
 
@@ -487,6 +554,40 @@ class AlarmEngine:
                 await self._set_suppression(
                     group.key, (), False, "the leader returned to normal", SYSTEM, s.classes
                 )
+
+    async def _device_losses(self, changes: Sequence[ConditionChange]) -> None:
+        """A device's communication-loss alarm (its link's bad quality) suppresses its points'
+        alarms of `device_classes` before the batch is applied: theirs, raised by the same
+        COMM_FAIL, are born suppressed."""
+        for c in changes:
+            group = self.devices.get(c.point)
+            if group is None or c.condition is not Condition.BAD_QUALITY or not c.active:
+                continue
+            if group.key in self.suppressions:
+                continue
+            reason = f"device {group.key.removeprefix('device:')} communication lost"
+            await self._set_suppression(
+                group.key, group.points, True, reason, SYSTEM, self.device_classes, group.link
+            )
+
+    async def _device_returns(self, now: int) -> None:
+        """A device whose link is good again releases its points once none of them is bad any
+        more (their first samples after the loss have come), or after the group's grace: a
+        point still bad then (a failed sensor on a live device) is annunciated."""
+        bad = Condition.BAD_QUALITY
+        for group in self.devices.values():
+            s = self.suppressions.get(group.key)
+            if s is None or group.link >= self.rules.size:
+                continue
+            link = self.alarms.get((group.link, bad))
+            if (link is not None and link.active) or self.eval.raw[group.link, bad]:
+                continue
+            back = int(self.eval.since[bad, group.link])
+            members = [p for p in group.points if p < self.rules.size]
+            clear = not self.eval.raw[members, bad].any()
+            if clear or now - back >= group.grace_ns:
+                why = "communication restored" + ("" if clear else "; points still bad")
+                await self._set_suppression(group.key, (), False, why, SYSTEM, s.classes)
 
     # -- rules ----------------------------------------------------------------------------------
 

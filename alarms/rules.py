@@ -332,6 +332,9 @@ class SuppressionSettings(_Model):
       phases, not the ones to silence.
     - first-out: the followers' process and gas alarms; a follower's dead sensor is no
       consequence of the leader's trip.
+    - device communication lost (`device_comm`): the device's points' quality alarms (bad
+      quality, stale, …), while its link point's communication-loss alarm is active. One cause,
+      one alarm (EEMUA 191): a lost PLC of 50 points is one alarm, not a flood of 50.
     """
 
     running: list[AlarmClass] = []
@@ -339,6 +342,7 @@ class SuppressionSettings(_Model):
     maintenance: list[AlarmClass] = _PROCESS_AND_GAS
     stopped: list[AlarmClass] = _PROCESS_AND_GAS
     first_out: list[AlarmClass] = _PROCESS_AND_GAS
+    device_comm: list[AlarmClass] = [AlarmClass.QUALITY]
 
     def classes(self, state: SourceState) -> frozenset[AlarmClass]:
         chosen: list[AlarmClass] = getattr(self, state.value)
@@ -399,7 +403,37 @@ def rules_from_config(
             problems += exc.problems
     if problems:
         raise RuleError(problems)
-    return rules
+    return rules + link_rules(cfg, point_ids, rules, settings.defaults)
+
+
+def link_rules(
+    cfg: Config,
+    point_ids: Mapping[tuple[str, str], int],
+    rules: Iterable[PointRule],
+    defaults: RuleDefaults,
+) -> list[PointRule]:
+    """A device's communication-loss alarm: bad quality (COMM_FAIL) of its link point, after
+    the shortest T of its points' bad-quality rules, so that it is raised no later than any of
+    theirs (which it then suppresses, `SuppressionSettings.device_comm`). A device none of whose
+    points has a bad-quality rule has none either."""
+    after = {r.point: r.bad_quality.after_s for r in rules if r.bad_quality is not None}
+    out = []
+    for e, d, link in cfg.link_points():
+        pid = point_ids.get((e.code, link.code))
+        members = (point_ids.get((e.code, p.code)) for p in d.points)
+        times = [after[m] for m in members if m in after]
+        if pid is None or not times:
+            continue
+        out.append(
+            PointRule(
+                point=pid,
+                tag=f"{e.code}/{link.code}",
+                alarm_class=AlarmClass.QUALITY,
+                bad_quality=BadQuality(after_s=min(times)),
+                priority=Priorities(quality=defaults.priority.quality),
+            )
+        )
+    return out
 
 
 def point_rule(

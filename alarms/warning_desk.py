@@ -26,7 +26,7 @@ from alarms.model import AlarmClass, AlarmState, Condition
 from alarms.reports import Reports
 from alarms.warning_rules import ToxicGasTowardTargetRule, WarningRules, load_warning_rules
 from gis.coords import bearing_distance
-from streams.config import Config
+from streams.config import DEVICE_LINK_KIND, Config
 from streams.fanout import Fanout
 from streams.hub import LatestValues
 from streams.quality import Quality
@@ -149,6 +149,8 @@ class WarningDesk:
             p = self.points.info(point)
             where = (p.enterprise, p.hazard_source)
             since = a.condition_ts_ns or a.raised_at_ns or now_ns
+            if p.kind == DEVICE_LINK_KIND:
+                continue  # a lost device: its points' own quality conditions are the evidence
             if p.kind.startswith("video_"):
                 # A camera's health points (device = the camera): offline feeds video_offline.
                 if p.kind == "video_online" and condition in _QUALITY:

@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from alarms.engine import AlarmEngine, FirstOutGroup, RuleBook
+from alarms.engine import AlarmEngine, FirstOutGroup, RuleBook, device_groups
 from alarms.notify import Notifier, NotifySettings, WebSocketChannel
 from alarms.reports import Reports
 from alarms.rules import AlarmSettings, RuleArrays
@@ -207,6 +207,10 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
                 for g in e.first_out_groups
             ],
             alarm_settings.suppression.first_out,
+        )
+        engine.device_groups(
+            device_groups(cfg, {(p.enterprise, p.code): p.id for p in index}),
+            alarm_settings.suppression.device_comm,
         )
         restored = await engine.restore()
         log.info("alarm engine: %d rules, %d alarms restored", len(rules.rules), restored)

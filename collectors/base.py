@@ -104,6 +104,9 @@ class DeviceCollector(ABC):
         self.hub = hub
         self.points = [BoundPoint(point_ids[p.code], p) for p in device.points]
         self.point_array = np.array([p.id for p in self.points], np.int32)
+        # The device's communication-status point (streams.config `link_point`), when it has an
+        # id: 1 at the first success and at each recovery, COMM_FAIL with the points' failure.
+        self.link = point_ids.get(device.link_code)
         self.backoff = backoff or Backoff()
         self.status = CollectorStatus(enterprise, device.code, device.protocol)
         self._name = f"{enterprise}/{device.code}"
@@ -116,15 +119,19 @@ class DeviceCollector(ABC):
         self.status.samples += len(batch)
         await self.hub.publish(batch)
 
-    async def succeeded(self) -> None:
-        """Record a successful read; log the recovery once."""
-        if self.status.up is False:
+    async def succeeded(self, *, quiet: bool = False) -> None:
+        """Record a successful read; log the recovery once (`quiet`: said already, e.g. for a
+        broker shared by many devices). The first success and each recovery set the link."""
+        came_up = self.status.up is not True
+        if self.status.up is False and not quiet:
             log.info("%s: communication restored (%s)", self._name, self.device.protocol)
         self.status.up = True
         self.status.last_error = None
         self.status.last_success_ns = now_ns()
         self.status.reads += 1
         self.backoff.reset()
+        if came_up and self.link is not None:
+            await self.hub.publish(SampleBatch.of(now_ns(), [self.link], [1.0], Quality.GOOD))
 
     async def failed(self, exc: BaseException | str) -> None:
         """Record a failed attempt: COMM_FAIL on every point of the device, logged once."""
@@ -134,15 +141,12 @@ class DeviceCollector(ABC):
         self.status.up = False
         self.status.last_error = reason
         self.status.failures += 1
-        n = len(self.point_array)
-        await self.publish(
-            SampleBatch(
-                np.full(n, now_ns(), np.int64),
-                self.point_array.copy(),
-                np.full(n, np.nan),
-                np.full(n, Quality.COMM_FAIL, np.uint8),
-            )
-        )
+        await self.publish(self.comm_fail())
+
+    def comm_fail(self) -> SampleBatch:
+        """COMM_FAIL, now, for every point of the device and its link."""
+        ids = self.point_array if self.link is None else np.append(self.point_array, self.link)
+        return SampleBatch.of(now_ns(), ids, np.full(len(ids), np.nan), Quality.COMM_FAIL)
 
     async def sleep_backoff(self) -> None:
         await asyncio.sleep(self.backoff.next_delay())

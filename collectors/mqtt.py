@@ -202,10 +202,7 @@ class MqttIngest:
                 # Logged once above for all devices, not once per device.
                 gw.status.up = False
                 gw.broker_down = True
-                n = len(gw.point_array)
-                batches.append(
-                    SampleBatch.of(now_ns(), gw.point_array, np.full(n, np.nan), Quality.COMM_FAIL)
-                )
+                batches.append(gw.comm_fail())
         batch = SampleBatch.concat(batches)
         if len(batch):
             await self.hub.publish(batch)
@@ -283,12 +280,9 @@ class MqttIngest:
     async def _flush(self) -> None:
         recovered, self._recovered = self._recovered, set()
         for gw in recovered:
-            if gw.broker_down:
-                # The broker's recovery was logged once; the device needs no line of its own.
-                gw.broker_down = False
-                gw.status.up = True
-                gw.status.last_error = None
-            await gw.succeeded()
+            # The broker's recovery was logged once; the device needs no line of its own.
+            await gw.succeeded(quiet=gw.broker_down)
+            gw.broker_down = False
         if not self._slot:
             return
         slot = np.array(self._slot, np.intp)

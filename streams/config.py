@@ -141,6 +141,12 @@ class PointConfig(_Model):
         return REGISTER_COUNT[self.data_type]
 
 
+# A device's communication-status point: code suffix and kind (`_DeviceBase.link_point`).
+LINK_SUFFIX = "link"
+DEVICE_LINK_KIND = "device_link"
+LINK_HOLD_S = 366 * 86400.0  # a link's value holds until the next change (`held_points`)
+
+
 class _DeviceBase(_Model):
     code: Code
     name: str = ""
@@ -148,6 +154,23 @@ class _DeviceBase(_Model):
     period_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     points: list[PointConfig] = Field(min_length=1)
+
+    @property
+    def link_code(self) -> str:
+        """The code of the device's communication-status point (see `link_point`)."""
+        return f"{self.code}.{LINK_SUFFIX}"
+
+    def link_point(self) -> PointConfig:
+        """The device's communication status as a monitoring point of its own (通讯状态): its
+        collector reports 1 while it reads the device and COMM_FAIL while it cannot. A lost
+        device then raises one alarm, on this point, and its points' quality alarms are
+        suppressed by design meanwhile (alarms.engine.DeviceGroup)."""
+        return PointConfig(
+            code=self.link_code,
+            name=f"{self.name or self.code} 通讯状态",
+            kind=DEVICE_LINK_KIND,
+            data_type="bool",
+        )
 
     @property
     def hold_s(self) -> float | None:
@@ -377,9 +400,10 @@ class Enterprise(_Model):
             itertools.chain(_codes("devices", self.devices), _codes("cameras", self.cameras)),
         )
         _unique(
-            "point (camera health points included)",
+            "point (devices' link and cameras' health points included)",
             itertools.chain(
                 point_codes,
+                ((("devices", di, "code"), d.link_code) for di, d in enumerate(self.devices)),
                 (
                     (("cameras", ci, "code"), c.health_code(h[0]))
                     for ci, c in enumerate(self.cameras)
@@ -556,6 +580,13 @@ class Config(_Model):
                 for p in d.points:
                     yield e, d, p
 
+    def link_points(self) -> Iterator[tuple[Enterprise, Device, PointConfig]]:
+        """The devices' communication-status points (not in `points()`: they are not read from
+        the device, its collector reports them)."""
+        for e in self.enterprises:
+            for d in e.devices:
+                yield e, d, d.link_point()
+
     def camera_points(self) -> Iterator[tuple[Enterprise, CameraDevice, PointConfig]]:
         """The cameras' health points (not in `points()`: no device collector reads them)."""
         for e in self.enterprises:
@@ -583,14 +614,17 @@ def _unique(what: str, codes: Iterator[tuple[Loc, str]]) -> None:
 
 def held_points(cfg: Config) -> dict[tuple[str, str], float]:
     """(enterprise, point code) → how long its value may go unsent yet still hold, for points
-    of devices that report on change only (`hold_s`)."""
-    return {
+    of devices that report on change only (`hold_s`), and for every device's link point (sent
+    when the device comes up or is lost: it holds while the collector says up)."""
+    held = {
         (e.code, p.code): hold
         for e in cfg.enterprises
         for d in e.devices
         if (hold := d.hold_s) is not None
         for p in d.points
     }
+    held |= {(e.code, link.code): LINK_HOLD_S for e, _, link in cfg.link_points()}
+    return held
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,7 @@ async def sync_config(pool: asyncpg.Pool, cfg: Config) -> PointIndex:
             ],
         )
 
-        points = [*cfg.points(), *cfg.camera_points()]
+        points = [*cfg.points(), *cfg.link_points(), *cfg.camera_points()]
         point_sources = [p.hazard_source or d.hazard_source for _, d, p in points]
         point_ids = await _sync_rows(
             conn,

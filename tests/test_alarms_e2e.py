@@ -21,6 +21,7 @@ from aiohttp import ClientSession, ClientWebSocketResponse, CookieJar
 from aiohttp.test_utils import TestServer
 from playwright.async_api import async_playwright, expect
 
+from alarms.model import AlarmState, Condition
 from anjian.runtime import Running, Settings, build_app
 from collectors.sim.runner import Simulator
 from streams.quality import Quality
@@ -247,32 +248,57 @@ async def test_alarm_stays_active_inside_the_deadband_and_clears_only_below_it(
         await feed.ws.close()
 
 
-async def test_communication_loss_raises_quality_alarm_and_clears_on_recovery(
+async def test_communication_loss_raises_one_device_alarm_and_clears_on_recovery(
     plant: Plant,
 ) -> None:
+    """A lost device is one alarm, on its link point; its points' quality alarms, raised by the
+    same COMM_FAIL, are suppressed by design and leave with it when it comes back."""
     async with plant.running() as (run, http, _csrf):
-        gd101 = run.points.id("E1", "GD-101")
+        link, gd101 = run.points.id("E1", "GDS101.link"), run.points.id("E1", "GD-101")
+        gds = next(c for c in run.collectors if c.status.device == "GDS101")
         feed = await Feed.open(http)
         await plant.sim.set_scenario("comm_loss", "GDS101")
-        raised = await feed.next(lambda e: e["point"] == gd101 and e["condition"] == "BAD_QUALITY")
-        assert raised["kind"] == "raised"
+        raised = await feed.next(lambda e: e["point"] == link and e["condition"] == "BAD_QUALITY")
+        assert raised["kind"] == "raised" and raised["to"] == "unack"
         # The collector retries with backoff (0.5, 1, 2, 4 … s), so its COMM_FAIL samples come
-        # farther apart than the 3 s stale window: the points report one alarm each, not a
-        # second, stale one. Six failures leave a gap of 4–8 s between the last two.
-        gds = next(c.status for c in run.collectors if c.status.device == "GDS101")
+        # farther apart than the 3 s stale window: the points raise no stale alarm either. Six
+        # failures leave a gap of 4–8 s between the last two.
 
         async def retried() -> bool:
-            return gds.failures >= 6
+            return gds.status.failures >= 6
 
         await _until(retried, timeout=30)
         await asyncio.sleep(1.0)  # a tick of the engine past the last gap
         board = await (await http.get("/api/alarms?enterprise=E1")).json()
-        quality = {(a["code"], a["condition"]) for a in board["alarms"] if a["class"] == "quality"}
-        assert ("GD-101", "BAD_QUALITY") in quality
-        assert not [q for q in quality if q[1] == "STALE"]
+        quality = {
+            (a["code"], a["condition"]): a["state"]
+            for a in board["alarms"]
+            if a["class"] == "quality"
+        }
+        points = [p.config.code for p in gds.points]
+        assert quality == {
+            ("GDS101.link", "BAD_QUALITY"): "unack",
+            **{(code, "BAD_QUALITY"): "suppressed" for code in points},
+        }
+        link_view = next(a for a in board["alarms"] if a["code"] == "GDS101.link")
+        assert link_view["name"] == "气体检测报警控制器(GDS) 通讯状态"
+        gd_view = next(a for a in board["alarms"] if a["point"] == gd101)
+        assert gd_view["suppressed"] == "device E1/GDS101 communication lost"
+        history = await (await http.get(f"/api/alarms/{gd_view['id']}")).json()
+        assert [(e["kind"], e["to"]) for e in history["events"]] == [("suppressed", "suppressed")]
+
         await plant.sim.set_scenario("normal", None)
-        cleared = await feed.next(lambda e: e["point"] == gd101 and e["condition"] == "BAD_QUALITY")
+        cleared = await feed.next(lambda e: e["point"] == link and e["condition"] == "BAD_QUALITY")
         assert cleared["kind"] == "cleared"
+        # Released once each point has reported again: cleared meanwhile, none annunciated.
+        released = await feed.next(lambda e: e["point"] == gd101 and e["kind"] == "unsuppressed")
+        assert (released["to"], released["why"]) == (
+            "normal", "end of: device E1/GDS101 communication lost (communication restored)"
+        )  # fmt: skip
+        assert "device:E1/GDS101" not in run.alarms.suppressions
+        for code in points:
+            alarm = run.alarms.alarms[(run.points.id("E1", code), Condition.BAD_QUALITY)]
+            assert alarm.state is AlarmState.NORMAL and not alarm.active, code
         await feed.ws.close()
 
 

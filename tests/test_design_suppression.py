@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from aiohttp import ClientSession, CookieJar
 
-from alarms.engine import AlarmEngine, FirstOutGroup
+from alarms.engine import AlarmEngine, FirstOutGroup, device_groups
 from alarms.model import AlarmClass, AlarmState, Condition
 from alarms.rules import RuleArrays, rules_from_config
 from anjian.runtime import Running
@@ -149,6 +149,7 @@ async def _engine(
     engine = AlarmEngine(store.pool, RuleArrays.build(rules), clock=lambda: now[0])
     ids = tuple(index.id("E9", c) for c in group)
     engine.first_out_groups([FirstOutGroup("firstout:E9/TK1-trip", ids)] if group else [])
+    engine.device_groups(device_groups(cfg, {(p.enterprise, p.code): p.id for p in index}))
     engine.point_names = {p.id: p.code for p in index}
     await engine.restore()
     return engine
@@ -317,6 +318,70 @@ async def test_first_out_suppression_follows_the_configured_groups_after_a_resta
     assert p.state("LT-1", Condition.H) is AlarmState.UNACK
 
 
+BAD = Condition.BAD_QUALITY
+D1 = ("GD-1", "PT-1", "LT-1", "TT-1")  # the points of device D1
+
+
+async def test_a_lost_device_is_one_alarm_and_its_points_wait_for_its_return(plant: Plant) -> None:
+    p = plant
+    lost = dict.fromkeys((*D1, "D1.link"), float("nan"))
+    await p.read(lost, 0, quality=Quality.COMM_FAIL)
+    assert p.state("D1.link", BAD) is AlarmState.UNACK
+    assert {c: p.state(c, BAD) for c in D1} == dict.fromkeys(D1, AlarmState.SUPPRESSED)
+    assert await p.events("GD-1", BAD) == [
+        ("suppressed", "normal", "suppressed", "system", "device E9/D1 communication lost")
+    ]
+    await _restart(p)  # the loss and its suppression are restored
+    assert p.engine.suppressions["device:E9/D1"].points == frozenset(p.id(c) for c in D1)
+
+    # The link is back first (a collector sets it at its first success), the values come with
+    # the next read: until every point has reported, the points stay hidden, and those that
+    # are good by then were never annunciated.
+    await p.read({"D1.link": 1.0}, 5)
+    assert p.state("D1.link", BAD) is AlarmState.RTN_UNACK
+    await p.read({"GD-1": 1.0, "PT-1": 1.0, "LT-1": 5.0}, 6)
+    assert "device:E9/D1" in p.engine.suppressions  # TT-1 has not reported yet
+    await p.read({"TT-1": 20.0}, 6.5)
+    assert "device:E9/D1" not in p.engine.suppressions
+    assert {c: p.state(c, BAD) for c in D1} == dict.fromkeys(D1, AlarmState.NORMAL)
+    assert [e[:3] for e in await p.events("TT-1", BAD)] == [
+        ("suppressed", "normal", "suppressed"), ("unsuppressed", "suppressed", "normal"),
+    ]  # fmt: skip
+
+    # Lost again; back, but one sensor reports a failure of its own: after the grace (5 s) the
+    # device's points are released, and that sensor's alarm is annunciated.
+    await p.read(lost, 10, quality=Quality.COMM_FAIL)
+    await p.read({"D1.link": 1.0, "GD-1": 1.0, "PT-1": 1.0, "LT-1": 5.0}, 15)
+    await p.read({"TT-1": float("nan")}, 15, quality=Quality.BAD)
+    p.now[0] = T0 + 19 * S
+    await p.engine.tick()
+    assert "device:E9/D1" in p.engine.suppressions
+    p.now[0] = T0 + 20 * S
+    await p.engine.tick()
+    assert "device:E9/D1" not in p.engine.suppressions
+    assert p.state("TT-1", BAD) is AlarmState.UNACK
+    assert p.state("GD-1", BAD) is AlarmState.NORMAL
+    [why] = [e[4] for e in await p.events("TT-1", BAD) if e[0] == "unsuppressed"][-1:]
+    assert (
+        why == "end of: device E9/D1 communication lost (communication restored; points still bad)"
+    )
+
+
+async def test_a_device_alarm_is_not_hidden_by_maintenance_and_leaves_other_devices_alone(
+    plant: Plant,
+) -> None:
+    p = plant
+    await p.engine.set_design_suppression(
+        "source:E9/HS1:maintenance", [p.id(c) for c in D1], True, "检修", "duty",
+        classes=[AlarmClass.PROCESS, AlarmClass.GAS],
+    )  # fmt: skip
+    await p.read(dict.fromkeys((*D1, "D1.link"), float("nan")), 0, quality=Quality.COMM_FAIL)
+    await p.read({"GD-2": float("nan")}, 0, quality=Quality.BAD)  # D2's sensor, D2 is up
+    assert p.state("D1.link", BAD) is AlarmState.UNACK
+    assert p.state("GD-2", BAD) is AlarmState.UNACK
+    assert set(p.engine.suppressions) == {"source:E9/HS1:maintenance", "device:E9/D1"}
+
+
 def test_first_out_groups_in_the_config_are_checked_with_their_line() -> None:
     bad = CONFIG.replace('points = ["PT-1", "LT-1", "TT-1"]', 'points = ["PT-1", "XX-9"]')
     with pytest.raises(ConfigError) as info:
@@ -417,12 +482,13 @@ async def test_source_state_over_the_api_suppresses_its_alarms_scoped_audited_re
 
         now = engine.clock()
         await app.run.hub.publish(SampleBatch.of(now, [gd1, gd2], [45.0, 45.0]))
-        await app.run.hub.publish(
-            SampleBatch.of(now, [app.run.points.id("E9", "PT-1")], [0.0], Quality.COMM_FAIL)
-        )
         await _until(lambda: state(gd2, Condition.HH) is AlarmState.UNACK)
-        await _until(lambda: state(app.run.points.id("E9", "PT-1"), Condition.BAD_QUALITY)
-                     is AlarmState.UNACK)  # fmt: skip
+        # D1 (port 1) never answers: its lost communication is one alarm, on its link point,
+        # and the maintenance does not hide it (a quality alarm); that alarm suppresses its
+        # points' own quality alarms.
+        link, pt1 = app.run.points.id("E9", "D1.link"), app.run.points.id("E9", "PT-1")
+        await _until(lambda: state(link, Condition.BAD_QUALITY) is AlarmState.UNACK)
+        await _until(lambda: state(pt1, Condition.BAD_QUALITY) is AlarmState.SUPPRESSED)
         assert state(gd1, Condition.HH) is AlarmState.SUPPRESSED  # HS1 is in maintenance
         status, board = await app.call("duty", "GET", "/api/alarms")
         shown = {(a["code"], a["condition"]): a["state"] for a in board["alarms"]}
@@ -458,11 +524,12 @@ async def test_source_state_over_the_api_suppresses_its_alarms_scoped_audited_re
             "duty", "POST", "/api/sources/HS1/state", json={"state": "stopped", "reason": "停用"}
         )
         assert status == 200
-        assert set(engine.suppressions) == {"source:E9/HS1:stopped"}
+        # (D1 and D2, on port 1, are lost: their own keys.)
+        assert set(engine.suppressions) == {"source:E9/HS1:stopped", "device:E9/D1", "device:E9/D2"}
         status, body = await app.call(
             "duty", "POST", "/api/sources/HS1/state", json={"state": "running", "reason": "复产"}
         )
-        assert status == 200 and not engine.suppressions
+        assert status == 200 and set(engine.suppressions) == {"device:E9/D1", "device:E9/D2"}
         assert state(gd1, Condition.HH) is AlarmState.UNACK
         conn = await asyncpg.connect(database_url)
         try:

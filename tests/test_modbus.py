@@ -294,27 +294,45 @@ async def test_stopped_and_restarted_device_fails_then_recovers_each_logged_once
         dev = on_port(dev, server.port)
         hub = Hub()
         sub = hub.subscribe("test")
-        collector = ModbusCollector("E1", dev, ids(dev, 100), hub, backoff=Backoff(0.05, 0.1))
+        # The device's link point (99) has an id too.
+        point_ids = {**ids(dev, 100), "D1.link": 99}
+        collector = ModbusCollector("E1", dev, point_ids, hub, backoff=Backoff(0.05, 0.1))
+        link: list[tuple[float, int]] = []  # the link's samples: (value, quality)
+
+        async def read() -> SampleBatch:
+            batch = await next_batch(sub)
+            at = batch.point == 99
+            link.extend(zip(batch.value[at].tolist(), batch.quality[at].tolist(), strict=True))
+            return batch.take(~at)
+
         with collector_log(caplog) as records:
             async with collecting(collector):
-                await next_batch(sub)
+                while not len(await read()):
+                    pass
+                await read()  # a second poll
                 await server.stop()
                 failures = 0
                 while failures < 3:  # several failed reconnects, still one log line
-                    batch = await next_batch(sub)
+                    batch = await read()
                     if (batch.quality == Quality.COMM_FAIL).all():
                         failures += 1
                         np.testing.assert_array_equal(batch.point, np.arange(100, 104))
                         assert np.isnan(batch.value).all()
                 assert collector.status.up is False
                 await server.start()
-                good = await batch_where(sub, lambda b: (b.quality == Quality.GOOD).all())
+                while not len(good := await read()) or (good.quality != Quality.GOOD).any():
+                    pass
                 np.testing.assert_array_equal(good.value, [0.0, 1.0, 2.0, 3.0])
-                await next_batch(sub)
+                await read()
     messages = [r.getMessage() for r in records if r.name == "anjian.collectors"]
     assert sum("communication lost" in m for m in messages) == 1, messages
     assert sum("communication restored" in m for m in messages) == 1, messages
     assert collector.status.failures >= 3 and collector.status.up is True
+    # The link is set at the first success and at the recovery, not at every poll, and fails
+    # with the points.
+    said = ["up" if (v, q) == (1.0, Quality.GOOD) else q == Quality.COMM_FAIL for v, q in link]
+    assert said[0] == said[-1] == "up" and said[1:-1] == [True] * (len(said) - 2), link
+    assert len(said) >= 2 + 3
 
 
 async def test_exception_response_marks_the_device_failed() -> None:

@@ -208,13 +208,15 @@ async def test_silent_gateway_goes_comm_fail_then_recovers() -> None:
     values: Mapping[str, Mapping[str, float]] = {"GW1": {"A": 1.0, "B": 2.0}, "GW2": {"C": 3.0}}
     hub = Hub()
     sub = hub.subscribe("test")
-    ingest = MqttIngest(s, [("E1", quiet, {"A": 1, "B": 2}), ("E1", chatty, {"C": 3})], hub)
+    ingest = MqttIngest(
+        s, [("E1", quiet, {"A": 1, "B": 2, "GW1.link": 11}), ("E1", chatty, {"C": 3})], hub
+    )
     g1 = MqttSimGateway(s, "E1", [quiet], values.__getitem__)
     g2 = MqttSimGateway(s, "E1", [chatty], values.__getitem__)
     async with running(ingest.run):
         await connected(ingest)
         async with running(g1.run, g2.run):
-            await collect(sub, lambda b: {1, 2, 3} <= set(b.point.tolist()))
+            first = await collect(sub, lambda b: {1, 2, 3, 11} <= set(b.point.tolist()))
             g1.pause()
             silent_at = time.monotonic()
             down = await collect(sub, lambda b: bool((b.quality == Quality.COMM_FAIL).any()))
@@ -227,7 +229,10 @@ async def test_silent_gateway_goes_comm_fail_then_recovers() -> None:
             back = await collect(
                 sub, lambda b: bool(((b.point == 1) & (b.quality == Quality.GOOD)).any())
             )
-    assert sorted(failed.point.tolist()) == [1, 2]
+    # GW1's link point (11) is set at its first message, fails with it and is set again.
+    assert first.value[first.point == 11].tolist() == [1.0]
+    assert sorted(failed.point.tolist()) == [1, 2, 11]
+    assert back.value[(back.point == 11) & (back.quality == Quality.GOOD)].tolist() == [1.0]
     assert np.isnan(failed.value).all()
     assert 0.4 < waited < 2.0  # 3 periods of 0.2 s
     assert back.value[(back.point == 1)][-1] == 1.0
@@ -239,12 +244,14 @@ async def test_broker_unreachable_means_comm_fail_for_every_gateway_device() -> 
     devs = [device("GW1", [{"code": "A"}]), device("GW2", [{"code": "B"}])]
     hub = Hub()
     sub = hub.subscribe("test")
+    links = {"GW1.link": 11, "GW2.link": 12}
     ingest = MqttIngest(
-        s, [("E1", devs[0], {"A": 1}), ("E1", devs[1], {"B": 2})], hub, backoff=Backoff(5, 5)
-    )
+        s, [("E1", devs[0], {"A": 1, **links}), ("E1", devs[1], {"B": 2, **links})], hub,
+        backoff=Backoff(5, 5),
+    )  # fmt: skip
     async with running(ingest.run):
-        got = await collect(sub, lambda b: len(b) >= 2, timeout=3)
-    assert sorted(got.point.tolist()) == [1, 2]
+        got = await collect(sub, lambda b: len(b) >= 4, timeout=3)
+    assert sorted(got.point.tolist()) == [1, 2, 11, 12]  # and the devices' link points
     assert (got.quality == Quality.COMM_FAIL).all()
     assert all(st.up is False and "MQTT broker" in (st.last_error or "") for st in ingest.statuses)
     assert ingest.connected is False

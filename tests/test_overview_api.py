@@ -104,14 +104,14 @@ async def test_positions_online_rate_alarms_and_warning_level(site: Site) -> Non
             }
             assert sum(h["points"] for h in got["hazard_sources"]) <= got["points"]
 
-        # E1's PLC101 stops answering: E1's online rate falls, the others' stays.
+        # E1's PLC101 stops answering: E1's online rate falls (its points and its link point
+        # are offline), the others' stays.
         plc = next(d for d in site.cfg.enterprises[0].devices if d.code == "PLC101")
+        lost = len(plc.points) + 1
         await site.sim.set_scenario("comm_loss", "PLC101")
-        es = await _until(
-            http, lambda es: es["E1"]["online"] == es["E1"]["points"] - len(plc.points)
-        )
+        es = await _until(http, lambda es: es["E1"]["online"] == es["E1"]["points"] - lost)
         assert es["E1"]["online_rate"] == pytest.approx(
-            (es["E1"]["points"] - len(plc.points)) / es["E1"]["points"], abs=1e-4
+            (es["E1"]["points"] - lost) / es["E1"]["points"], abs=1e-4
         )
         assert es["E2"]["online_rate"] == es["E3"]["online_rate"] == 1.0
         # A window that is not a number of seconds is refused.
@@ -176,11 +176,13 @@ async def test_a_steady_opc_ua_value_is_online_while_its_session_is_up(site: Sit
         r = await http.get(f"/api/points/{polled}/series")
         assert (await r.json())["hold_ms"] is None
 
-        # The session is lost: its points are offline whatever their age.
+        # The session is lost: its points are offline whatever their age, and so is its link
+        # point (E2's only other point), which held 1 while the session was up.
         await site.sim.set_scenario("comm_loss", dcs.code)
         try:
             await _until(
-                http, lambda es: es["E2"]["online"] == es["E2"]["points"] - len(dcs.points)
+                http,
+                lambda es: (es["E2"]["online"], es["E2"]["points"]) == (0, len(dcs.points) + 1),
             )
         finally:
             await site.sim.set_scenario("normal", None)

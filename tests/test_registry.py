@@ -109,9 +109,12 @@ async def test_ids_stay_the_same_across_syncs_and_new_points_get_the_next_id(
     assert {(p.enterprise, p.code): p.id for p in first} == {
         (p.enterprise, p.code): p.id for p in again
     }
-    # 4 device points, then the camera's 5 health points (online, fps, bitrate, …).
-    assert len(first) == 4 + 5
-    assert sorted(first.ids.tolist()) == list(range(1, 10))
+    # 4 device points, the 2 devices' link points, then the camera's 5 health points (online,
+    # fps, bitrate, …).
+    assert len(first) == 4 + 2 + 5
+    assert sorted(first.ids.tolist()) == list(range(1, 12))
+    link = first.info(first.id("E001", "PLC1.link"))
+    assert (link.device, link.kind, link.hazard_source) == ("PLC1", "device_link", "HS1")
     # The same point code in two enterprises is two points.
     assert first.id("E001", "TK1.LT") != first.id("E002", "TK1.LT")
 
@@ -121,7 +124,7 @@ async def test_ids_stay_the_same_across_syncs_and_new_points_get_the_next_id(
         'data_type = "bool"\naddress = 9\n\n[[enterprises.devices.points]]\ncode = "GD1"',
     )
     third = await sync_config(store.pool, parse_config(grown))
-    assert third.id("E001", "GD2") == 10  # re-syncs did not burn sequence numbers
+    assert third.id("E001", "GD2") == 12  # re-syncs did not burn sequence numbers
     assert third.id("E001", "GD1") == first.id("E001", "GD1")
 
 
@@ -139,7 +142,10 @@ async def test_point_info_carries_what_collectors_and_alarms_need(store: Store) 
     assert (level.limits.hh, level.limits.h, level.limits.l) == (18.0, 16.0, None)
     assert level.hazard_source == "HS1"  # inherited from the device
     assert index.info(index.id("E001", "GD1")).gas == "NH3"
-    assert index.for_enterprise("E002") == {"TK1.LT": index.id("E002", "TK1.LT")}
+    assert index.for_enterprise("E002") == {
+        "TK1.LT": index.id("E002", "TK1.LT"),
+        "PLC1.link": index.id("E002", "PLC1.link"),
+    }
     with pytest.raises(KeyError, match="no point 'NOPE' in enterprise 'E001'"):
         index.id("E001", "NOPE")
     with pytest.raises(KeyError, match="no configured point with id 999"):
@@ -196,15 +202,15 @@ async def test_enterprise_listing_joins_the_region_and_counts_the_live_tree(
     e001 = enterprises[0]
     assert (e001["province"], e001["city"], e001["industry"]) == ("山东省", "烟台市", "危险化学品")
     assert (e001["lon"], e001["lat"]) == (121.1, 37.6)
-    # The camera counts as a device with its 5 health points.
-    assert (e001["hazard_sources"], e001["devices"], e001["points"]) == (1, 2, 2 + 5)
+    # The camera counts as a device with its 5 health points; the PLC has its link point.
+    assert (e001["hazard_sources"], e001["devices"], e001["points"]) == (1, 2, 2 + 1 + 5)
 
 
 async def test_point_listing_is_json_ready_and_filters_by_enterprise(store: Store) -> None:
     index = await sync_config(store.pool, parse_config(PLANT))
     everything = await list_points(store.pool)
     assert json.loads(json.dumps(everything)) == everything
-    assert len(everything) == 4 + 5  # with the camera's health points
+    assert len(everything) == 4 + 2 + 5  # with the link and the camera's health points
     [level] = [p for p in everything if p["id"] == index.id("E001", "TK1.LT")]
     assert level == {
         "id": index.id("E001", "TK1.LT"),
@@ -221,7 +227,7 @@ async def test_point_listing_is_json_ready_and_filters_by_enterprise(store: Stor
         "range": [0.0, 20.0],
         "limits": {"hh": 18.0, "h": 16.0},
     }
-    assert [p["code"] for p in await list_points(store.pool, "E002")] == ["TK1.LT"]
+    assert [p["code"] for p in await list_points(store.pool, "E002")] == ["TK1.LT", "PLC1.link"]
     assert await list_points(store.pool, "E404") == []
 
 
