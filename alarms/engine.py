@@ -565,7 +565,10 @@ class AlarmEngine:
                 continue
             if group.key in self.suppressions:
                 continue
-            reason = f"device {group.key.removeprefix('device:')} communication lost"
+            device = group.key.removeprefix("device:")
+            reason = (
+                f"设备 {device.partition('/')[2]} 通讯中断 (device {device} communication lost)"
+            )
             await self._set_suppression(
                 group.key, group.points, True, reason, SYSTEM, self.device_classes, group.link
             )

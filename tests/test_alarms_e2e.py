@@ -283,7 +283,8 @@ async def test_communication_loss_raises_one_device_alarm_and_clears_on_recovery
         link_view = next(a for a in board["alarms"] if a["code"] == "GDS101.link")
         assert link_view["name"] == "气体检测报警控制器(GDS) 通讯状态"
         gd_view = next(a for a in board["alarms"] if a["point"] == gd101)
-        assert gd_view["suppressed"] == "device E1/GDS101 communication lost"
+        lost = "设备 GDS101 通讯中断 (device E1/GDS101 communication lost)"
+        assert gd_view["suppressed"] == lost
         history = await (await http.get(f"/api/alarms/{gd_view['id']}")).json()
         assert [(e["kind"], e["to"]) for e in history["events"]] == [("suppressed", "suppressed")]
 
@@ -293,7 +294,7 @@ async def test_communication_loss_raises_one_device_alarm_and_clears_on_recovery
         # Released once each point has reported again: cleared meanwhile, none annunciated.
         released = await feed.next(lambda e: e["point"] == gd101 and e["kind"] == "unsuppressed")
         assert (released["to"], released["why"]) == (
-            "normal", "end of: device E1/GDS101 communication lost (communication restored)"
+            "normal", f"end of: {lost} (communication restored)"
         )  # fmt: skip
         assert "device:E1/GDS101" not in run.alarms.suppressions
         for code in points:

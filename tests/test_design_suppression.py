@@ -329,7 +329,13 @@ async def test_a_lost_device_is_one_alarm_and_its_points_wait_for_its_return(pla
     assert p.state("D1.link", BAD) is AlarmState.UNACK
     assert {c: p.state(c, BAD) for c in D1} == dict.fromkeys(D1, AlarmState.SUPPRESSED)
     assert await p.events("GD-1", BAD) == [
-        ("suppressed", "normal", "suppressed", "system", "device E9/D1 communication lost")
+        (
+            "suppressed",
+            "normal",
+            "suppressed",
+            "system",
+            "设备 D1 通讯中断 (device E9/D1 communication lost)",
+        )
     ]
     await _restart(p)  # the loss and its suppression are restored
     assert p.engine.suppressions["device:E9/D1"].points == frozenset(p.id(c) for c in D1)
@@ -362,9 +368,8 @@ async def test_a_lost_device_is_one_alarm_and_its_points_wait_for_its_return(pla
     assert p.state("TT-1", BAD) is AlarmState.UNACK
     assert p.state("GD-1", BAD) is AlarmState.NORMAL
     [why] = [e[4] for e in await p.events("TT-1", BAD) if e[0] == "unsuppressed"][-1:]
-    assert (
-        why == "end of: device E9/D1 communication lost (communication restored; points still bad)"
-    )
+    lost = "设备 D1 通讯中断 (device E9/D1 communication lost)"
+    assert why == f"end of: {lost} (communication restored; points still bad)"
 
 
 async def test_a_device_alarm_is_not_hidden_by_maintenance_and_leaves_other_devices_alone(
