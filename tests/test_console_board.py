@@ -31,6 +31,41 @@ RAISE_TIMEOUT_MS = 60_000
 QUIET_TIMEOUT_S = 120
 
 
+def test_a_lost_device_is_one_row_on_the_board(console: Console, console_page: Page) -> None:
+    """GDS101's lost communication is one alarm on the board, its link point's; its eight
+    detectors' quality alarms are suppressed by it and listed only on asking, with the cause.
+    When it answers again they leave without having been annunciated."""
+    page = console_page
+    login(page, "duty")
+    expect(page.locator("#alarm-table")).to_be_visible()
+    suppressed = page.locator("#alarm-table tbody tr.state-suppressed", has_text="GDS101 通讯中断")
+    link = page.locator("#alarm-table tbody tr", has_text="GDS101.link")
+    console.scenario("comm_loss", "GDS101")
+    try:
+        # bad_quality_after_s is 30 s in the demo.
+        expect(link).to_have_attribute("data-state", "unack", timeout=60_000)
+        expect(link).to_contain_text("气体检测报警控制器(GDS) 通讯状态")
+        more = page.locator("[data-count=suppressed]")
+        expect(more).to_have_text("另有已抑制 8 条（查看）")
+        expect(page.locator("#alarm-table tbody tr.state-suppressed")).to_have_count(0)
+        more.click()
+        expect(suppressed).to_have_count(8)
+        expect(suppressed.first.locator("td").last).to_have_text(
+            "抑制：设备 GDS101 通讯中断 (device E1/GDS101 communication lost)"
+        )
+        expect(more).to_have_count(0)  # listed now
+        expect(link).to_have_count(0)  # the state filter shows the suppressed ones alone
+    finally:
+        console.scenario("normal")
+    expect(suppressed).to_have_count(0, timeout=30_000)
+    page.locator(".board-filters button.link").click()  # clear the filters
+    expect(link).to_have_attribute("data-state", "rtn_unack", timeout=15_000)
+    duty = console.api("duty")
+    ids = [a["id"] for a in duty.call("GET", "/api/alarms")["alarms"] if a["code"] == "GDS101.link"]
+    duty.call("POST", "/api/alarms/ack", {"ids": ids, "comment": "test clean-up"})
+    assert _script_errors(page) == []
+
+
 def _script_errors(page: Page) -> list[str]:
     """Errors other than the failed loads the browser reports for refused requests (401 before
     signing in, 404 of optional endpoints)."""

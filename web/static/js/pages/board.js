@@ -25,6 +25,7 @@ register({
     "board.keys": "快捷键：↑/↓ 选择 · 空格 勾选 · A 确认 · Shift+A 确认勾选 · S 屏蔽 · U 解除屏蔽 · Enter 详情 · M 静音",
     "board.check_all": "全选", "board.acked_by": "{who} 确认", "board.shelved_until": "屏蔽至 {time}",
     "board.escalated": "已升级至{to}（第 {n} 次）",
+    "board.suppressed": "另有已抑制 {n} 条（查看）", "board.suppressed_by": "抑制：{why}",
     "board.shelved_once": "屏蔽至恢复",
   },
   en: {
@@ -40,6 +41,7 @@ register({
     "board.keys": "Keys: ↑/↓ select · Space check · A acknowledge · Shift+A acknowledge checked · S shelve · U unshelve · Enter details · M mute",
     "board.check_all": "Check all", "board.acked_by": "acknowledged by {who}",
     "board.escalated": "escalated to the {to} ({n})",
+    "board.suppressed": "{n} more suppressed (show)", "board.suppressed_by": "suppressed: {why}",
     "board.shelved_until": "shelved until {time}", "board.shelved_once": "shelved until it clears",
   },
 });
@@ -55,7 +57,10 @@ function sortKey(a, b) {
   return a.priority - b.priority || (b.raised_at ?? "").localeCompare(a.raised_at ?? "") || b.id - a.id;
 }
 
+// Suppressed by design (ISA-18.2): the cause is known and annunciated (a lost device's one
+// alarm, a unit in maintenance), so these are listed only when the state filter asks for them.
 function matches(a, except) {
+  if (a.state === "suppressed" && except !== "state" && filters.state !== "suppressed") return false;
   return FILTERS.every((f) => f === except || !filters[f] || String(a[f] ?? "") === filters[f]);
 }
 
@@ -243,13 +248,19 @@ export default {
       fillSelect("state", STATES.map((s) => [s, t(`board.state.${s}`)]));
     }
 
-    function renderCounts(list) {
+    function renderCounts(all) {
+      const list = all.filter((a) => a.state !== "suppressed");
+      const suppressed = all.length - list.length;
       const unacked = list.filter((a) => UNACKED.has(a.state)).length;
       clear(counts,
         el("span", { class: "count total", "data-count": "total" }, t("board.total", { n: list.length })),
         el("span", { class: ["count", "unacked", unacked && "blink"], "data-count": "unacked" }, t("board.unacked", { n: unacked })),
         [1, 2, 3, 4].map((p) => el("span", { class: ["count", `prio-${p}`], "data-count": `p${p}` },
-          el("i", { class: "dot" }), t("board.p", { p, n: list.filter((a) => a.priority === p).length }))));
+          el("i", { class: "dot" }), t("board.p", { p, n: list.filter((a) => a.priority === p).length }))),
+        suppressed > 0 && filters.state !== "suppressed"
+          ? el("button", { type: "button", class: "link count suppressed", "data-count": "suppressed",
+            onclick: () => { filters.state = "suppressed"; queueRender(); } }, t("board.suppressed", { n: suppressed }))
+          : null);
     }
 
     // Rows are kept between renders (live values arrive several times a second): a row is
@@ -258,13 +269,15 @@ export default {
 
     function rowKey(a) {
       return [a.priority, a.state, a.raised_at, a.enterprise_name, a.hazard_source_name, a.code, a.name,
-        a.condition, a.class, a.unit, a.acked_by, a.shelved_until, a.escalated?.role, a.escalated?.attempt].join("|");
+        a.condition, a.class, a.unit, a.acked_by, a.shelved_until, a.escalated?.role, a.escalated?.attempt,
+        a.suppressed].join("|");
     }
 
     function buildRow(a) {
       const unacked = UNACKED.has(a.state);
       let handling = "";
       if (a.state === "shelved") handling = a.shelved_until ? t("board.shelved_until", { time: formatTime(a.shelved_until) }) : t("board.shelved_once");
+      else if (a.state === "suppressed" && a.suppressed) handling = t("board.suppressed_by", { why: a.suppressed });
       else if (a.acked_by) handling = t("board.acked_by", { who: a.acked_by });
       else if (a.escalated) {
         handling = t("board.escalated", { to: named(a.escalated), n: a.escalated.attempt });
