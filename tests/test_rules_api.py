@@ -63,6 +63,14 @@ async def test_rule_put_validated_audited_live_and_kept_across_restart(
         ]
         status, body = await app.call("shift", "PUT", "/api/alarms/rules/99999", json={})
         assert status == 404
+        # A device's link point has a rule derived from its points': not set over the API.
+        link = run.points.id("E9", "D1.link")
+        status, body = await app.call("shift", "PUT", f"/api/alarms/rules/{link}", json={})
+        assert status == 400, body
+        assert body["error"] == (
+            "the alarm rule of E9/D1.link follows from other rules (a device's link point, a "
+            "camera's health point): it is not set over the API"
+        )
 
         status, body = await app.call("shift", "PUT", path, json={"h": 30, "hh": 50, "deadband": 2})
         assert status == 200, body
@@ -113,7 +121,7 @@ async def test_rule_put_validated_audited_live_and_kept_across_restart(
         assert [tuple(r) for r in audit] == [
             ("duty", "refused 403"), ("enterprise", "refused 403"), ("shift", "refused 400"),
             ("shift", "refused 400"), ("shift", "refused 400"), ("shift", "refused 400"),
-            ("shift", "refused 400"), ("shift", "refused 404"),
+            ("shift", "refused 400"), ("shift", "refused 404"), ("shift", "refused 400"),
             ("shift", "ok"), ("shift", "ok"),
         ]  # fmt: skip
     finally:

@@ -331,6 +331,13 @@ def _rule_point(request: web.Request) -> int:
 async def _set_rule(request: web.Request, override: RuleOverride | None) -> web.Response:
     point = _rule_point(request)
     book = request.app[RULES]
+    if point not in book.points:
+        info = request.app[POINTS].info(point)
+        raise json_error(
+            web.HTTPBadRequest,
+            f"the alarm rule of {info.enterprise}/{info.code} follows from other rules (a "
+            "device's link point, a camera's health point): it is not set over the API",
+        )
     try:
         await book.set(point, override, _principal(request).username)
     except RuleError as exc:
