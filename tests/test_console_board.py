@@ -45,6 +45,13 @@ def test_a_lost_device_is_one_row_on_the_board(console: Console, console_page: P
         # bad_quality_after_s is 30 s in the demo.
         expect(link).to_have_attribute("data-state", "unack", timeout=60_000)
         expect(link).to_contain_text("气体检测报警控制器(GDS) 通讯状态")
+        # The wall display lists it alone too.
+        page.evaluate("location.hash = '#/wall'")
+        wall = page.locator("ul.wall-list li", has_text="坏质量/通讯中断")
+        expect(wall.filter(has_text="GDS101.link")).to_have_count(1, timeout=15_000)
+        expect(wall.filter(has_text=re.compile(r"GD-10\d"))).to_have_count(0)
+        page.keyboard.press("Escape")
+        page.evaluate("location.hash = '#/board'")
         more = page.locator("[data-count=suppressed]")
         expect(more).to_have_text("另有已抑制 8 条（查看）")
         expect(page.locator("#alarm-table tbody tr.state-suppressed")).to_have_count(0)

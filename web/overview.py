@@ -142,7 +142,8 @@ async def overview(request: web.Request) -> web.Response:
     alarms: dict[tuple[str, str | None], dict[str, Any]] = {}
     engine = request.app[ENGINE]
     for (point, _cond), a in engine.alarms.items():
-        if a.state is AlarmState.NORMAL or point not in points:
+        # As the board lists them: those suppressed by design have their cause annunciated.
+        if a.state in (AlarmState.NORMAL, AlarmState.SUPPRESSED) or point not in points:
             continue
         info = points.info(point)
         for key in {(info.enterprise, None), (info.enterprise, info.hazard_source)}:

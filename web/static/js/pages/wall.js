@@ -135,7 +135,8 @@ export default {
         const names = new Map(body.enterprises.map((e) => [e.code, e.name]));
         clear(kpiBox, situation(body.totals));
         clear(levelBox, levels(body.totals));
-        clear(boardBox, board(alarms.alarms, names));
+        // As the board lists them: alarms suppressed by design have their cause annunciated.
+        clear(boardBox, board(alarms.alarms.filter((a) => a.state !== "suppressed"), names));
         clear(entBox, enterpriseList(body.enterprises));
         await map.update({ enterprises: body.enterprises });
         root.dataset.ready = "1";
