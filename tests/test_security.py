@@ -183,7 +183,7 @@ async def test_enterprise_user_sees_other_enterprises_as_nonexistent(app: App) -
         listed = await (await client.get("/api/enterprises")).json()
         assert [e["code"] for e in listed] == ["E9"]
         points = await (await client.get("/api/points")).json()
-        assert [p["id"] for p in points] == [own]
+        assert [p["id"] for p in points] == [own, app.run.points.id("E9", "PLC9.link")]
 
         async def same_as_missing(path: str, missing: str, params: dict[str, str]) -> None:
             a = await client.get(path, params=params)
