@@ -26,6 +26,7 @@ from alarms.escalation import (
     Notification,
     RosterLevel,
     due_notifications,
+    notice,
 )
 from alarms.evaluator import EvalState, evaluate, restart_history, tick
 from alarms.model import (
@@ -727,13 +728,31 @@ class AlarmEngine:
             "escalated": self._escalated_view(alarm_id, a),
         }
 
-    def _escalated_view(self, alarm_id: int, a: sm.Alarm) -> dict[str, Any] | None:
-        """Up to whom this raise of the alarm has gone while unacknowledged (the latest notice;
-        the alarm's events keep every notice)."""
+    def _escalation_of(self, alarm_id: int, a: sm.Alarm) -> EscalationState | None:
+        """The latest notice sent for this raise of the alarm, while it stays unacknowledged
+        (the alarm's events keep every notice)."""
         sent = self._escalation.get(alarm_id)
         if sent is None or self.policy is None or a.state is not AlarmState.UNACK:
             return None
-        if sent.raised_at_ns != a.raised_at_ns:
+        return sent if sent.raised_at_ns == a.raised_at_ns else None
+
+    def escalations(self) -> list[Notification]:
+        """The latest notice of each alarm escalated and still unacknowledged: what a console
+        that signs in after it was sent shows."""
+        out = []
+        for alarm_id, sent in self._escalation.items():
+            key = self.keys.get(alarm_id)
+            a = None if key is None else self.alarms.get(key)
+            if self.policy is None or a is None or self._escalation_of(alarm_id, a) is None:
+                continue
+            gas = self._is_gas(a.point)
+            out.append(notice(alarm_id, a, sent, self.policy, self.point_names, gas))
+        return out
+
+    def _escalated_view(self, alarm_id: int, a: sm.Alarm) -> dict[str, Any] | None:
+        """Up to whom this raise of the alarm has gone while unacknowledged."""
+        sent = self._escalation_of(alarm_id, a)
+        if sent is None or self.policy is None:
             return None
         to = self.policy.levels[sent.level]
         at = _iso(sent.sent_ns)

@@ -264,6 +264,22 @@ def next_due_ns(
     return min(deadlines, default=None)
 
 
+def notice(
+    alarm_id: int,
+    alarm: Alarm,
+    sent: EscalationState,
+    policy: EscalationPolicy,
+    names: Mapping[int, str],
+    gas: bool = False,
+) -> Notification:
+    """The notice that was sent for `alarm` at `sent` (the same words and times), for a console
+    that signs in after it was sent."""
+    return _notification(
+        alarm_id, alarm, sent.raised_at_ns, sent.attempt, sent.level, policy, sent.sent_ns, names,
+        gas,
+    )  # fmt: skip
+
+
 def _notification(
     alarm_id: int,
     alarm: Alarm,

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from aiohttp import ClientSession, ClientWebSocketResponse, CookieJar
 from aiohttp.test_utils import TestServer
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import Page, async_playwright, expect
 
 from alarms.model import AlarmState, Condition
 from anjian.runtime import Running, Settings, build_app
@@ -322,16 +322,17 @@ async def test_an_unacknowledged_alarm_escalates_to_the_shift_leaders_console(pl
     plant.config.write_text(plant.config.read_text(encoding="utf-8") + NOTIFY, encoding="utf-8")
     async with plant.running() as (run, http, csrf), async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pages = {}
-        for user, password in (SHIFT, DUTY):
+
+        async def console(user: str, password: str) -> Page:
             page = await (await browser.new_context(locale="zh-CN")).new_page()
             await page.goto(plant.url)
             await page.fill("#login input[name=username]", user)
             await page.fill("#login input[name=password]", password)
             await page.click("#login button[type=submit]")
             await page.wait_for_selector("body.signed-in")
-            pages[user] = page
-        shift, duty = pages["shift"], pages["duty"]
+            return page
+
+        shift, duty = await console(*SHIFT), await console(*DUTY)
         gd102 = run.points.id("E1", "GD-102")
         feed = await Feed.open(http)
         await plant.sim.set_scenario("leak", "TK101", rate_g_s=LEVEL_2_LEAK)
@@ -360,6 +361,14 @@ async def test_an_unacknowledged_alarm_escalates_to_the_shift_leaders_console(pl
         )
         assert await shift.evaluate("window.anjianBeeps") > beeps
         await expect(duty.locator(".escalation")).to_have_count(0)
+        # A shift leader's console that signs in now shows the notices sent before, as sent.
+        sent = (await (await http.get("/api/alarms/escalations")).json())["notifications"]
+        assert sorted(n["alarm"] for n in sent) == sorted([h["alarm"], hh["alarm"]])
+        assert {n["role"] for n in sent} == {"shift_leader"}
+        late = await console(*SHIFT)
+        await expect(late.locator(".escalation")).to_have_count(2)
+        late_notice = late.locator(f".escalation[data-alarm='{hh['alarm']}'] p")
+        await expect(late_notice).to_have_text(await notice.locator("p").inner_text())
         # Both boards say how far up the roster the alarm has gone.
         view = await (await http.get(f"/api/alarms/{hh['alarm']}")).json()
         assert (view["escalated"]["role"], view["escalated"]["attempt"]) == ("shift_leader", 1)
@@ -374,6 +383,9 @@ async def test_an_unacknowledged_alarm_escalates_to_the_shift_leaders_console(pl
         assert r.status == 200
         await expect(notice).to_have_count(0)
         assert (await (await http.get(f"/api/alarms/{hh['alarm']}")).json())["escalated"] is None
+        await expect(late.locator(".escalation")).to_have_count(1)
+        sent = (await (await http.get("/api/alarms/escalations")).json())["notifications"]
+        assert [n["alarm"] for n in sent] == [h["alarm"]]
         await expect(shift.locator(".escalation")).to_have_count(1)
         await expect(dismiss_all).to_be_hidden()
 

@@ -152,6 +152,13 @@ async def list_alarms(request: web.Request) -> web.Response:
     return _json({"alarms": out})
 
 
+async def escalations(request: web.Request) -> web.Response:
+    """The latest escalation notice of each alarm still unacknowledged after it (as the topic
+    `notifications` sent it): a console that signs in later shows those for its role."""
+    notes = [n.as_dict() for n in request.app[ENGINE].escalations() if _visible(request, n.point)]
+    return _json({"notifications": sorted(notes, key=lambda n: n["ts"])})
+
+
 async def get_alarm(request: web.Request) -> web.Response:
     alarm_id = _alarm_id(request)
     engine = request.app[ENGINE]
@@ -379,6 +386,8 @@ ALARM_ROUTES = [
           "[alarms.points]); in force at once, kept across restarts", body=RuleOverride),
     Route("DELETE", "/api/alarms/rules/{point}", delete_rule, Permission.ALARM_RULES,
           "Revert a point's alarm rule to the configuration file's"),
+    Route("GET", "/api/alarms/escalations", escalations, Permission.ALARM_OPERATE,
+          "The escalation notices of alarms still unacknowledged (topic notifications' latest)"),
     Route("GET", "/api/alarms/{id}", get_alarm, Permission.MONITOR_READ,
           "An alarm with its event history"),
     Route("POST", "/api/alarms/ack", bulk_ack, Permission.ALARM_OPERATE,

@@ -79,12 +79,14 @@ function startEscalations() {
   const remove = (node) => { node?.remove(); refresh(); };
   all.addEventListener("click", () => { list.replaceChildren(); refresh(); });
   const notice = (alarm) => list.querySelector(`.escalation[data-alarm="${alarm}"]`);
-  const offNotes = live.subscribe("notifications", (msg) => {
-    const mine = (msg.events ?? []).filter((n) => n.role === me.role);
+  // Shows this role's notices; a later notice about an alarm replaces the earlier one.
+  const show = (notes) => {
+    const mine = notes.filter((n) => n.role === me.role && !(Number(notice(n.alarm)?.dataset.attempt) >= n.attempt));
     for (const n of mine) {
       const open = el("a", { href: `#/alarm/${n.alarm}`, class: "escalation-open" }, t("escalation.open"));
       const dismiss = el("button", { type: "button", class: "escalation-dismiss" }, t("escalation.dismiss"));
-      const node = el("div", { class: "escalation", dataset: { alarm: String(n.alarm), priority: String(n.priority) } },
+      const node = el("div", { class: "escalation",
+        dataset: { alarm: String(n.alarm), priority: String(n.priority), attempt: String(n.attempt) } },
         el("p", {}, lang() === "zh-CN" ? n.text_zh : n.text_en), el("div", {}, open, " ", dismiss));
       open.addEventListener("click", () => remove(node));
       dismiss.addEventListener("click", () => remove(node));
@@ -95,13 +97,18 @@ function startEscalations() {
       refresh();
       sound.beep();
     }
-  });
+  };
+  const offNotes = live.subscribe("notifications", (msg) => show(msg.events ?? []));
+  // Those sent before this console signed in, for alarms still unacknowledged.
+  let stopped = false;
+  call("GET", "/api/alarms/escalations", undefined, { background: true })
+    .then((body) => { if (!stopped) show(body.notifications); }).catch(() => null);
   const offAlarms = live.subscribe("alarms", (msg) => {
     for (const e of msg.events ?? []) {
       if (e.to !== "unack" && e.to !== "rtn_unack" && notice(e.alarm)) remove(notice(e.alarm));
     }
   });
-  stopEscalations = () => { offNotes(); offAlarms(); box.remove(); };
+  stopEscalations = () => { stopped = true; offNotes(); offAlarms(); box.remove(); };
 }
 
 let me = null; // the signed-in account: username, role, roles, permissions, enterprise
