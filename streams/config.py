@@ -165,10 +165,13 @@ class _DeviceBase(_Model):
         collector reports 1 while it reads the device and COMM_FAIL while it cannot. A lost
         device then raises one alarm, on this point, and its points' quality alarms are
         suppressed by design meanwhile (alarms.engine.DeviceGroup)."""
+        # Its hazard source: the device's, else the one all its points have, if they share one.
+        shared = {p.hazard_source for p in self.points}
         return PointConfig(
             code=self.link_code,
             name=f"{self.name or self.code} 通讯状态",
             kind=DEVICE_LINK_KIND,
+            hazard_source=self.hazard_source or (shared.pop() if len(shared) == 1 else None),
             data_type="bool",
         )
 
@@ -402,8 +405,9 @@ class Enterprise(_Model):
         _unique(
             "point (devices' link and cameras' health points included)",
             itertools.chain(
-                point_codes,
+                # Links first: a clash is reported at the configured point, the one to rename.
                 ((("devices", di, "code"), d.link_code) for di, d in enumerate(self.devices)),
+                point_codes,
                 (
                     (("cameras", ci, "code"), c.health_code(h[0]))
                     for ci, c in enumerate(self.cameras)

@@ -282,6 +282,7 @@ async def test_communication_loss_raises_one_device_alarm_and_clears_on_recovery
         }
         link_view = next(a for a in board["alarms"] if a["code"] == "GDS101.link")
         assert link_view["name"] == "气体检测报警控制器(GDS) 通讯状态"
+        assert link_view["hazard_source"] is None  # its detectors are at HS101 and HS102
         gd_view = next(a for a in board["alarms"] if a["point"] == gd101)
         lost = "设备 GDS101 通讯中断 (device E1/GDS101 communication lost)"
         assert gd_view["suppressed"] == lost

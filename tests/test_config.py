@@ -106,6 +106,34 @@ def test_duplicate_point_codes_are_refused() -> None:
     )
 
 
+def test_a_point_code_taken_by_a_devices_link_point_is_refused() -> None:
+    text = MINIMAL.replace('code = "P1"', 'code = "PLC1.link"')
+    assert _problems(text).endswith(
+        "plant.toml:12: enterprises[0].devices[0].points[0].code: point (devices' link and "
+        "cameras' health points included) code 'PLC1.link' is used twice (got 'PLC1.link')"
+    )
+
+
+def test_a_devices_link_point_is_at_the_hazard_source_its_points_share() -> None:
+    sources = (
+        '  [[enterprises.hazard_sources]]\n  code = "HS1"\n  name = "罐区"\n'
+        '  [[enterprises.hazard_sources]]\n  code = "HS2"\n  name = "罐区二"\n'
+    )
+    second = '    [[enterprises.devices.points]]\n    code = "P2"\n    name = "压力"\n'
+    second += '    table = "holding"\n    address = 2\n    hazard_source = "{hs}"\n'
+    one = MINIMAL.replace("  [[enterprises.devices]]", sources + "  [[enterprises.devices]]")
+    one = one.replace("address = 0\n", 'address = 0\n    hazard_source = "HS1"\n')
+
+    def link_source(text: str) -> str | None:
+        [(_, _, link)] = list(parse_config(text).link_points())
+        assert (link.code, link.kind, link.data_type) == ("PLC1.link", "device_link", "bool")
+        return link.hazard_source
+
+    assert link_source(one + second.format(hs="HS1")) == "HS1"
+    assert link_source(one + second.format(hs="HS2")) is None  # two sources: none of them
+    assert link_source(MINIMAL) is None
+
+
 def test_overlapping_modbus_registers_are_refused_at_the_second_point() -> None:
     second = (
         '    [[enterprises.devices.points]]\n    code = "P2"\n    name = "压力"\n'
