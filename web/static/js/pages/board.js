@@ -302,7 +302,7 @@ export default {
       el("td", { class: "condition" }, conditionLabel(a)),
       el("td", {}, a.class ? t(`board.class.${a.class}`) : ""),
       value,
-      el("td", { class: "muted" }, handling));
+      el("td", { class: "muted handling", title: handling || null }, handling));
       return { tr, key: rowKey(a), value, box };
     }
 
