@@ -725,8 +725,22 @@ class AlarmEngine:
             "shelve_reason": a.shelving.reason if a.shelving else None,
             "out_of_service": a.out_of_service is not None,
             "suppressed": a.suppressed_reason,
+            "suppressing": self._suppressing(a),
             "escalated": self._escalated_view(alarm_id, a),
         }
+
+    def _suppressing(self, a: sm.Alarm) -> int:
+        """How many alarms this one's point, as the cause (a lost device's link, a first-out
+        leader), holds suppressed now."""
+        causes = [s for s in self.suppressions.values() if s.leader == a.point]
+        if not causes or not a.active:
+            return 0
+        return sum(
+            1
+            for b in self.alarms.values()
+            if b.state is AlarmState.SUPPRESSED
+            and any(b.point in s.points and b.suppressed_reason == s.reason for s in causes)
+        )
 
     def _escalation_of(self, alarm_id: int, a: sm.Alarm) -> EscalationState | None:
         """The latest notice sent for this raise of the alarm, while it stays unacknowledged

@@ -283,9 +283,10 @@ async def test_communication_loss_raises_one_device_alarm_and_clears_on_recovery
         link_view = next(a for a in board["alarms"] if a["code"] == "GDS101.link")
         assert link_view["name"] == "气体检测报警控制器(GDS) 通讯状态"
         assert link_view["hazard_source"] is None  # its detectors are at HS101 and HS102
+        assert link_view["suppressing"] == len(points)  # the alarm page says so
         gd_view = next(a for a in board["alarms"] if a["point"] == gd101)
         lost = "设备 GDS101 通讯中断 (device E1/GDS101 communication lost)"
-        assert gd_view["suppressed"] == lost
+        assert gd_view["suppressed"] == lost and gd_view["suppressing"] == 0
         history = await (await http.get(f"/api/alarms/{gd_view['id']}")).json()
         assert [(e["kind"], e["to"]) for e in history["events"]] == [("suppressed", "suppressed")]
 
@@ -298,6 +299,8 @@ async def test_communication_loss_raises_one_device_alarm_and_clears_on_recovery
             "normal", f"end of: {lost} (communication restored)"
         )  # fmt: skip
         assert "device:E1/GDS101" not in run.alarms.suppressions
+        link_id = link_view["id"]
+        assert (await (await http.get(f"/api/alarms/{link_id}")).json())["suppressing"] == 0
         for code in points:
             alarm = run.alarms.alarms[(run.points.id("E1", code), Condition.BAD_QUALITY)]
             assert alarm.state is AlarmState.NORMAL and not alarm.active, code

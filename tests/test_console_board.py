@@ -45,6 +45,10 @@ def test_a_lost_device_is_one_row_on_the_board(console: Console, console_page: P
         # bad_quality_after_s is 30 s in the demo.
         expect(link).to_have_attribute("data-state", "unack", timeout=60_000)
         expect(link).to_contain_text("气体检测报警控制器(GDS) 通讯状态")
+        # Its page says how many alarms it holds suppressed.
+        link.dblclick()
+        expect(page.locator(".facts").first).to_contain_text("同一原因的 8 条报警已被抑制")
+        page.go_back()
         # The wall display lists it alone too.
         page.evaluate("location.hash = '#/wall'")
         wall = page.locator("ul.wall-list li", has_text="坏质量/通讯中断")

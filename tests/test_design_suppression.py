@@ -269,6 +269,9 @@ async def test_first_out_group_annunciates_only_the_first_until_it_returns_to_no
     assert e[3] == "system" and e[4] == "first-out group E9/TK1-trip: PT-1 alarmed first"
     fo = p.engine.suppressions["firstout:E9/TK1-trip"]
     assert fo.leader == p.id("PT-1")
+    leader = p.engine.ids[(p.id("PT-1"), Condition.H)]
+    follower = p.engine.ids[(p.id("LT-1"), Condition.H)]
+    assert (p.engine.view(leader)["suppressing"], p.engine.view(follower)["suppressing"]) == (2, 0)
 
     # The leader returns to normal: the group is released, the followers still active are
     # annunciated now (re-evaluated), and a member alarming meanwhile starts no new episode.

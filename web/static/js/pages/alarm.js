@@ -20,6 +20,8 @@ register({
     "alarm.position": "坐标", "alarm.address": "地址", "alarm.device": "采集设备",
     "alarm.point": "监测点", "alarm.value_at_raise": "报警值", "alarm.value": "当前值",
     "alarm.raised_at": "报警时间", "alarm.state": "状态", "alarm.limits": "报警限值",
+    "alarm.suppressed": "抑制原因", "alarm.suppressing": "抑制",
+    "alarm.suppressing_n": "同一原因的 {n} 条报警已被抑制（报警列表：状态“已抑制”）",
     "alarm.acked": "确认", "alarm.shelved": "屏蔽", "alarm.time": "时间", "alarm.event": "事件",
     "alarm.who": "操作人", "alarm.event_value": "值", "alarm.why": "说明", "alarm.transition": "状态变化",
     "alarm.escalated_to": "通知{to}（第 {n} 次）",
@@ -34,6 +36,8 @@ register({
     "alarm.position": "Position", "alarm.address": "Address", "alarm.device": "Device",
     "alarm.point": "Point", "alarm.value_at_raise": "Value at raise", "alarm.value": "Value",
     "alarm.raised_at": "Raised", "alarm.state": "State", "alarm.limits": "Limits",
+    "alarm.suppressed": "Suppressed by", "alarm.suppressing": "Suppresses",
+    "alarm.suppressing_n": "{n} alarms of the same cause (board: state “suppressed”)",
     "alarm.acked": "Acknowledged", "alarm.shelved": "Shelved", "alarm.time": "Time", "alarm.event": "Event",
     "alarm.who": "By", "alarm.event_value": "Value", "alarm.why": "Note", "alarm.transition": "State change",
     "alarm.escalated_to": "{to} notified (notice {n})",
@@ -114,6 +118,8 @@ export default {
         [t("alarm.limits"), limits || "—"],
         a.acked_by && [t("alarm.acked"), `${a.acked_by} · ${formatTime(a.acked_at, true)}${a.ack_comment ? ` · ${a.ack_comment}` : ""}`],
         a.state === "shelved" && [t("alarm.shelved"), `${a.shelve_reason ?? ""} · ${a.shelved_until ? formatTime(a.shelved_until, true) : t("board.shelved_once")}`],
+        a.state === "suppressed" && a.suppressed && [t("alarm.suppressed"), a.suppressed],
+        a.suppressing > 0 && [t("alarm.suppressing"), t("alarm.suppressing_n", { n: a.suppressing })],
       ]));
     }
 
