@@ -65,6 +65,9 @@ def test_a_lost_device_is_one_row_on_the_board(console: Console, console_page: P
             "抑制：设备 GDS101 通讯中断 (device E1/GDS101 communication lost)"
         )
         expect(more).to_have_count(0)  # listed now
+        suppressed.first.dblclick()  # its page names the cause
+        expect(page.locator(".facts").first).to_contain_text("抑制原因设备 GDS101 通讯中断")
+        page.go_back()
         expect(link).to_have_count(0)  # the state filter shows the suppressed ones alone
     finally:
         console.scenario("normal")
