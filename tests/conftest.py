@@ -192,6 +192,22 @@ async def sign_in(client: Any, username: str, password: str, totp: str | None = 
     return token
 
 
+async def close_code_sent(ws: Any, timeout: float = 15) -> int | None:
+    """The code of the close frame the server sends, reading what comes before it. (Not the
+    client's `close_code`: aiohttp's client sets 1006 there when its reply to the close meets a
+    connection the server has already closed, which aiohttp's server may do at once when it
+    closes a socket another task is reading.)"""
+    from aiohttp import WSMsgType
+
+    while True:
+        msg = await asyncio.wait_for(ws.receive(), timeout)
+        if msg.type is WSMsgType.CLOSE:
+            code: int = msg.data
+            return code
+        if msg.type in (WSMsgType.CLOSED, WSMsgType.ERROR):
+            return None
+
+
 async def pushed_data_interruption(desk: Any, enterprise: str, principal: str) -> int:
     """A blue data-interruption warning of `enterprise`, pushed to `principal`; its id. The
     desk's own evaluation may have issued it already (an app whose device is down does), so

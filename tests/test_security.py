@@ -3,7 +3,6 @@ table, CSRF, enterprise isolation on every resource, audit of changes, hardening
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from anjian.runtime import Running, Settings, build_app
 from tests.conftest import (
     DUTY,
     ENTERPRISE,
+    close_code_sent,
     free_port,
     pushed_data_interruption,
     serving,
@@ -428,9 +428,7 @@ async def test_live_feed_closes_when_its_session_ends(
         assert (await ws.receive_json())["type"] == "subscribed"
         r = await client.post("/api/auth/logout", headers={"X-CSRF-Token": csrf})
         assert r.status == 200
-        while not ws.closed:
-            await asyncio.wait_for(ws.receive(), 5)
-        assert ws.close_code == 4401
+        assert await close_code_sent(ws, 5) == 4401
 
 
 async def test_live_feed_closes_when_its_account_changes_role(
@@ -453,9 +451,7 @@ async def test_live_feed_closes_when_its_account_changes_role(
             headers=headers,
         )
         assert r.status == 200, await r.text()
-        while not ws.closed:
-            await asyncio.wait_for(ws.receive(), 5)
-        assert ws.close_code == 4403
+        assert await close_code_sent(ws, 5) == 4403
         ws = await duty.ws_connect("/ws")
         await ws.send_json({"op": "subscribe", "topics": ["points:E9"]})
         assert (await ws.receive_json())["type"] == "error"  # E9 is no longer its to see

@@ -21,7 +21,7 @@ from playwright.async_api import Browser, Page, Route, expect
 import video.live
 import web.video_live
 from anjian.runtime import Running
-from tests.conftest import DUTY, ENTERPRISE, free_port, serving, sign_in
+from tests.conftest import DUTY, ENTERPRISE, close_code_sent, free_port, serving, sign_in
 from tests.test_page import browser  # noqa: F401 - the fixture is shared
 from tests.video_kit import RtspServer
 from video.live import (
@@ -429,9 +429,7 @@ async def test_live_view_closes_when_its_session_ends(
     assert (await asyncio.wait_for(ws.receive(), 20)).type == WSMsgType.TEXT
     r = await video_app.client.post("/api/auth/logout", headers={"X-CSRF-Token": csrf})
     assert r.status == 200
-    while not ws.closed:
-        await asyncio.wait_for(ws.receive(), 15)
-    assert ws.close_code == 4401
+    assert await close_code_sent(ws) == 4401
 
 
 async def test_an_unlinked_camera_is_pulled_at_full_rate_only_while_somebody_watches(
