@@ -579,9 +579,11 @@ class AlarmEngine:
         more (their first samples after the loss have come), or after the group's grace: a
         point still bad then (a failed sensor on a live device) is annunciated."""
         bad = Condition.BAD_QUALITY
-        for group in self.devices.values():
-            s = self.suppressions.get(group.key)
-            if s is None or group.link >= self.rules.size:
+        # Only the devices lost now (a province has thousands of devices, this runs per batch).
+        lost = [s for key, s in self.suppressions.items() if key.startswith("device:")]
+        for s in lost:
+            group = self.devices.get(s.leader) if s.leader is not None else None
+            if group is None or group.link >= self.rules.size:
                 continue
             link = self.alarms.get((group.link, bad))
             if (link is not None and link.active) or self.eval.raw[group.link, bad]:
