@@ -458,6 +458,31 @@ async def test_live_feed_closes_when_its_account_changes_role(
         await ws.close()
 
 
+async def test_a_closed_live_feed_leaves_no_task_behind(app: App) -> None:
+    # The feed's pump waits for new values or a new subscription; closed meanwhile, it must not
+    # leave those waits pending for the garbage collector ("Task was destroyed but it is
+    # pending!", as the demo's log once said).
+    import asyncio
+
+    def waiting() -> int:
+        return sum(1 for t in asyncio.all_tasks() if "Event.wait" in repr(t.get_coro()))
+
+    async with app.client() as client:
+        await sign_in(client, *DUTY)
+        before = waiting()
+        ws = await client.ws_connect("/ws")
+        await ws.send_json({"op": "subscribe", "topics": ["points:E9"]})
+        assert (await ws.receive_json())["type"] == "subscribed"
+        for _ in range(100):  # until the pump waits (the unreachable PLC sends little)
+            if waiting() > before:
+                break
+            await asyncio.sleep(0.05)
+        assert waiting() > before
+        await ws.close()
+        await asyncio.sleep(0.3)
+        assert waiting() == before
+
+
 async def test_live_feed_opens_only_from_the_consoles_own_origin(app: App) -> None:
     # The session cookie goes along with a handshake from any page of the same site (another
     # port or sub-domain): the page's origin must be the server's own.

@@ -429,9 +429,11 @@ class _LiveClient:
             if latest.version == version:
                 waiter = asyncio.ensure_future(latest.wait_changed(version, timeout=15))
                 woken = asyncio.ensure_future(self.wake.wait())
-                await asyncio.wait({waiter, woken}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                woken.cancel()
+                try:
+                    await asyncio.wait({waiter, woken}, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # also when the feed closes meanwhile (the pump is cancelled)
+                    waiter.cancel()
+                    woken.cancel()
 
 
 async def live(request: web.Request) -> web.WebSocketResponse:
