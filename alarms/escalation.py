@@ -241,10 +241,8 @@ def due_notifications(
         step = (now_ns - raised - _seconds_ns(timing.t1_s)) // _seconds_ns(timing.t2_s) + 1
         level = min(step, top)
         gas = is_gas is not None and is_gas(alarm.point)
-        notes.append(
-            _notification(alarm_id, alarm, raised, step, level, policy, now_ns, names, gas)
-        )
         new_sent[alarm_id] = EscalationState(raised, step, level, now_ns)
+        notes.append(notice(alarm_id, alarm, new_sent[alarm_id], policy, names, gas))
     return notes, new_sent
 
 
@@ -272,25 +270,9 @@ def notice(
     names: Mapping[int, str],
     gas: bool = False,
 ) -> Notification:
-    """The notice that was sent for `alarm` at `sent` (the same words and times), for a console
-    that signs in after it was sent."""
-    return _notification(
-        alarm_id, alarm, sent.raised_at_ns, sent.attempt, sent.level, policy, sent.sent_ns, names,
-        gas,
-    )  # fmt: skip
-
-
-def _notification(
-    alarm_id: int,
-    alarm: Alarm,
-    raised_at_ns: int,
-    step: int,
-    level: int,
-    policy: EscalationPolicy,
-    now_ns: int,
-    names: Mapping[int, str],
-    gas: bool = False,
-) -> Notification:
+    """The notice for step `sent` of `alarm`'s escalation: sent now, or shown again with the
+    same words and times to a console that signs in after it was sent."""
+    raised_at_ns, step, level, now_ns = sent.raised_at_ns, sent.attempt, sent.level, sent.sent_ns
     name = names.get(alarm.point, f"#{alarm.point}")
     words = _GAS_WORDS if gas and alarm.condition in _GAS_WORDS else _CONDITION_WORDS
     cond_zh, cond_en = words[alarm.condition]
