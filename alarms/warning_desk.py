@@ -127,6 +127,9 @@ class WarningDesk:
         self.reports = reports  # what enterprises report: special work, daily commitment
         self.geography = geography  # the wind and the sensitive targets
         self.warnings: dict[int, wm.Warning] = {}
+        # The latest evaluation: when, and the finding of each (enterprise, hazard source).
+        self.evaluated_at_ns: int | None = None
+        self.findings: dict[tuple[str, str | None], wm.WarningFinding] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self.events = Fanout()  # every warning change, for the WebSocket topic
@@ -245,6 +248,8 @@ class WarningDesk:
         now = self.clock()
         async with self._lock:
             findings = wm.evaluate_warnings(self.inputs(now), self.rules, now)
+            self.findings = {(f.enterprise, f.hazard_source): f for f in findings}
+            self.evaluated_at_ns = now
             live = [w for w in self.warnings.values() if w.live]
             result = wm.reconcile(live, findings, now)
             updated = {w.id: w for w in result.updated}
@@ -303,6 +308,25 @@ class WarningDesk:
             if w.state is wm.WarningState.CLOSED:
                 del self.warnings[w.id]  # type: ignore[arg-type]
         self.events.publish(views)
+
+    async def record(self, warning_id: int) -> wm.Warning | None:
+        """A warning by id: an open one as the desk holds it, a closed one from the database."""
+        w = self.warnings.get(warning_id)
+        if w is not None:
+            return w
+        record = await self.pool.fetchval("SELECT record FROM warnings WHERE id = $1", warning_id)
+        return None if record is None else wm.from_row({**json.loads(record), "id": warning_id})
+
+    def now(self, w: wm.Warning) -> dict[str, Any]:
+        """What holds at a warning's source now, by the desk's latest evaluation: beside the
+        warning's evidence, which is a record of the time of issue. `finding` is None when no
+        rule fires there; it may be of another level than the warning."""
+        at = self.evaluated_at_ns
+        finding = self.findings.get((w.enterprise, w.hazard_source))
+        return {
+            "evaluated_at": _dt(at).isoformat(timespec="seconds") if at is not None else None,
+            "finding": None if finding is None else wm.finding_row(finding),
+        }
 
     def view(self, w: wm.Warning) -> dict[str, Any]:
         row = wm.to_row(w)

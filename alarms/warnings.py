@@ -923,6 +923,13 @@ def reconcile(
 
 
 _ROW = TypeAdapter(Warning)
+_FINDING = TypeAdapter(WarningFinding)
+
+
+def finding_row(finding: WarningFinding) -> dict[str, Any]:
+    """A JSON-ready dict of a finding, its evidence and the other rules that fired."""
+    row: dict[str, Any] = _FINDING.dump_python(finding, mode="json")
+    return row
 
 
 def to_row(warning: Warning) -> dict[str, Any]:

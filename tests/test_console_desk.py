@@ -131,9 +131,22 @@ def test_enterprise_signs_answers_and_clears_and_the_duty_officer_reviews(
         expect(duty_row).to_have_attribute("data-state", "feedback")
         # Clearing waits for the condition to end.
         expect(ent_row.locator("button.act-clear")).to_be_disabled()
+        # Beside the evidence as at issue, the detail shows what holds at the source now, as
+        # the API's latest evaluation found it.
+        ent_row.click()
+        now = ent.locator(f"tr.wdesk-detail[data-detail='{wid}'] .wdesk-now")
+        expect(now).to_have_attribute("data-level", "blue")
+        finding = duty.call("GET", f"/api/warnings/{wid}")["now"]["finding"]
+        assert finding["level"] == "blue"
+        expect(now.locator(".wdesk-now-meets")).to_have_text(
+            f"当前满足蓝色预警条件：{finding['title_zh']}"
+        )
+        expect(now.locator("li")).to_have_text([e["zh"] for e in finding["evidence"]])
         shot(ent, "warnings-enterprise")
 
         console.scenario("normal")  # the loop is repaired
+        expect(now).to_contain_text("该危险源当前不满足任何预警条件", timeout=60_000)
+        assert duty.call("GET", f"/api/warnings/{wid}")["now"]["finding"] is None
         expect(ent_row.locator("button.act-clear")).to_be_enabled(timeout=60_000)
         ent_row.locator("button.act-clear").click()
         _submit(ent, reason="回路修复，数值恢复正常")

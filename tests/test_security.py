@@ -520,8 +520,12 @@ async def test_warnings_are_scoped_and_each_party_takes_only_its_own_steps(app: 
         csrf = {"X-CSRF-Token": await sign_in(client, *ENTERPRISE)}
         listed = await (await client.get("/api/warnings")).json()
         assert [w["enterprise"] for w in listed["warnings"]] == ["E9"]
-        r = await client.post(f"/api/warnings/{ids['E8']}/sign", json={}, headers=csrf)
+        r = await client.get(f"/api/warnings/{ids['E9']}")
+        assert r.status == 200 and (await r.json())["id"] == ids["E9"]
+        r = await client.get(f"/api/warnings/{ids['E8']}")
         assert r.status == 404  # another enterprise's warning does not exist for it
+        r = await client.post(f"/api/warnings/{ids['E8']}/sign", json={}, headers=csrf)
+        assert r.status == 404
         r = await client.post(f"/api/warnings/{ids['E9']}/sign", json={}, headers=csrf)
         assert r.status == 200 and (await r.json())["state"] == "signed"
         r = await client.post(f"/api/warnings/{ids['E9']}/sign", json={}, headers=csrf)

@@ -143,6 +143,26 @@ async def test_persisting_level_2_gas_alarm_issues_orange_then_escalates(d: Desk
     assert stored == "signed"
 
 
+async def test_a_warning_shows_what_holds_at_its_source_now_beside_its_evidence(d: Desk) -> None:
+    await _reading(d, 45.0, T0)
+    d.now[0] = T0 + 16 * MIN
+    await d.desk.evaluate()
+    (w,) = d.desk.warnings.values()
+    now = d.desk.now(w)
+    assert now["evaluated_at"] == "2026-11-30T01:09:20+00:00"  # T0 + 16 min
+    finding = now["finding"]
+    assert (finding["level"], finding["rule"]) == ("orange", "orange.critical_unhandled")
+    assert [e["zh"] for e in finding["evidence"]] == [e.zh for e in w.evidence]
+
+    # The gas is gone: the warning keeps its evidence, and nothing holds now.
+    await _reading(d, 2.0, T0 + 17 * MIN)
+    d.now[0] = T0 + 18 * MIN
+    await d.desk.evaluate()
+    (w,) = d.desk.warnings.values()
+    assert w.evidence and not w.condition_active
+    assert d.desk.now(w) == {"evaluated_at": "2026-11-30T01:11:20+00:00", "finding": None}
+
+
 async def test_closing_answers_the_closed_warning_and_it_leaves_the_desk(d: Desk) -> None:
     await _reading(d, 45.0, T0)
     d.now[0] = T0 + 16 * MIN
@@ -158,6 +178,9 @@ async def test_closing_answers_the_closed_warning_and_it_leaves_the_desk(d: Desk
     assert w.id not in d.desk.warnings
     stored = await d.store.pool.fetchval("SELECT state FROM warnings WHERE id = $1", w.id)
     assert stored == "closed"
+    # The record of a closed warning is still there to read, from the database.
+    assert await d.desk.record(w.id) == closed
+    assert await d.desk.record(w.id + 1) is None
 
 
 async def test_unacknowledged_alarm_escalates_up_the_roster_until_acknowledged(d: Desk) -> None:

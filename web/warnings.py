@@ -70,6 +70,18 @@ async def list_warnings(request: web.Request) -> web.Response:
     return _json({"warnings": rows, "lifecycle": lifecycle})
 
 
+async def get_warning(request: web.Request) -> web.Response:
+    """One warning, open or closed (from the database: the desk keeps only open ones), and what
+    holds at its source now (`now`): its evidence is a record of the time of issue."""
+    desk = request.app[DESK]
+    raw = request.match_info["id"]
+    warning_id = parse_id(raw, INT8_MAX)
+    w = None if warning_id is None else await desk.record(warning_id)
+    if w is None or not _principal(request).sees(w.enterprise):
+        raise json_error(web.HTTPNotFound, f"no warning {raw!r}")
+    return _json({**desk.view(w), "now": desk.now(w)})
+
+
 # One disposal step: (warning, actor, now, rules, validated body) → the warning after it.
 Step = Callable[[wm.Warning, wm.Actor, int, WarningRules, Any], wm.Warning]
 
@@ -106,6 +118,9 @@ WARNING_ROUTES = [
     Route("GET", "/api/warnings", list_warnings, Permission.MONITOR_READ,
           "Open early warnings (预警), highest level first",
           query={"enterprise": "enterprise code"}),
+    Route("GET", "/api/warnings/{id}", get_warning, Permission.MONITOR_READ,
+          "One warning, open or closed, with what holds at its hazard source now (`now`: the "
+          "latest evaluation's finding there, or null)"),
     Route("POST", "/api/warnings/{id}/sign", _sign, Permission.WARNING_ANSWER,
           "签收: the enterprise signs for a warning", body=CommentBody),
     Route("POST", "/api/warnings/{id}/feedback", _feedback, Permission.WARNING_ANSWER,

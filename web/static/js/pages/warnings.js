@@ -35,6 +35,8 @@ register({
     "warnings.overdue": "超时：{phases}", "warnings.condition_active": "触发条件仍存在",
     "warnings.condition_ended": "触发条件已结束", "warnings.cannot_clear": "触发条件仍存在，结束后方可消警",
     "warnings.evidence": "发布依据（发布时的情况）", "warnings.at_issue": "发布时：", "warnings.steps": "处置记录", "warnings.recipients": "包保责任人",
+    "warnings.now": "现在的情况", "warnings.now_at": "（{time} 评估）", "warnings.now_none": "该危险源当前不满足任何预警条件",
+    "warnings.now_meets": "当前满足{level}条件：{title}", "warnings.now_also": "另满足：{rules}",
     "warnings.feedback_given": "反馈：{reason}；{measures}", "warnings.by": "{who}（{role}）",
     "warnings.count": "{n} 条", "warnings.duty.principal": "主要负责人",
     "warnings.duty.technical": "技术负责人", "warnings.duty.operational": "操作负责人",
@@ -66,6 +68,8 @@ register({
     "warnings.overdue": "overdue: {phases}", "warnings.condition_active": "condition persists",
     "warnings.condition_ended": "condition ended", "warnings.cannot_clear": "The condition persists: clear it once it has ended",
     "warnings.evidence": "Evidence (as at issue)", "warnings.at_issue": "At issue: ", "warnings.steps": "Record", "warnings.recipients": "Responsible persons",
+    "warnings.now": "Now", "warnings.now_at": " (evaluated {time})", "warnings.now_none": "No warning condition holds at this source now",
+    "warnings.now_meets": "Now meets the {level} condition: {title}", "warnings.now_also": "Also: {rules}",
     "warnings.feedback_given": "Feedback: {reason}; {measures}", "warnings.by": "{who} ({role})",
     "warnings.count": "{n}", "warnings.duty.principal": "principal",
     "warnings.duty.technical": "technical", "warnings.duty.operational": "operational",
@@ -99,6 +103,9 @@ export default {
     const names = new Map(); // "E1" and "E1/HS101" -> their names
     const warnings = new Map(); // id -> view
     const open = new Set(); // ids whose detail is shown
+    // What holds at an open warning's source now (GET /api/warnings/{id}), beside its evidence,
+    // which is a record of the time of issue; refetched while the detail is open.
+    const present = new Map(); // id -> the answer's `now`
     let disposed = false;
 
     const groupSel = el("select", { class: "wdesk-group" },
@@ -203,6 +210,32 @@ export default {
       return out;
     }
 
+    async function refreshNow(id) {
+      try {
+        const answer = await get(`/api/warnings/${id}`, {}, { background: true });
+        if (disposed || !open.has(id)) return;
+        present.set(id, answer.now);
+        render();
+      } catch {
+        present.delete(id); // closed meanwhile, or the network: the block says loading
+      }
+    }
+
+    function nowBlock(w) {
+      const p = present.get(w.id);
+      const title = (x) => (lang() === "zh-CN" ? x.title_zh : x.title_en);
+      const head = el("h3", {}, t("warnings.now"),
+        p?.evaluated_at ? el("span", { class: "muted" }, t("warnings.now_at", { time: formatTime(p.evaluated_at) })) : null);
+      if (!p) return el("div", { class: "wdesk-now" }, head, el("p", { class: "muted" }, t("common.loading")));
+      const f = p.finding;
+      if (!f) return el("div", { class: "wdesk-now", dataset: { level: "" } }, head, el("p", {}, t("warnings.now_none")));
+      return el("div", { class: ["wdesk-now", `level-${f.level}`], dataset: { level: f.level } }, head,
+        el("p", { class: "wdesk-now-meets" }, t("warnings.now_meets", { level: t(`warnings.level.${f.level}`), title: title(f) })),
+        el("ul", {}, f.evidence.map((e) => el("li", {}, named(e)))),
+        f.also.length ? el("p", { class: "muted" }, t("warnings.now_also",
+          { rules: f.also.map((h) => `${t(`warnings.level.${h.level}`)} ${title(h)}`).join("；") })) : null);
+    }
+
     function detail(w) {
       const recipients = (w.recipients ?? []).map((r) =>
         `${t(`warnings.duty.${r.duty}`)} ${r.name}${r.phone ? ` ${r.phone}` : ""}`).join("；");
@@ -213,6 +246,7 @@ export default {
             recipients ? el("p", {}, el("b", {}, t("warnings.recipients")), " ", recipients) : null,
             w.feedback ? el("p", { class: "wdesk-feedback" }, t("warnings.feedback_given",
               { reason: reasonName(w.feedback.reason), measures: w.feedback.measures })) : null),
+          nowBlock(w),
           el("div", {}, el("h3", {}, t("warnings.steps")),
             el("ol", { class: "wdesk-steps" }, w.steps.map((s) => el("li", { dataset: { action: s.action } },
               el("time", {}, formatTime(nsToIso(s.at_ns), true)), " ",
@@ -256,7 +290,16 @@ export default {
         rows.push(el("tr", {
           class: ["wdesk-row", `level-${w.level}`, open.has(w.id) ? "open" : null],
           dataset: { warning: w.id, state: w.state, level: w.level },
-          onclick: () => { if (open.has(w.id)) open.delete(w.id); else open.add(w.id); render(); },
+          onclick: () => {
+            if (open.has(w.id)) {
+              open.delete(w.id);
+              present.delete(w.id);
+            } else {
+              open.add(w.id);
+              refreshNow(w.id);
+            }
+            render();
+          },
         },
         el("td", {}, el("span", { class: "wdesk-level-badge" }, t(`warnings.level.${w.level}`))),
         // The evidence is the warning's basis as it stood when issued (a record, not a live view:
@@ -280,8 +323,14 @@ export default {
 
     function upsert(views) {
       for (const v of views) {
-        if (v.state === "closed") warnings.delete(v.id);
-        else warnings.set(v.id, v);
+        if (v.state === "closed") {
+          warnings.delete(v.id);
+          open.delete(v.id);
+          present.delete(v.id);
+        } else {
+          warnings.set(v.id, v);
+          if (open.has(v.id)) refreshNow(v.id); // its step may follow a change of what holds
+        }
       }
       render();
     }
@@ -310,6 +359,8 @@ export default {
         if (w) countdown(cell.querySelector("td.wdesk-deadline"), w);
       }
     }, 1000);
+    // The desk evaluates every few seconds: so often is what holds now refetched.
+    const nowTick = setInterval(() => { for (const id of open) refreshNow(id); }, 5000);
     reload();
     // Names of enterprises and hazard sources (the warnings carry their codes).
     Promise.all([get("/api/enterprises"), get("/api/points")]).then(([ents, points]) => {
@@ -321,6 +372,7 @@ export default {
     return () => {
       disposed = true;
       clearInterval(tick);
+      clearInterval(nowTick);
       unsubscribe();
     };
   },
