@@ -81,6 +81,17 @@ def _settled(page: Page) -> None:
     expect(page.locator(".trends-chart:not([data-loading])")).to_have_count(1)
 
 
+def _one_point(console: Console, page: Page, enterprise: str, code: str) -> dict[str, Any]:
+    """Signs the duty officer in, shows the last SPAN_S of one point; the series answer."""
+    point = _point_id(console.api("duty"), enterprise, code)
+    log = SeriesLog(page)
+    login(page, "duty")
+    page.evaluate(f"location.hash = '#/trends?points={enterprise}/{code}&span={SPAN_S}'")
+    expect(page.locator(".trends-chart[data-series='1']")).to_have_count(1)
+    _settled(page)
+    return log.last(point)[1]
+
+
 def test_two_points_zoom_refetches_and_csv_holds_the_shown_rows(
     console: Console,
     console_page: Page,
@@ -191,14 +202,7 @@ def test_a_value_that_reports_on_change_is_held_as_a_step_line(
     the viewer draws it as a step line, held between samples, broken where it went unsent for
     longer than two heartbeats."""
     page = console_page
-    duty = console.api("duty")
-    point = _point_id(duty, "E2", "TK201.XV")
-    log = SeriesLog(page)
-    login(page, "duty")
-    page.evaluate(f"location.hash = '#/trends?points=E2/TK201.XV&span={SPAN_S}'")
-    expect(page.locator(".trends-chart[data-series='1']")).to_have_count(1)
-    _settled(page)
-    _, answer = log.last(point)
+    answer = _one_point(console, page, "E2", "TK201.XV")
     assert answer["hold_ms"] and answer["ts"], answer
     series = page.evaluate(PLOTTED)["series"][0]
     assert series["step"] == "end"
@@ -262,3 +266,28 @@ def test_readings_beyond_the_range_are_drawn_over_a_named_shade(
 
 def _ms(iso: str) -> int:
     return round(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+def test_a_device_link_is_drawn_on_an_axis_of_its_two_states(
+    console: Console,
+    console_page: Page,
+) -> None:
+    """A device's link point (通讯状态) is 1 while its collector reads the device: the trend
+    holds it as a step line on an axis that names its two states, 中断 and 正常, not numbers."""
+    page = console_page
+    answer = _one_point(console, page, "E1", "GDS101.link")
+    assert answer["last"] and set(answer["last"]) <= {0.0, 1.0}, answer
+    axis = page.evaluate(
+        f"""async () => {{
+          const echarts = await import("{ECHARTS}");
+          const chart = echarts.getInstanceByDom(document.querySelector(".trends-chart"));
+          const y = chart.getOption().yAxis[0];
+          return {{ min: y.min, max: y.max, interval: y.interval,
+                    labels: [0, 1].map((v) => y.axisLabel.formatter(v)) }};
+        }}"""
+    )
+    assert axis == {"min": 0, "max": 1, "interval": 1, "labels": ["中断", "正常"]}
+    series = page.evaluate(PLOTTED)["series"][0]
+    assert series["step"] == "end" and series["points"][-1][1] == 1.0
+    shot(page, "trend-link")
+    assert [e for e in page.errors if "401" not in e] == []  # type: ignore[attr-defined]

@@ -108,6 +108,15 @@ export function trendChart(container, opts) {
       }
       return niceAxis(lo, hi);
     });
+    // An axis whose every series is of states (`states`: the name of 0, of 1, …) shows those
+    // names at their values, and nothing between them.
+    const statesOf = units.map((unit) => {
+      const on = state.series.filter((s) => (s.unit ?? "") === unit);
+      return on.every((s) => s.states?.length) ? on[0].states : null;
+    });
+    for (const [i, names] of statesOf.entries()) {
+      if (names) reach[i] = { min: 0, max: names.length - 1, interval: 1 };
+    }
     const yAxis = units.map((unit, i) => ({
       type: "value",
       name: unit,
@@ -119,7 +128,10 @@ export function trendChart(container, opts) {
       offset: Math.floor(i / 2) * 56,
       nameTextStyle: { color: c.muted },
       axisLine: { show: true, lineStyle: { color: c.line } },
-      axisLabel: { color: c.muted, formatter: (v) => String(Number(v.toPrecision(4))) },
+      axisLabel: {
+        color: c.muted,
+        formatter: (v) => (statesOf[i] ? statesOf[i][v] ?? "" : String(Number(v.toPrecision(4)))),
+      },
       splitLine: { show: i === 0, lineStyle: { color: c.line, opacity: 0.5 } },
     }));
     if (yAxis.length === 0) yAxis.push({ type: "value", axisLabel: { color: c.muted } });
@@ -195,7 +207,9 @@ export function trendChart(container, opts) {
             if (!s) continue; // the shade's legend entry
             const at = it.value[0];
             const doubtful = s.doubtful?.some(([from, to]) => at >= from && at < to);
-            lines.push(`${it.marker}${it.seriesName}: ${formatValue(it.value[1], s.unit)}` +
+            const v = it.value[1];
+            const shown = s.states?.[v] ?? formatValue(v, s.unit);
+            lines.push(`${it.marker}${it.seriesName}: ${shown}` +
               (doubtful ? ` (${t("chart.doubtful")})` : ""));
           }
           return lines.join("\n");
