@@ -45,6 +45,7 @@ from alarms.rules import (
     RuleArrays,
     RuleError,
     RuleOverride,
+    link_rules,
     point_rule,
     rules_from_config,
 )
@@ -832,7 +833,25 @@ class RuleBook:
                 log.error("alarm rule set for %s ignored, the file's is in force: %s", tag, exc)
                 continue
             self.overrides[pid] = StoredOverride(override, r["set_by"], r["set_at"])
+        self.rules |= {r.point: r for r in self._relinked()}
         return [self.rules[p] for p in sorted(self.rules)]
+
+    def _relinked(self) -> list[PointRule]:
+        """The devices' link rules that the points' rules in force change: a link's T is the
+        shortest of its points' bad-quality T, overrides included. A device whose points have
+        no bad-quality rule left gets a link rule without conditions."""
+        links = link_rules(self.cfg, self.point_ids, self.rules.values(), self.settings.defaults)
+        derived = {r.point: r for r in links}
+        out = []
+        for e, _, link in self.cfg.link_points():
+            pid = self.point_ids.get((e.code, link.code))
+            if pid is None or (pid not in derived and pid not in self.rules):
+                continue
+            tag = f"{e.code}/{link.code}"
+            rule = derived.get(pid) or PointRule(point=pid, tag=tag, alarm_class=AlarmClass.QUALITY)
+            if rule != self.rules.get(pid):
+                out.append(rule)
+        return out
 
     def _rule(self, pid: int, override: RuleOverride | None) -> PointRule:
         enterprise, device, p = self.points[pid]
@@ -866,6 +885,11 @@ class RuleBook:
                 self.overrides[pid] = StoredOverride(override, by, at)
                 why = f"rule changed by {by}"
             self.rules[pid] = rule
+            linked = self._relinked()
+            self.rules |= {r.point: r for r in linked}
             if self.engine is not None:
-                await self.engine.replace_rules(self.engine.rules.with_rules([rule]), [pid], why)
+                changed = [rule, *linked]
+                await self.engine.replace_rules(
+                    self.engine.rules.with_rules(changed), [r.point for r in changed], why
+                )
         return rule

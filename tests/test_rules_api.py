@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alarms.engine import AlarmEngine
 from alarms.model import AlarmClass, AlarmState, Condition
 from alarms.rules import LIMIT_CONDITIONS, PointRule, RuleArrays, RuleOverride
 from streams import SampleBatch
@@ -159,3 +160,45 @@ def test_rebuilding_one_row_equals_building_all_rows() -> None:
     assert before.limit[1][1] == 20  # the original is untouched
     assert list(after.enabled(1)) == [c in (Condition.H, Condition.FORECAST) for c in Condition]
     assert RuleOverride.model_validate({"h": None}).model_fields_set == {"h"}
+
+
+async def test_a_device_link_follows_its_points_bad_quality_time_set_over_the_api(
+    database_url: str, tmp_path: Path
+) -> None:
+    """D2's link alarm comes after the shortest bad-quality T of D2's points (one: GD-2): a T
+    set over the API moves it at once and after a restart; no T left, no link alarm."""
+    app = await _app(database_url, tmp_path)
+    gd2, link = app.run.points.id("E9", "GD-2"), app.run.points.id("E9", "D2.link")
+    bad = Condition.BAD_QUALITY
+
+    def link_after_s(engine: AlarmEngine) -> float | None:
+        rules = engine.rules
+        return float(rules.on_delay_ns[link, bad]) / 1e9 if rules.bad_quality[link] else None
+
+    path = f"/api/alarms/rules/{gd2}"
+    try:
+        assert link_after_s(app.run.alarms) == 0.0  # the file's default T
+        status, body = await app.call("shift", "PUT", path, json={"bad_quality": {"after_s": 12}})
+        assert status == 200, body
+        assert link_after_s(app.run.alarms) == 12.0
+        listed = await (await app.http["duty"].get("/api/alarms/rules")).json()
+        by_code = {r["code"]: r for r in listed["rules"]}
+        assert by_code["D2.link"]["bad_quality"] == {"after_s": 12.0}
+    finally:
+        await app.close()
+
+    app = await _app(database_url, tmp_path)  # the stored T is in force for the link too
+    try:
+        assert link_after_s(app.run.alarms) == 12.0
+        status, body = await app.call("shift", "PUT", path, json={"bad_quality": None})
+        assert status == 200, body
+        assert link_after_s(app.run.alarms) is None
+        status, body = await app.call("shift", "DELETE", path)
+        assert status == 200
+        assert link_after_s(app.run.alarms) == 0.0
+        # D1's link never moved.
+        d1 = app.run.points.id("E9", "D1.link")
+        assert app.run.alarms.rules.bad_quality[d1]
+        assert app.run.alarms.rules.on_delay_ns[d1, bad] == 0
+    finally:
+        await app.close()
