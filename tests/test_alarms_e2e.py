@@ -373,6 +373,13 @@ async def test_an_unacknowledged_alarm_escalates_to_the_shift_leaders_console(pl
         await expect(late.locator(".escalation")).to_have_count(2)
         late_notice = late.locator(f".escalation[data-alarm='{hh['alarm']}'] p")
         await expect(late_notice).to_have_text(await notice.locator("p").inner_text())
+        # Folded, the notices leave the board to read under a button that counts them.
+        fold = late.locator("button.escalations-fold")
+        await expect(fold).to_have_text("收起")
+        await fold.click()
+        await expect(late.locator(".escalations-list")).to_be_hidden()
+        await expect(late.locator("button.escalations-dismiss-all")).to_be_hidden()
+        await expect(fold).to_have_text("升级通知 2 条（展开）")
         # Both boards say how far up the roster the alarm has gone.
         view = await (await http.get(f"/api/alarms/{hh['alarm']}")).json()
         assert (view["escalated"]["role"], view["escalated"]["attempt"]) == ("shift_leader", 1)
@@ -388,6 +395,10 @@ async def test_an_unacknowledged_alarm_escalates_to_the_shift_leaders_console(pl
         await expect(notice).to_have_count(0)
         assert (await (await http.get(f"/api/alarms/{hh['alarm']}")).json())["escalated"] is None
         await expect(late.locator(".escalation")).to_have_count(1)
+        await expect(fold).to_have_text("升级通知 1 条（展开）")  # still folded, counting
+        await fold.click()
+        await expect(late.locator(".escalation")).to_be_visible()
+        await expect(fold).to_have_text("收起")
         sent = (await (await http.get("/api/alarms/escalations")).json())["notifications"]
         assert [n["alarm"] for n in sent] == [h["alarm"]]
         await expect(shift.locator(".escalation")).to_have_count(1)

@@ -33,6 +33,7 @@ register({
     "status.per_s": "{n}点/秒", "status.latency_value": "{p50} ms（最大 {max}）",
     "status.latency_title": "设备采样时间到控制台收到的时间（近10秒中位数与最大值）",
     "escalation.open": "查看报警", "escalation.dismiss": "知道了", "escalation.dismiss_all": "全部知道了（{n} 条）",
+    "escalation.fold": "收起", "escalation.unfold": "升级通知 {n} 条（展开）",
   },
   en: {
     "nav.board": "Alarms", "nav.overview": "Enterprises", "nav.warnings": "Warnings", "nav.reports": "Reports",
@@ -43,6 +44,7 @@ register({
     "status.per_s": "{n} samples/s", "status.latency_value": "{p50} ms (max {max})",
     "status.latency_title": "From the device's sample time to its receipt here (median and max over 10 s)",
     "escalation.open": "Open the alarm", "escalation.dismiss": "Dismiss", "escalation.dismiss_all": "Dismiss all ({n})",
+    "escalation.fold": "Fold", "escalation.unfold": "{n} escalation notice(s) (unfold)",
   },
 });
 
@@ -60,24 +62,32 @@ function startCue() {
 // Escalations up the duty roster (alarms.escalation: 值班员 → 值班长 → 指挥长) addressed to the
 // signed-in account's role stay on screen, with the cue, until opened, dismissed, or the alarm is
 // no longer unacknowledged; a later notice about the same alarm replaces the earlier one. In a
-// flood they scroll within the right-hand column, and one button dismisses them all.
+// flood they scroll within the right-hand column, and one button dismisses them all. Folded, they
+// leave the board to read under a button that counts them; a new notice unfolds them.
 let stopEscalations = null;
 function startEscalations() {
   stopEscalations?.();
   stopEscalations = null;
   if (!me.permissions.includes("alarm:operate")) return;
   const all = el("button", { type: "button", class: "escalations-dismiss-all" });
+  const fold = el("button", { type: "button", class: "escalations-fold" });
   const list = el("div", { class: "escalations-list" });
-  const box = el("div", { id: "escalations", role: "alert", hidden: true }, all, list);
+  const box = el("div", { id: "escalations", role: "alert", hidden: true },
+    el("div", { class: "escalations-head" }, all, fold), list);
   document.body.append(box);
+  let folded = false;
   const refresh = () => {
     const n = list.children.length;
     box.hidden = n === 0;
-    all.hidden = n < 2;
+    box.classList.toggle("folded", folded);
+    list.hidden = folded;
+    all.hidden = n < 2 || folded;
     all.textContent = t("escalation.dismiss_all", { n });
+    fold.textContent = folded ? t("escalation.unfold", { n }) : t("escalation.fold");
   };
   const remove = (node) => { node?.remove(); refresh(); };
   all.addEventListener("click", () => { list.replaceChildren(); refresh(); });
+  fold.addEventListener("click", () => { folded = !folded; refresh(); });
   const notice = (alarm) => list.querySelector(`.escalation[data-alarm="${alarm}"]`);
   // Shows this role's notices; a later notice about an alarm replaces the earlier one.
   const show = (notes) => {
@@ -94,6 +104,7 @@ function startEscalations() {
       list.prepend(node);
     }
     if (mine.length) {
+      folded = false;
       refresh();
       sound.beep();
     }
