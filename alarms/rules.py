@@ -86,10 +86,14 @@ class BadQuality(_Model):
 
 
 class Stale(_Model):
-    """No sample at all for `periods` × `period_s`."""
+    """No sample at all for `periods` × `period_s`, and `grace_s` more: the time the point's
+    collector may take to report its device lost (`point_rule`). A lost device is one alarm on
+    its link, which suppresses its points' COMM_FAIL; stale alarms raised before that report
+    would be one per point."""
 
     period_s: Seconds
     periods: Seconds = 3.0
+    grace_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
 
 
 class Stuck(_Model):
@@ -524,7 +528,11 @@ def _rule_fields(
         if "stale_periods" in set_:
             stale_periods = override.stale_periods
     if stale_periods is not None:
-        out["stale"] = Stale(period_s=device.period_s, periods=stale_periods)
+        # Stale waits for the collector's report of a lost device (COMM_FAIL), and one period
+        # more for its way to the engine and the engine's next tick.
+        window = stale_periods * device.period_s
+        grace = max(0.0, device.loss_report_s - window) + device.period_s
+        out["stale"] = Stale(period_s=device.period_s, periods=stale_periods, grace_s=grace)
     return out
 
 
@@ -675,6 +683,7 @@ class RuleArrays:
             a.on_delay_ns[i, Condition.BAD_QUALITY] = round(r.bad_quality.after_s * NS)
         if r.stale is not None:
             a.stale_after_ns[i] = round(r.stale.periods * r.stale.period_s * NS)
+            a.on_delay_ns[i, Condition.STALE] = round(r.stale.grace_s * NS)
         if r.stuck is not None:
             a.stuck_eps[i] = r.stuck.epsilon
             a.stuck_window_ns[i] = round(r.stuck.window_s * NS)

@@ -23,7 +23,6 @@ from streams.config import MqttDevice, MqttSettings
 
 log = logging.getLogger("anjian.collectors.mqtt")
 
-SILENCE_PERIODS = 3  # a gateway quiet for this many periods is COMM_FAIL
 REJECT_LOG_INTERVAL_S = 60.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -68,7 +67,7 @@ class _GatewayDevice(DeviceCollector):
         self._next_reject_log = 0.0
 
     async def run(self) -> None:
-        silence = SILENCE_PERIODS * self.device.period_s
+        silence = self.device.loss_report_s
         while True:
             remaining = self.last_message + silence - time.monotonic()
             if remaining > 0:

@@ -176,6 +176,12 @@ class _DeviceBase(_Model):
         )
 
     @property
+    def loss_report_s(self) -> float:
+        """At most how long after a device's last sample its collector reports it lost
+        (COMM_FAIL on its points and link): a polled device's next poll, timed out."""
+        return self.period_s + self.timeout_s
+
+    @property
     def hold_s(self) -> float | None:
         """For a device that sends a value only when it changes (so the age of a point's last
         sample says little of the device; a lost session sends COMM_FAIL): how long a value may
@@ -256,10 +262,18 @@ class OpcUaDevice(_DeviceBase):
         return self
 
 
+MQTT_SILENCE_PERIODS = 3  # a gateway quiet for this many periods is COMM_FAIL
+
+
 class MqttDevice(_DeviceBase):
     """A gateway that publishes to anjian/v1/{enterprise}/{device}/data."""
 
     protocol: Literal["mqtt"]
+
+    @property
+    def loss_report_s(self) -> float:
+        """A gateway is lost once quiet for MQTT_SILENCE_PERIODS periods."""
+        return MQTT_SILENCE_PERIODS * self.period_s
 
 
 Device = Annotated[ModbusDevice | OpcUaDevice | MqttDevice, Field(discriminator="protocol")]

@@ -229,7 +229,9 @@ def test_rules_from_config_take_limits_range_gas_defaults_and_device_period() ->
     lt = rules["E1/LT-1"]
     assert (lt.point, lt.hh, lt.h, lt.l, lt.ll) == (1, 18.0, 16.0, 2.0, None)
     assert lt.alarm_class is AlarmClass.PROCESS and lt.range == (0.0, 20.0)
-    assert lt.stale == Stale(period_s=2.0, periods=3.0)
+    # Stale after 3 periods of 2 s, and a grace of one period: the collector reports a lost
+    # device (COMM_FAIL) within a period and its timeout (3 s), well before.
+    assert lt.stale == Stale(period_s=2.0, periods=3.0, grace_s=2.0)
     assert lt.bad_quality == BadQuality(after_s=30.0)
     gd = rules["E1/GD-1"]
     assert (gd.h, gd.hh, gd.alarm_class) == (25.0, 50.0, AlarmClass.GAS)
@@ -237,6 +239,38 @@ def test_rules_from_config_take_limits_range_gas_defaults_and_device_period() ->
     assert (gt.h, gt.hh) == (1.0, 2.0)
     # OPC-UA reports on change only: a steady value is not stale.
     assert rules["E1/PT-1"].stale is None
+
+
+def test_stale_waits_for_the_collector_to_report_a_lost_device() -> None:
+    """The grace covers the time the point's collector may take to report its device lost,
+    beyond the stale window, and one period more: a lost device is then one alarm on its link
+    (which suppresses its points' COMM_FAIL) before any point is stale."""
+    cfg = (
+        CONFIG.replace("period_s = 2.0", "period_s = 1.0\n  timeout_s = 5.0")
+        + """
+  [[enterprises.devices]]
+  code = "GW1"
+  protocol = "mqtt"
+  period_s = 10.0
+    [[enterprises.devices.points]]
+    code = "FT-1"
+    name = "流量"
+
+[alarms.points."E1/FT-1"]
+stale_periods = 2.0
+
+[mqtt]
+"""
+    )
+    ids = {**IDS, ("E1", "FT-1"): 5}
+    rules = _by_tag(rules_from_config(parse_config(cfg), ids))
+    # Polled every 1 s with a 5 s timeout: lost within 6 s, 3 s past the stale window.
+    assert rules["E1/LT-1"].stale == Stale(period_s=1.0, periods=3.0, grace_s=4.0)
+    # A gateway is lost once quiet for 3 periods (30 s), 10 s past its 2-period window.
+    assert rules["E1/FT-1"].stale == Stale(period_s=10.0, periods=2.0, grace_s=20.0)
+    arrays = RuleArrays.build(rules.values())
+    assert arrays.stale_after_ns[5] == 20 * 10**9
+    assert arrays.on_delay_ns[5, Condition.STALE] == 20 * 10**9
 
 
 def test_points_without_an_id_get_no_rule() -> None:
@@ -259,7 +293,7 @@ def test_alarm_settings_override_one_point_and_defaults_apply_to_all() -> None:
     assert (lt.h, lt.hh, lt.on_delay_s, lt.off_delay_s) == (15, 18.0, 3, 10)
     assert lt.deadband_of("h") == pytest.approx(0.2)
     assert lt.roc is not None and lt.roc.limit_per_s == 0.5
-    assert lt.stale == Stale(period_s=2.0, periods=5)
+    assert lt.stale == Stale(period_s=2.0, periods=5, grace_s=2.0)
     assert (rules["E1/GT-1"].h, rules["E1/GT-1"].hh) == pytest.approx((1.5, 3.0))
     # no range: the default percent deadband does not apply
     assert rules["E1/GT-1"].deadband_of("h") == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from playwright.async_api import Page, async_playwright, expect
 from alarms.model import AlarmState, Condition
 from anjian.runtime import Running, Settings, build_app
 from collectors.sim.runner import Simulator
+from streams.config import DEVICE_LINK_KIND, MqttSettings
 from streams.quality import Quality
 from tests.conftest import DUTY, sign_in
 from tests.console_kit import CHROMIUM, CHROMIUM_ARGS
@@ -77,9 +79,11 @@ class Plant:
             await server.close()
 
 
-@pytest.fixture
-async def plant(database_url: str, tmp_path: Path) -> AsyncIterator[Plant]:
-    sim = Simulator(mqtt=None)
+@contextlib.asynccontextmanager
+async def _plant(
+    database_url: str, tmp_path: Path, mqtt: MqttSettings | None
+) -> AsyncIterator[Plant]:
+    sim = Simulator(mqtt=mqtt)
     await sim.start()
     await sim.set_scenario("wind", None, **WEST_WIND)
     config = tmp_path / "plant.toml"
@@ -88,6 +92,20 @@ async def plant(database_url: str, tmp_path: Path) -> AsyncIterator[Plant]:
         yield Plant(sim, config, database_url, tmp_path)
     finally:
         await sim.stop()
+
+
+@pytest.fixture
+async def plant(database_url: str, tmp_path: Path) -> AsyncIterator[Plant]:
+    async with _plant(database_url, tmp_path, None) as p:
+        yield p
+
+
+@pytest.fixture
+async def mqtt_plant(database_url: str, tmp_path: Path) -> AsyncIterator[Plant]:
+    """The plant with E3's gateway GW301 publishing over the machine's MQTT broker."""
+    prefix = f"anjian-test/{uuid.uuid4().hex[:12]}"
+    async with _plant(database_url, tmp_path, MqttSettings(topic_prefix=prefix)) as p:
+        yield p
 
 
 class Feed:
@@ -304,6 +322,46 @@ async def test_communication_loss_raises_one_device_alarm_and_clears_on_recovery
         for code in points:
             alarm = run.alarms.alarms[(run.points.id("E1", code), Condition.BAD_QUALITY)]
             assert alarm.state is AlarmState.NORMAL and not alarm.active, code
+        await feed.ws.close()
+
+
+async def test_a_silent_gateway_is_one_alarm_and_its_points_raise_no_stale_alarm(
+    mqtt_plant: Plant,
+) -> None:
+    """A gateway that stops publishing is lost once quiet for 3 periods; its points' stale
+    condition (3 periods) waits for that report, so the loss is one alarm on its link and no
+    stale alarm per point (14 were raised before it)."""
+    async with mqtt_plant.running() as (run, http, _csrf):
+        link = run.points.id("E3", "GW301.link")
+        members = {p.id for p in run.points if p.device == "GW301" and p.kind != DEVICE_LINK_KIND}
+        assert len(members) == 14
+        feed = await Feed.open(http)
+        await mqtt_plant.sim.set_scenario("comm_loss", "GW301")
+        raised = await feed.next(lambda e: e["point"] == link and e["condition"] == "BAD_QUALITY")
+        assert raised["kind"] == "raised"
+        await asyncio.sleep(3.0)  # a stale alarm would have been raised by now
+        board = await (await http.get("/api/alarms?enterprise=E3")).json()
+        quality = {(a["point"], a["condition"]): a["state"] for a in board["alarms"]}
+        assert quality == {
+            (link, "BAD_QUALITY"): "unack",
+            **{(p, "BAD_QUALITY"): "suppressed" for p in members},
+        }
+        seen = [*feed.pending]
+        assert not [e for e in seen if e["point"] in members and e["kind"] == "raised"]
+
+        await mqtt_plant.sim.set_scenario("normal", None)
+        await feed.next(lambda e: e["point"] == link and e["kind"] == "cleared")
+
+        async def released() -> bool:
+            return not any(s.key.startswith("device:E3/") for s in run.alarms.suppressions.values())
+
+        await _until(released)
+        history = await run.store.pool.fetch(
+            "SELECT point, condition, kind FROM alarm_events WHERE point = ANY($1::int[])",
+            list(members),
+        )
+        assert history and {r["kind"] for r in history} <= {"suppressed", "unsuppressed"}
+        assert {Condition(r["condition"]) for r in history} == {Condition.BAD_QUALITY}
         await feed.ws.close()
 
 
