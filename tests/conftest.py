@@ -7,7 +7,6 @@ import concurrent.futures
 import contextlib
 import os
 import random
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -20,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from anjian.runtime import Running, Settings, build_app
+from collectors.sim.ports import free_port_block
 from web.accounts import DemoAccount, ensure_demo_accounts
 
 # The RTSP camera fixtures (rtsp_server, rtsp_server_factory) for the video tests.
@@ -29,9 +29,7 @@ LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port_block("127.0.0.1")
 
 
 async def cancel_while_connecting(

@@ -21,6 +21,7 @@ from asyncua.server.user_managers import UserManager
 from asyncua.ua.status_codes import StatusCodes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from collectors.sim.ports import free_port_block
 from streams.config import OpcUaDevice, PointConfig
 
 log = logging.getLogger("anjian.sim.opcua")
@@ -92,7 +93,7 @@ class OpcUaSimServer:
         self.devices = list(devices)
         self.read_values = read_values
         self.host = host
-        self.port = port or _free_port(host)
+        self.port = port or free_port_block(host)
         self.update_interval_s = update_interval_s
         # The server's clock minus ours: a field device's clock is rarely set right.
         self.clock_offset = timedelta(seconds=clock_offset_s)
@@ -240,9 +241,3 @@ def _raw(p: PointConfig, value: float) -> float | int | bool:
     if p.data_type in ("float32", "float64"):
         return raw
     return round(raw)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])

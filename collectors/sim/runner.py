@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Callable
 
@@ -18,6 +17,7 @@ from collectors.sim.modbus_server import ModbusSimServer
 from collectors.sim.mqtt_gateway import MqttSimGateway
 from collectors.sim.opcua_server import OpcUaSimServer
 from collectors.sim.plant import Plant, Scenario
+from collectors.sim.ports import free_port_block
 from streams.config import Config, ModbusDevice, MqttDevice, MqttSettings, OpcUaDevice, parse_config
 
 log = logging.getLogger("anjian.sim")
@@ -70,8 +70,8 @@ class Simulator:
 
     async def start(self) -> None:
         modbus_codes = modbus_devices(self.mqtt is not None)
-        base = self._modbus_base or _free_port_block(self.host, len(modbus_codes))
-        opcua_port = self._opcua_port or _free_port_block(self.host, 1)
+        base = self._modbus_base or free_port_block(self.host, len(modbus_codes))
+        opcua_port = self._opcua_port or free_port_block(self.host, 1)
         endpoint = f"opc.tcp://{self.host}:{opcua_port}/anjian/"
         self.config_toml = demo_config_toml(
             modbus_host=self.host, modbus_port=base, opcua_endpoint=endpoint, mqtt=self.mqtt
@@ -166,21 +166,3 @@ class Simulator:
             now = self._clock()
             self.plant.step(max(now, self.plant.time_s or now))
             await asyncio.sleep(self.step_s)
-
-
-def _free_port_block(host: str, n: int) -> int:
-    """The first of n consecutive TCP ports that are free now."""
-    for _ in range(50):
-        with contextlib.ExitStack() as stack:
-            first = stack.enter_context(socket.socket())
-            first.bind((host, 0))
-            base = int(first.getsockname()[1])
-            if base + n > 65536:
-                continue
-            try:
-                for port in range(base + 1, base + n):
-                    stack.enter_context(socket.socket()).bind((host, port))
-            except OSError:
-                continue
-            return base
-    raise OSError(f"no {n} consecutive free TCP ports on {host}")
