@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from collectors.sim.demo import (
     hazard_grade,
 )
 from collectors.sim.plant import SUBSTANCES, Plant, vapour_pressure_mpa_gauge
+from collectors.sim.ports import free_port_block
 from streams.config import Config, ModbusDevice, MqttSettings, parse_config
 
 T0 = 1_750_000_000.0  # 2025-06-15 23:06:40 +08:00
@@ -288,3 +292,16 @@ def test_hazard_grades_follow_gb18218() -> None:
     assert hazard_grade({"Cl2": 50.0}, 60) == 2  # R = 60
     assert hazard_grade({"Cl2": 100.0}, 60) == 1  # R = 120
     assert hazard_grade({"Cl2": 100.0}, 0) == 3  # nobody exposed: α = 0.5, R = 40
+
+
+def test_free_ports_are_chosen_outside_the_ephemeral_range() -> None:
+    """An outgoing connection takes its port from the ephemeral range: a server's port chosen
+    there could be taken before the server binds it (a simulated OPC-UA server once failed so
+    with `address already in use` in a full test run)."""
+    lo, hi = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    for _ in range(20):
+        base = free_port_block("127.0.0.1", 3)
+        assert not lo <= base <= hi and not lo <= base + 2 <= hi, (base, lo, hi)
+        with contextlib.ExitStack() as stack:
+            for port in range(base, base + 3):
+                stack.enter_context(socket.socket()).bind(("127.0.0.1", port))

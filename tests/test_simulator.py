@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiomqtt
 import pytest
@@ -17,7 +14,6 @@ from asyncua.client.client import Client as OpcUaClient
 from pymodbus.client import AsyncModbusTcpClient
 
 from collectors.modbus_codec import decode
-from collectors.sim.ports import free_port_block
 from collectors.sim.runner import Simulator
 from streams.config import ModbusDevice, MqttSettings, OpcUaDevice, PointConfig
 
@@ -165,16 +161,3 @@ async def test_without_a_broker_e3_is_a_modbus_device() -> None:
         assert got == pytest.approx(s.plant.value("GD-301"), abs=1.0)
         got = await _read_modbus(gw, points["TK303.LT"])
         assert got == pytest.approx(s.plant.value("TK303.LT"), abs=0.1)
-
-
-def test_free_ports_are_chosen_outside_the_ephemeral_range() -> None:
-    """An outgoing connection takes its port from the ephemeral range: a server's port chosen
-    there could be taken before the server binds it (a simulated OPC-UA server once failed so
-    with `address already in use` in a full test run)."""
-    lo, hi = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    for _ in range(20):
-        base = free_port_block("127.0.0.1", 3)
-        assert not lo <= base <= hi and not lo <= base + 2 <= hi, (base, lo, hi)
-        with contextlib.ExitStack() as stack:
-            for port in range(base, base + 3):
-                stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
