@@ -10,7 +10,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Literal
@@ -134,6 +134,10 @@ class Series:
     last: npt.NDArray[np.float64]
     count: npt.NDArray[np.int64]
     doubtful: npt.NDArray[np.int64]
+    # With `failures`: in each bucket where the point's collector reported it could not read it
+    # (a sample that is no reading: COMM_FAIL, BAD…) after the bucket's last reading, the first
+    # such time, ns UTC. Empty otherwise.
+    failed: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -373,12 +377,16 @@ class Store:
                 await conn.execute(f"DROP TABLE {_partition_name(day)}")
         self._days = days.difference(old)
 
-    async def series(self, point: int, start_ns: int, end_ns: int, buckets: int) -> Series:
+    async def series(
+        self, point: int, start_ns: int, end_ns: int, buckets: int, failures: bool = False
+    ) -> Series:
         """Readings (GOOD or doubtful) of one point in [start_ns, end_ns), downsampled to at most
         `buckets`.
 
         The bucket width is the range over `buckets`, rounded up to a whole second. Widths of a
         minute or more read the minute rollups, widened to whole minutes, instead of raw rows.
+        With `failures`, also the failures that end a bucket (`Series.failed`), from raw rows:
+        for a point that reports on change only, which has few.
         """
         if not start_ns < end_ns:
             raise ValueError(f"series start {start_ns} must be before end {end_ns}")
@@ -419,6 +427,16 @@ class Store:
                     width_ns // _NS_PER_US,
                     _ts(watermark_us),
                 )
+            failed = None
+            if failures:
+                failed = await conn.fetchval(
+                    _FAILURES_SQL,
+                    point,
+                    _ts(_ceil_div(max(start_ns, origin_ns), _NS_PER_US)),
+                    _ts(_ceil_div(end_ns, _NS_PER_US)),
+                    _ceil_div(origin_ns, _NS_PER_US),
+                    width_ns // _NS_PER_US,
+                )
         assert row is not None
         k = np.array(row["k"] or [], np.int64)
         return Series(
@@ -431,6 +449,7 @@ class Store:
             last=np.array(row["last"] or [], np.float64),
             count=np.array(row["count"] or [], np.int64),
             doubtful=np.array(row["doubtful"] or [], np.int64),
+            failed=np.array(failed or [], np.int64) * _NS_PER_US,
         )
 
     async def latest(self, points: Sequence[int] | None = None) -> Latest:
@@ -542,6 +561,26 @@ SELECT array_agg(k ORDER BY k) AS k, array_agg(mn ORDER BY k) AS min,
        array_agg(la ORDER BY k) AS last, array_agg(n ORDER BY k) AS count,
        array_agg(d ORDER BY k) AS doubtful
 FROM g
+"""
+
+# $1 point, $2/$3 range, $4 origin (µs since the epoch), $5 bucket width (µs): in each bucket,
+# the first sample that is no reading after the bucket's last reading (µs), in time order.
+_FAILURES_SQL = f"""
+WITH s AS (
+    SELECT ((extract(epoch FROM ts) * 1000000)::bigint - $4) / $5 AS k, ts,
+           ({_READING} AND value IS NOT NULL) AS reading
+    FROM samples
+    WHERE point = $1 AND ts >= $2 AND ts < $3
+), b AS (
+    SELECT k, max(ts) FILTER (WHERE reading) AS last_reading FROM s GROUP BY k
+)
+SELECT array_agg((extract(epoch FROM f) * 1000000)::bigint ORDER BY f)
+FROM (
+    SELECT min(s.ts) AS f
+    FROM s JOIN b USING (k)
+    WHERE NOT s.reading AND (b.last_reading IS NULL OR s.ts > b.last_reading)
+    GROUP BY s.k
+) x
 """
 
 # As above, from minute rollups before the watermark $6 and raw samples after it. Within a

@@ -287,7 +287,23 @@ def test_a_device_link_is_drawn_on_an_axis_of_its_two_states(
         }}"""
     )
     assert axis == {"min": 0, "max": 1, "interval": 1, "labels": ["中断", "正常"]}
+    assert answer["failed"] is not None  # held: the failures that end a held value
     series = page.evaluate(PLOTTED)["series"][0]
     assert series["step"] == "end" and series["points"][-1][1] == 1.0
     shot(page, "trend-link")
+
+    # The rule, on a made-up answer (30 s buckets): up at 0, lost at 70 s (the collector's
+    # COMM_FAIL, retried at 100 s), up again at 150 s. A link is drawn at 中断 (0) while lost;
+    # another held point's line breaks there instead.
+    made_up = {
+        "end": "1970-01-01T00:05:00Z", "bucket_ms": 30_000, "hold_ms": 10**9,
+        "ts": [0, 150_000], "last": [1, 1], "failed": [70_000, 100_000],
+    }  # fmt: skip
+    draw = "async ([a, v]) => (await import('/static/js/series.js')).seriesPoints(a, v)"
+    assert page.evaluate(draw, [made_up, 0]) == [
+        [0, 1], [70_000, 0], [100_000, 0], [150_000, 1], [300_000, 1],
+    ]  # fmt: skip
+    assert page.evaluate(draw, [made_up, None]) == [
+        [0, 1], [70_000, 1], [70_000, None], [150_000, 1], [300_000, 1],
+    ]  # fmt: skip
     assert [e for e in page.errors if "401" not in e] == []  # type: ignore[attr-defined]

@@ -220,9 +220,9 @@ async def series(request: web.Request) -> web.Response:
         raise BadRequest(f"buckets={buckets} must be between 1 and {MAX_BUCKETS}")
     if start >= end:
         raise BadRequest(f"start ({_iso(start)}) must be before end ({_iso(end)})")
-    result = await s.store.series(point, start, end, buckets)
-    info = s.points.info(point)
     hold_s = s.hold_s.get(point)
+    result = await s.store.series(point, start, end, buckets, failures=hold_s is not None)
+    info = s.points.info(point)
     return _json(
         {
             "point": point,
@@ -241,6 +241,8 @@ async def series(request: web.Request) -> web.Response:
             "doubtful": result.doubtful.tolist(),
             # A value of this point holds until the next sample, for at most this long.
             "hold_ms": None if hold_s is None else round(hold_s * 1000),
+            # For such a point: the failures (COMM_FAIL…) that end a bucket's held value, ms.
+            "failed": None if hold_s is None else (result.failed // 1_000_000).tolist(),
         }
     )
 
@@ -488,7 +490,8 @@ SPINE_ROUTES: list[Route] = [
         series,
         Permission.MONITOR_READ,
         "A point's series downsampled to at most `buckets` buckets; `hold_ms` for a point that"
-        " reports on change only (OPC-UA): its value holds until the next sample, at most that",
+        " reports on change only (OPC-UA, a device's link): its value holds until the next"
+        " sample, at most that, or until a failure in `failed` (ms)",
         query={
             "start": "RFC 3339 or epoch ms (default: end - 1 h)",
             "end": "RFC 3339 or epoch ms (default: now)",

@@ -6,23 +6,45 @@
  * averages, broken wherever a bucket is missing. A point that reports on change only (the
  * answer's `hold_ms`): each bucket's last value holds until the next (drawn as a step, see
  * `seriesStep`), for at most `hold_ms` (its device's two heartbeats); a longer silence is a
- * gap, as when its server was down. */
-export function seriesPoints(data) {
-  const held = holds(data);
-  const value = held ? data.last : data.avg;
-  const gap = Math.max(1.5 * data.bucket_ms, held ? data.hold_ms : 0);
+ * gap, as when its server was down. A failure its collector reported (the answer's `failed`)
+ * ends the value held: the line breaks there, or with `failedValue` (a device's link: 0, lost)
+ * that value holds until the next. */
+export function seriesPoints(data, failedValue = null) {
+  if (!holds(data)) return averages(data);
+  const end = Date.parse(data.end);
+  // Readings at their bucket's start, failures at their time (after the bucket's last reading).
+  const events = data.ts.map((t, i) => [t, data.last[i]]);
+  for (const t of data.failed ?? []) events.push([t, undefined]);
+  events.sort((a, b) => a[0] - b[0]);
   const out = [];
-  const n = data.ts.length;
-  for (let i = 0; i < n; i++) {
-    if (i > 0 && data.ts[i] - data.ts[i - 1] > gap) {
-      const end = data.ts[i - 1] + (held ? data.hold_ms : data.bucket_ms);
-      if (held && value[i - 1] !== null) out.push([end, value[i - 1]]);
-      out.push([end, null]);
+  let held = null; // [since, value]
+  for (const [t, v] of events) {
+    const failed = v === undefined;
+    if (held) {
+      const until = Math.min(t, held[0] + data.hold_ms);
+      if (until < t || (failed && failedValue === null)) out.push([until, held[1]]);
+      if (until < t) out.push([until, null]);
     }
-    out.push([data.ts[i], value[i]]);
+    if (failed && failedValue === null) {
+      if (out.length && out[out.length - 1][1] !== null) out.push([t, null]);
+      held = null;
+    } else {
+      held = [t, failed ? failedValue : v];
+      out.push(held.slice());
+    }
   }
-  if (held && n > 0 && value[n - 1] !== null) {
-    out.push([Math.min(Date.parse(data.end), data.ts[n - 1] + data.hold_ms), value[n - 1]]);
+  if (held) out.push([Math.min(end, held[0] + data.hold_ms), held[1]]);
+  return out;
+}
+
+function averages(data) {
+  const gap = 1.5 * data.bucket_ms;
+  const out = [];
+  for (let i = 0; i < data.ts.length; i++) {
+    if (i > 0 && data.ts[i] - data.ts[i - 1] > gap) {
+      out.push([data.ts[i - 1] + data.bucket_ms, null]);
+    }
+    out.push([data.ts[i], data.avg[i]]);
   }
   return out;
 }

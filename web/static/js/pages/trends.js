@@ -173,7 +173,8 @@ export default {
       return selected.map((p) => ({
         name: `${tagOf(p)} ${p.name}`,
         unit: p.unit,
-        points: data.has(p.id) ? seriesPoints(data.get(p.id)) : [],
+        // A link's failure is its state 0, lost (中断).
+        points: data.has(p.id) ? seriesPoints(data.get(p.id), p.kind === "device_link" ? 0 : null) : [],
         step: data.has(p.id) ? seriesStep(data.get(p.id)) : false,
         doubtful: data.has(p.id) ? seriesDoubtful(data.get(p.id)) : [],
         // A device's link point: 1 while its collector reads it (通讯状态).
