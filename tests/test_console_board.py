@@ -426,6 +426,19 @@ def test_a_lost_device_is_one_row_on_the_board(console: Console, console_page: P
         # Its page says how many alarms it holds suppressed.
         link.dblclick()
         expect(page.locator(".facts").first).to_contain_text(f"同一原因的 {n} 条报警已被抑制")
+        # Its trend is of the link's two states, and shows it lost (中断) since the failure.
+        expect(page.locator(".alarm-chart canvas")).to_have_count(1, timeout=15_000)
+        drawn = page.evaluate(
+            """async () => {
+              const echarts = await import("/static/vendor/echarts/echarts.esm.min.js");
+              const box = document.querySelector(".alarm-chart");
+              const o = echarts.getInstanceByDom(box).getOption();
+              const y = o.yAxis[0];
+              return { labels: [0, 1].map((v) => y.axisLabel.formatter(v)),
+                       last: o.series[0].data.filter((p) => p[1] !== null).at(-1) };
+            }"""
+        )
+        assert drawn["labels"] == ["中断", "正常"] and drawn["last"][1] == 0, drawn
         page.go_back()
         # The wall display lists it alone too.
         page.evaluate("location.hash = '#/wall'")

@@ -72,13 +72,14 @@ def _principal(request: web.Request) -> Principal:
 def _info(request: web.Request, point: int) -> dict[str, Any]:
     points: PointIndex = request.app[POINTS]
     if point not in points:
-        return {"enterprise": None, "code": None, "name": None, "unit": None}
+        return {"enterprise": None, "code": None, "name": None, "kind": None, "unit": None}
     p = points.info(point)
     return {
         "enterprise": p.enterprise,
         "hazard_source": p.hazard_source,
         "code": p.code,
         "name": p.name,
+        "kind": p.kind,
         "unit": p.unit,
         "range": None if p.range is None else list(p.range),
         "readings": readings(request.app[ENGINE].rules, point),

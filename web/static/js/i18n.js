@@ -91,6 +91,7 @@ register({
     "common.totp": "动态口令", "common.totp_hint": "请输入身份验证器应用中的6位动态口令",
     "common.cancel": "取消", "common.ok": "确定", "common.close": "关闭", "common.loading": "加载中…",
     "common.none": "无", "common.all": "全部", "common.error": "出错：{message}",
+    "common.link.down": "中断", "common.link.up": "正常", // a device's link (通讯状态)
     "common.forbidden": "当前角色无权执行此操作", "common.not_found": "未找到",
     "common.mute": "静音", "common.unmute": "取消静音",
     "common.sound_on": "声音：开", "common.sound_off": "声音：关",
@@ -120,6 +121,7 @@ register({
     "common.totp_hint": "Enter the 6-digit code from your authenticator app",
     "common.cancel": "Cancel", "common.ok": "OK", "common.close": "Close",
     "common.loading": "Loading…", "common.none": "none", "common.all": "all",
+    "common.link.down": "lost", "common.link.up": "up",
     "common.error": "Error: {message}", "common.forbidden": "Your role may not do this",
     "common.not_found": "Not found", "common.mute": "Mute", "common.unmute": "Unmute",
     "common.sound_on": "Sound: on", "common.sound_off": "Sound: off",

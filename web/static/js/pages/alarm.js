@@ -172,9 +172,10 @@ export default {
     async function series(start, end) {
       const s = await get(`/api/points/${alarm.point}/series`, { start: Math.round(start), end: Math.round(end), buckets: BUCKETS });
       const name = `${alarm.code} ${alarm.name ?? ""}`.trim();
+      const link = alarm.kind === "device_link"; // 1 while read, 0 (中断) from a failure
       return [{
-        name, unit: alarm.unit ?? "", points: seriesPoints(s), step: seriesStep(s),
-        doubtful: seriesDoubtful(s),
+        name, unit: alarm.unit ?? "", points: seriesPoints(s, link ? 0 : null), step: seriesStep(s),
+        doubtful: seriesDoubtful(s), states: link ? [t("common.link.down"), t("common.link.up")] : null,
       }];
     }
 

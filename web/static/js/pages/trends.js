@@ -15,7 +15,6 @@ register({
     "trends.too_many": "最多同时显示 {max} 个测点", "trends.remove": "移除",
     "trends.shown": "显示 {start} 至 {end}，每桶 {bucket}", "trends.loading": "正在加载数据…",
     "trends.unknown": "未知测点：{points}", "trends.time": "时间",
-    "trends.link.down": "中断", "trends.link.up": "正常",
     "trends.span.1800": "30分钟", "trends.span.3600": "1小时", "trends.span.21600": "6小时",
     "trends.span.86400": "24小时", "trends.span.604800": "7天",
     "trends.matches": "{n} 个测点", "trends.span.s": "{n}秒",
@@ -27,7 +26,6 @@ register({
     "trends.too_many": "At most {max} points at once", "trends.remove": "Remove",
     "trends.shown": "Showing {start} to {end}, {bucket} per bucket", "trends.loading": "Loading data…",
     "trends.unknown": "Unknown points: {points}", "trends.time": "Time",
-    "trends.link.down": "lost", "trends.link.up": "up",
     "trends.span.1800": "30 min", "trends.span.3600": "1 h", "trends.span.21600": "6 h",
     "trends.span.86400": "24 h", "trends.span.604800": "7 days",
     "trends.matches": "{n} points", "trends.span.s": "{n} s",
@@ -178,7 +176,7 @@ export default {
         step: data.has(p.id) ? seriesStep(data.get(p.id)) : false,
         doubtful: data.has(p.id) ? seriesDoubtful(data.get(p.id)) : [],
         // A device's link point: 1 while its collector reads it (通讯状态).
-        states: p.kind === "device_link" ? [t("trends.link.down"), t("trends.link.up")] : null,
+        states: p.kind === "device_link" ? [t("common.link.down"), t("common.link.up")] : null,
       }));
     }
 
