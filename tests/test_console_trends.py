@@ -222,6 +222,15 @@ def test_a_value_that_reports_on_change_is_held_as_a_step_line(
     assert points == [
         [0, 5], [60_000, 5], [180_000, 5], [180_000, None], [300_000, 7], [420_000, 7],
     ]  # fmt: skip
+    # Zoomed out to 20 min buckets, each with a heartbeat: one line, held from bucket to bucket.
+    zoomed = {
+        "end": "1970-01-01T02:00:00Z", "bucket_ms": 1_200_000, "hold_ms": 120_000,
+        "ts": [0, 1_200_000, 2_400_000], "last": [1, 2, 3], "avg": [1, 2, 3],
+    }  # fmt: skip
+    points = page.evaluate(
+        "async (a) => (await import('/static/js/series.js')).seriesPoints(a)", zoomed
+    )
+    assert points == [[0, 1], [1_200_000, 2], [2_400_000, 3], [2_520_000, 3]]
     assert [e for e in page.errors if "401" not in e] == []  # type: ignore[attr-defined]
 
 

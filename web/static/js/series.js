@@ -16,14 +16,17 @@ export function seriesPoints(data, failedValue = null) {
   const events = data.ts.map((t, i) => [t, data.last[i]]);
   for (const t of data.failed ?? []) events.push([t, undefined]);
   events.sort((a, b) => a[0] - b[0]);
+  // A bucket's value reaches the next bucket's even when hold_ms is shorter than a bucket.
+  const gap = Math.max(1.5 * data.bucket_ms, data.hold_ms);
   const out = [];
   let held = null; // [since, value]
   for (const [t, v] of events) {
     const failed = v === undefined;
     if (held) {
-      const until = Math.min(t, held[0] + data.hold_ms);
-      if (until < t || (failed && failedValue === null)) out.push([until, held[1]]);
-      if (until < t) out.push([until, null]);
+      const broken = t - held[0] > gap;
+      const until = broken ? held[0] + data.hold_ms : t;
+      if (broken || (failed && failedValue === null)) out.push([until, held[1]]);
+      if (broken) out.push([until, null]);
     }
     if (failed && failedValue === null) {
       if (out.length && out[out.length - 1][1] !== null) out.push([t, null]);
