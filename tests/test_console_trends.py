@@ -216,10 +216,7 @@ def test_a_value_that_reports_on_change_is_held_as_a_step_line(
         "end": "1970-01-01T00:10:00Z", "bucket_ms": 30_000, "hold_ms": 120_000,
         "ts": [0, 60_000, 300_000], "last": [5, 5, 7], "avg": [5, 5, 7],
     }  # fmt: skip
-    points = page.evaluate(
-        "async (a) => (await import('/static/js/series.js')).seriesPoints(a)", made_up
-    )
-    assert points == [
+    assert _drawn(page, made_up) == [
         [0, 5], [60_000, 5], [180_000, 5], [180_000, None], [300_000, 7], [420_000, 7],
     ]  # fmt: skip
     # Zoomed out to 20 min buckets, each with a heartbeat: one line, held from bucket to bucket.
@@ -227,10 +224,7 @@ def test_a_value_that_reports_on_change_is_held_as_a_step_line(
         "end": "1970-01-01T02:00:00Z", "bucket_ms": 1_200_000, "hold_ms": 120_000,
         "ts": [0, 1_200_000, 2_400_000], "last": [1, 2, 3], "avg": [1, 2, 3],
     }  # fmt: skip
-    points = page.evaluate(
-        "async (a) => (await import('/static/js/series.js')).seriesPoints(a)", zoomed
-    )
-    assert points == [[0, 1], [1_200_000, 2], [2_400_000, 3], [2_520_000, 3]]
+    assert _drawn(page, zoomed) == [[0, 1], [1_200_000, 2], [2_400_000, 3], [2_520_000, 3]]
     assert [e for e in page.errors if "401" not in e] == []  # type: ignore[attr-defined]
 
 
@@ -273,6 +267,12 @@ def test_readings_beyond_the_range_are_drawn_over_a_named_shade(
     assert spans == [[0, 60_000], [120_000, 150_000]]
 
 
+def _drawn(page: Page, answer: dict[str, Any], failed_value: float | None = None) -> Any:
+    """The points the console's series.js draws for a series answer."""
+    draw = "async ([a, v]) => (await import('/static/js/series.js')).seriesPoints(a, v)"
+    return page.evaluate(draw, [answer, failed_value])
+
+
 def _ms(iso: str) -> int:
     return round(datetime.fromisoformat(iso).timestamp() * 1000)
 
@@ -308,11 +308,10 @@ def test_a_device_link_is_drawn_on_an_axis_of_its_two_states(
         "end": "1970-01-01T00:05:00Z", "bucket_ms": 30_000, "hold_ms": 10**9,
         "ts": [0, 150_000], "last": [1, 1], "failed": [70_000, 100_000],
     }  # fmt: skip
-    draw = "async ([a, v]) => (await import('/static/js/series.js')).seriesPoints(a, v)"
-    assert page.evaluate(draw, [made_up, 0]) == [
+    assert _drawn(page, made_up, 0) == [
         [0, 1], [70_000, 0], [100_000, 0], [150_000, 1], [300_000, 1],
     ]  # fmt: skip
-    assert page.evaluate(draw, [made_up, None]) == [
+    assert _drawn(page, made_up) == [
         [0, 1], [70_000, 1], [70_000, None], [150_000, 1], [300_000, 1],
     ]  # fmt: skip
     assert [e for e in page.errors if "401" not in e] == []  # type: ignore[attr-defined]
