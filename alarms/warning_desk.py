@@ -26,6 +26,7 @@ from alarms.model import AlarmClass, AlarmState, Condition
 from alarms.reports import Reports
 from alarms.warning_rules import ToxicGasTowardTargetRule, WarningRules, load_warning_rules
 from gis.coords import bearing_distance
+from streams.batch import SampleBatch
 from streams.config import DEVICE_LINK_KIND, Config
 from streams.fanout import Fanout
 from streams.hub import LatestValues
@@ -87,6 +88,27 @@ class Geography:
             return None
         return wm.Wind(float(now.value[0]), float(now.value[1]))
 
+    def seed(self, readings: SampleBatch) -> int:
+        """Take up the wind as the store holds it (GOOD samples of the wind points, in time
+        order), as if seen at each sample: the window's history outlives a restart. Returns
+        how many winds were taken up."""
+        taken = 0
+        for e, (direction, speed) in self.wind_points.items():
+            known: dict[int, float] = {}
+            seen = self._seen[e]
+            mine = np.flatnonzero(np.isin(readings.point, (direction, speed)))
+            for t, p, v in zip(
+                readings.ts[mine].tolist(),
+                readings.point[mine].tolist(),
+                readings.value[mine].tolist(),
+                strict=True,
+            ):
+                known[p] = v
+                if len(known) == 2 and (not seen or t > seen[-1][0]):
+                    seen.append((t, wm.Wind(known[direction], known[speed])))
+                    taken += 1
+        return taken
+
     def winds(self, now_ns: int, window_s: float) -> dict[str, tuple[wm.Wind, ...]]:
         """Enterprise → its wind as seen at each call within the last `window_s`, oldest first
         (a call where a reading is not good adds nothing)."""
@@ -133,6 +155,15 @@ class WarningDesk:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self.events = Fanout()  # every warning change, for the WebSocket topic
+
+    @property
+    def wind_window_s(self) -> float | None:
+        """How long the wind's history counts (the longest of the toxic-gas rules' windows);
+        None without such a rule."""
+        windows = [
+            r.wind_window_s for r in self.rules.rules if isinstance(r, ToxicGasTowardTargetRule)
+        ]
+        return max(windows, default=None)
 
     async def restore(self) -> int:
         rows = await self.pool.fetch("SELECT id, record FROM warnings WHERE state <> 'closed'")
@@ -192,11 +223,8 @@ class WarningDesk:
             e: self.reports.commitment_inputs(e, now_ns) if self.reports else (None, None)
             for e in enterprises
         }
-        geo = self.geography
-        windows = [
-            r.wind_window_s for r in self.rules.rules if isinstance(r, ToxicGasTowardTargetRule)
-        ]
-        winds = geo.winds(now_ns, max(windows)) if geo and windows else {}
+        geo, window = self.geography, self.wind_window_s
+        winds = geo.winds(now_ns, window) if geo and window else {}
         return wm.WarningInputs(
             tuple(
                 wm.EnterpriseInputs(

@@ -15,6 +15,7 @@ import logging
 import secrets
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,7 +247,13 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
         engine.escalate_with(notify.escalation, notifier, {p.id: p.code for p in index})
 
         hub = Hub()
-        desk.geography = Geography(cfg, index, hub.latest)  # the wind, from the weather points
+        desk.geography = geo = Geography(cfg, index, hub.latest)  # the wind, from its points
+        if (window := desk.wind_window_s) and geo.wind_points:
+            # The wind of the window before a restart counts as if the desk had seen it.
+            now = time.time_ns()
+            ids = [i for pair in geo.wind_points.values() for i in pair]
+            taken = geo.seed(await store.readings(ids, now - round(window * 1e9), now))
+            log.info("warning desk: %d wind readings of the last %g s taken up", taken, window)
         writer = SampleWriter(store, settings.data_dir / "spool")
         collectors, mqtt_ingest = build_collectors(cfg, index, hub)
         video = VideoManager(cameras, video_config, hub)

@@ -452,6 +452,27 @@ class Store:
             failed=np.array(failed or [], np.int64) * _NS_PER_US,
         )
 
+    async def readings(
+        self, points: Sequence[int], start_ns: int, end_ns: int
+    ) -> batch.SampleBatch:
+        """The GOOD samples of `points` in [start_ns, end_ns), in time order (raw rows: for a
+        short window, as the warning desk's wind history at start-up)."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                _READINGS_SQL,
+                np.asarray(points, np.int32).tolist(),
+                _ts(_ceil_div(start_ns, _NS_PER_US)),
+                _ts(_ceil_div(end_ns, _NS_PER_US)),
+            )
+        assert row is not None
+        n = len(row["point"] or [])
+        return batch.SampleBatch(
+            np.array(row["ts"] or [], np.int64) * _NS_PER_US,
+            np.array(row["point"] or [], np.int32),
+            np.array(row["value"] or [], np.float64),
+            np.full(n, Quality.GOOD, np.uint8),
+        )
+
     async def latest(self, points: Sequence[int] | None = None) -> Latest:
         """The stored latest value of the given points (all points if None), in that order.
 
@@ -561,6 +582,13 @@ SELECT array_agg(k ORDER BY k) AS k, array_agg(mn ORDER BY k) AS min,
        array_agg(la ORDER BY k) AS last, array_agg(n ORDER BY k) AS count,
        array_agg(d ORDER BY k) AS doubtful
 FROM g
+"""
+
+_READINGS_SQL = f"""
+SELECT array_agg((extract(epoch FROM ts) * 1000000)::bigint ORDER BY ts, point) AS ts,
+       array_agg(point ORDER BY ts, point) AS point, array_agg(value ORDER BY ts, point) AS value
+FROM samples
+WHERE point = ANY($1::integer[]) AND ts >= $2 AND ts < $3 AND {_GOOD} AND value IS NOT NULL
 """
 
 # $1 point, $2/$3 range, $4 origin (µs since the epoch), $5 bucket width (µs): in each bucket,

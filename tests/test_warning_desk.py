@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from alarms import warnings as wm
@@ -17,6 +19,7 @@ from alarms.rules import RuleArrays, rules_from_config
 from alarms.warning_desk import Geography, WarningDesk
 from streams import Hub, SampleBatch, Subscription
 from streams.config import parse_config
+from streams.quality import Quality
 from streams.registry import PointIndex, sync_config
 from streams.store import Store
 
@@ -284,3 +287,45 @@ async def test_a_toxic_level_2_alarm_with_the_wind_toward_a_school_issues_red(
         assert not red.condition_active
         ended = [s for s in red.steps if s.action is wm.StepAction.CONDITION_ENDED]
         assert len(ended) == 1
+
+
+async def test_the_wind_of_the_window_before_a_restart_still_counts(database_url: str) -> None:
+    """The desk sees the wind at each of its looks and keeps the rule's 2-minute window. At a
+    start-up it takes up the window from the store: a west wind toward the school a minute
+    before the restart still counts (without it, the south wind now would issue nothing)."""
+    async with _open(database_url, WIND_CONFIG) as d:
+        wind = [d.points.id("E9", "WS1.WD"), d.points.id("E9", "WS1.WS")]
+        at = np.arange(T0 - 90 * SECOND, T0, 5 * SECOND, dtype=np.int64)
+        direction = np.where(at < T0 - 55 * SECOND, 270.0, 180.0)  # west, then south
+        ts = np.repeat(at, 2)
+        values = np.column_stack([direction, np.full(len(at), 3.0)]).ravel()
+        quality = np.zeros(len(ts), np.int16)
+        quality[-1] = int(Quality.COMM_FAIL)  # a failed reading is no wind
+        await d.store.ensure_partitions(int(ts.min()), int(ts.max()))
+        await d.store.pool.execute(
+            "INSERT INTO samples (ts, point, value, quality)"
+            " SELECT 'epoch'::timestamptz + us * interval '1 microsecond', p, v, q"
+            " FROM unnest($1::bigint[], $2::int4[], $3::float8[], $4::int2[]) AS u(us, p, v, q)",
+            (ts // 1000).tolist(), wind * len(at), values.tolist(), quality.tolist(),
+        )  # fmt: skip
+        await d.store.pool.execute(  # another point: not wind
+            "INSERT INTO samples (ts, point, value, quality) VALUES ($1, $2, 90, 0)",
+            datetime.fromtimestamp((T0 - 30 * SECOND) / 1e9, UTC), d.points.id("E9", "GD-1"),
+        )  # fmt: skip
+
+        geo = d.desk.geography
+        assert geo is not None and d.desk.wind_window_s == 120.0
+        readings = await d.store.readings(wind, T0 - 120 * SECOND, T0)
+        assert len(readings) == len(ts) - 1
+        assert geo.seed(readings) == len(at)  # the last speed failed: its time is still paired
+        assert {w.from_deg for w in geo.winds(T0, 120.0)["E9"]} == {270.0, 180.0}
+
+        gas = d.points.id("E9", "GD-1")
+        await d.hub.publish(SampleBatch.of(T0, [gas], [45.0]))  # 二级 (HH 40 mg/m³)
+        await d.hub.publish(SampleBatch.of(T0, wind, [180.0, 3.0]))  # south: away, now
+        await d.sub.join()
+        d.now[0] = T0
+        await d.desk.evaluate()
+        (red,) = [w for w in d.desk.warnings.values() if w.level is wm.WarningLevel.RED]
+        (school,) = [e for e in red.evidence if e.code == "wind_target"]
+        assert school.params["wind_from_deg"] == 270
