@@ -47,11 +47,16 @@ def _principal(request: web.Request) -> Principal:
     return principal
 
 
-def _warning(request: web.Request) -> wm.Warning:
+async def _warning(request: web.Request, closed: bool = False) -> wm.Warning:
+    """The {id} of the path: an open warning, or with `closed` a closed one too (from the
+    database: the desk keeps only open ones); 404 when there is none or it is another
+    enterprise's."""
     raw = request.match_info["id"]
     desk = request.app[DESK]
     warning_id = parse_id(raw, INT8_MAX)
-    w = desk.warnings.get(warning_id) if warning_id is not None else None
+    w = None
+    if warning_id is not None:
+        w = await desk.record(warning_id) if closed else desk.warnings.get(warning_id)
     if w is None or not _principal(request).sees(w.enterprise):
         raise json_error(web.HTTPNotFound, f"no warning {raw!r}")
     return w
@@ -71,14 +76,10 @@ async def list_warnings(request: web.Request) -> web.Response:
 
 
 async def get_warning(request: web.Request) -> web.Response:
-    """One warning, open or closed (from the database: the desk keeps only open ones), and what
-    holds at its source now (`now`): its evidence is a record of the time of issue."""
+    """One warning, open or closed, and what holds at its source now (`now`): its evidence is a
+    record of the time of issue."""
     desk = request.app[DESK]
-    raw = request.match_info["id"]
-    warning_id = parse_id(raw, INT8_MAX)
-    w = None if warning_id is None else await desk.record(warning_id)
-    if w is None or not _principal(request).sees(w.enterprise):
-        raise json_error(web.HTTPNotFound, f"no warning {raw!r}")
+    w = await _warning(request, closed=True)
     return _json({**desk.view(w), "now": desk.now(w)})
 
 
@@ -88,7 +89,7 @@ Step = Callable[[wm.Warning, wm.Actor, int, WarningRules, Any], wm.Warning]
 
 def _step(apply: Step) -> Callable[[web.Request], Any]:
     async def handler(request: web.Request) -> web.Response:
-        w = _warning(request)
+        w = await _warning(request)
         p = _principal(request)
         actor = wm.Actor(p.username, p.role.value, p.enterprise)
         desk, body = request.app[DESK], request[BODY]
