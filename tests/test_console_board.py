@@ -65,6 +65,15 @@ TOP_BAR_FITS = """() => [...document.querySelectorAll('#topbar h1, #nav a, #topb
     return r.getClientRects().length > 1 || e.getBoundingClientRect().right > innerWidth;
   })
   .map((e) => e.textContent)"""
+# How far the alarm table reaches past its box's right edge, in pixels (0 when it fits).
+BOARD_OVERFLOW = """() => {
+  const box = document.querySelector('.board-table');
+  const right = box.getBoundingClientRect().right;
+  const cells = [...box.querySelectorAll('tbody td')].map((td) => td.getBoundingClientRect().right);
+  return Math.max(0, box.scrollWidth - box.clientWidth, ...cells.map((r) => r - right));
+}"""
+LAPTOP = {"width": 1366, "height": 768}
+DEMO_ENTERPRISE = "南京演示氯碱化工有限公司"  # E1 (data/demo/demo.toml)
 
 
 def test_sign_in_with_totp_step_and_role_aware_navigation(
@@ -261,6 +270,15 @@ def _leak_on_the_board(console: Console, page: Page, beeps_before: int) -> None:
     shelve.locator("button[type=submit]").click()
     expect(p2).to_have_attribute("data-state", "shelved")
     expect(p2.locator("td.state")).to_have_text("已屏蔽")
+    # On an office laptop's 1366-px screen every column is on screen, the handling too (it was
+    # scrolled out of sight): long names end in "…" and keep the whole name as the cell's title.
+    page.set_viewport_size(LAPTOP)
+    expect(p2.locator("td.handling")).to_contain_text("屏蔽至")
+    assert page.evaluate(BOARD_OVERFLOW) == 0
+    enterprise = row.locator("td.enterprise")
+    assert enterprise.evaluate("(td) => td.scrollWidth > td.clientWidth")  # ends in "…"
+    assert enterprise.get_attribute("title") == enterprise.text_content() == DEMO_ENTERPRISE
+    page.set_viewport_size({"width": 1600, "height": 900})
 
     # The alarm's detail: history with the acknowledgement, trend with its limits, the place
     # and the camera slot.
@@ -296,6 +314,10 @@ def _leak_on_the_board(console: Console, page: Page, beeps_before: int) -> None:
     expect(row.locator("td.condition")).to_have_text("level 2 gas alarm")
     expect(page.locator("#status-live")).to_have_text("connected")
     shot(page, "board-en")
+    page.set_viewport_size(LAPTOP)
+    expect(p2.locator("td.handling")).to_contain_text("shelved until")
+    assert page.evaluate(BOARD_OVERFLOW) == 0
+    page.set_viewport_size({"width": 1600, "height": 900})
     page.click("#lang")
     expect(page.locator(".board h2")).to_have_text("实时报警")
 
