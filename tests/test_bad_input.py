@@ -22,6 +22,7 @@ from anjian.runtime import Running
 from streams import SampleBatch
 from tests.conftest import free_port, pushed_data_interruption, serving, sign_in
 from web.accounts import DemoAccount
+from web.app import ROUTES
 
 # E9: a hazard source with a reactor temperature point (H 100 °C); E8: another enterprise.
 # The Modbus device is never reached: a reading injected into the hub stands.
@@ -431,3 +432,52 @@ async def test_an_unknown_enterprise_filter_is_a_404_on_every_listing(app: App) 
             assert (await duty.get(path, params={name: "E8"})).status == 200, path
             await _refused(await firm.get(path, params={name: "E8"}), 404, "'E8'")
             assert (await firm.get(path, params={name: "E9"})).status == 200, path
+
+
+async def test_a_query_parameter_the_route_does_not_take_answers_400_on_every_route(
+    app: App,
+) -> None:
+    # A misspelt filter (?level= for the warnings' own, ?from= for the series' start) was
+    # ignored: the answer read as if nothing had been asked. Every route now names it and what
+    # it takes instead; as the first one its role may read.
+    routes = [
+        r
+        for r in app.server.app[ROUTES]
+        if r.method == "GET" and "{" not in r.path and r.path.startswith(("/api/", "/ws"))
+    ]
+    assert len(routes) > 20
+    users = [await app.signed_in(u) for u in ("duty", "sysadmin", "auditor", "secadmin")]
+    try:
+        for route in routes:
+            for user in users:
+                r = await user.get(route.path, params={"zz": "1"})
+                if r.status != 403:
+                    takes = ", ".join(route.query) or "no query parameters"
+                    await _refused(r, 400, "unknown query parameter 'zz'", f"takes: {takes}")
+                    break
+            else:
+                raise AssertionError(f"no demo role may read {route.path}")
+        duty = users[0]
+        await _refused(await duty.get("/api/warnings", params={"level": "red"}), 400, "'level'")
+        series = f"/api/points/{app.point}/series"
+        body = await _refused(await duty.get(series, params={"from": "x"}), 400, "start, end")
+        assert body["field"] == "from"
+        # A period that ends before it starts is refused, not answered with nothing.
+        backwards = {"from": "2026-12-02T00:00:00Z", "to": "2026-12-01T00:00:00Z"}
+        for path in ("/api/alarms", "/api/alarms/kpi"):
+            await _refused(await duty.get(path, params=backwards), 400, "from must be before to")
+        # Those it takes still work, the console's cache-buster of a snapshot too, and the
+        # console's page takes anything a link brings.
+        page = await duty.get("/", params={"from": "sms"})
+        assert page.status == 200 and page.content_type == "text/html"
+        assert (await duty.get(series, params={"start": "0", "buckets": "10"})).status == 200
+        snapshot = await duty.get("/api/cameras/C404/snapshot.jpg", params={"t": "1"})
+        await _refused(snapshot, 404, "C404")
+        # A state change refused for it is audited as refused.
+        alarm = await app.alarm()
+        ack = await duty.post(f"/api/alarms/{alarm}/ack", params={"comment": "x"}, json={})
+        await _refused(ack, 400, "'comment'", "takes: no query parameters")
+        assert ("duty", "refused 400") in await app.audit("POST /api/alarms/{id}/ack")
+    finally:
+        for user in users:
+            await user.close()

@@ -131,6 +131,8 @@ async def list_alarms(request: web.Request) -> web.Response:
         raise json_error(web.HTTPBadRequest, f"priority={priority!r} must be 1, 2, 3 or 4")
     enterprise = enterprise_param(request)
     start, end = _time(q.get("from"), "from"), _time(q.get("to"), "to")
+    if start is not None and end is not None and start >= end:
+        raise json_error(web.HTTPBadRequest, "from must be before to")
     out = []
     for alarm_id, (point, _cond) in sorted(engine.keys.items()):
         a = engine.alarms[(point, _cond)]

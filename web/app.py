@@ -45,6 +45,7 @@ from web.inputs import (
     parse_id,
     parse_time,
     refuse_nul,
+    refuse_unknown_query,
     to_ns,
     unfit_value,
 )
@@ -628,6 +629,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                     web.HTTPForbidden, "missing or wrong X-CSRF-Token header", code="csrf"
                 )
         refuse_nul(request)
+        refuse_unknown_query(request, route)
         if route.body is not None:
             request[BODY] = await _validated_body(request, route.body)
         handled = True

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
 
-from web.security import PRINCIPAL, Principal, json_error
+from web.security import PRINCIPAL, Principal, Route, json_error
 
 __all__ = [
     "EARLIEST",
@@ -26,6 +26,7 @@ __all__ = [
     "parse_id",
     "parse_time",
     "refuse_nul",
+    "refuse_unknown_query",
     "to_ns",
     "unfit_value",
 ]
@@ -137,6 +138,22 @@ def refuse_nul(request: web.Request) -> None:
         if _NUL in name or _NUL in value:
             raise json_error(
                 web.HTTPBadRequest, f"{name}: must not contain NUL characters", field=name
+            )
+
+
+def refuse_unknown_query(request: web.Request, route: Route) -> None:
+    """400 naming a query parameter the route does not take (`Route.query`): a misspelt filter
+    would otherwise be ignored and answer as if it had not been asked. The console's page is
+    not an API: a link to it may carry anything."""
+    if not route.path.startswith(("/api/", "/ws")):
+        return
+    for name in request.query:
+        if name not in route.query:
+            takes = ", ".join(route.query) if route.query else "no query parameters"
+            raise json_error(
+                web.HTTPBadRequest,
+                f"unknown query parameter {name!r}; {route.method} {route.path} takes: {takes}",
+                field=name,
             )
 
 
