@@ -314,6 +314,15 @@ def _leak_on_the_board(console: Console, page: Page, beeps_before: int) -> None:
     expect(row.locator("td.condition")).to_have_text("level 2 gas alarm")
     expect(page.locator("#status-live")).to_have_text("connected")
     shot(page, "board-en")
+    # English dates are ISO 8601, not the US month/day order; hours run 00-23 (Asia/Shanghai).
+    written = page.evaluate(
+        """async (times) => {
+             const { formatTime } = await import('/static/js/i18n.js');
+             return times.map((iso) => formatTime(iso, true));
+           }""",
+        ["2026-12-02T00:51:31Z", "2026-12-01T16:05:00Z"],
+    )
+    assert written == ["2026-12-02 08:51:31", "2026-12-02 00:05:00"]
     page.set_viewport_size(LAPTOP)
     expect(p2.locator("td.handling")).to_contain_text("shelved until")
     assert page.evaluate(BOARD_OVERFLOW) == 0

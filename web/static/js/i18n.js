@@ -53,13 +53,17 @@ export function translate(root = document) {
   }
 }
 
-/** A time as the current language writes it (local time of the browser). */
+/** A time as the current language writes it (local time of the browser): 2026/12/02 08:51:31 in
+ * Chinese; in English the date as ISO 8601, 2026-12-02 08:51:31, not the US month/day order
+ * (12/02/2026) that a reader in China takes for 12 February. Hours run 00-23 (h23: never 24). */
 export function formatTime(iso, withDate = false) {
   if (!iso) return "—";
   const d = new Date(iso);
-  const opts = { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };
+  const opts = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
   if (withDate) Object.assign(opts, { year: "numeric", month: "2-digit", day: "2-digit" });
-  return d.toLocaleString(current, opts);
+  if (!withDate || current === "zh-CN") return d.toLocaleString(current, opts);
+  const p = Object.fromEntries(new Intl.DateTimeFormat("en", opts).formatToParts(d).map((x) => [x.type, x.value]));
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
 }
 
 /** The current language's name of an item the API names in both, {zh, en} ("" for none). */

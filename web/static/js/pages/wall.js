@@ -5,7 +5,7 @@
 import { get } from "../api.js";
 import { clear, el, stylesheet } from "../dom.js";
 import * as health from "../health.js";
-import { formatNumber, formatTime, lang, register, t } from "../i18n.js";
+import { formatNumber, formatTime, register, t } from "../i18n.js";
 import { isConnected, onStatus } from "../live.js";
 import { enterpriseMap } from "../map.js";
 import { conditionLabel } from "./alarm-common.js";
@@ -113,8 +113,7 @@ export default {
     let connected = isConnected();
     let state = health.current();
     const tick = () => {
-      const now = new Date();
-      clock.textContent = now.toLocaleString(lang(), { hour12: false });
+      clock.textContent = formatTime(new Date(), true);
     };
     tick();
     const clockTimer = setInterval(tick, 1000);
