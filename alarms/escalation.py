@@ -18,7 +18,8 @@ from alarms.model import AlarmState, Condition, Priority
 from alarms.state import Alarm
 
 _NS = 1_000_000_000
-# Duty rosters and their recipients read Beijing time; the JSON form carries UTC.
+# Duty rosters and their recipients read Beijing time, in both languages of a notice (the board
+# beside it shows the same clock in China); the JSON form carries UTC.
 _CST = timezone(timedelta(hours=8), "CST")
 
 
@@ -280,14 +281,13 @@ def notice(
     to = policy.levels[level]
     minutes = (now_ns - raised_at_ns) // (60 * _NS)
     at = datetime.fromtimestamp(raised_at_ns / _NS, _CST).strftime("%H:%M:%S")
-    at_utc = datetime.fromtimestamp(raised_at_ns / _NS, UTC).strftime("%H:%M:%S")
     zh = (
         f"【报警升级·{to.zh}】点位 {name} {cond_zh}（{pri_zh}优先级），"
         f"{at} 报警，已 {minutes} 分钟未确认（第 {step} 次通知），请立即处置。"
     )
     en = (
         f"[Escalation to {to.en}] point {name}: {cond_en} ({pri_en} priority) raised at "
-        f"{at_utc} UTC, unacknowledged for {minutes} min (notice {step}); act now."
+        f"{at} Beijing time (UTC+8), unacknowledged for {minutes} min (notice {step}); act now."
     )
     return Notification(
         alarm_id=alarm_id,

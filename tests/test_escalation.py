@@ -179,7 +179,8 @@ def test_notification_text_names_point_condition_role_and_delay_in_both_language
     )
     assert n.text_en == (
         "[Escalation to shift leader] point GT-101 储罐区可燃气体: high-high alarm "
-        "(emergency priority) raised at 22:13:20 UTC, unacknowledged for 2 min (notice 1); act now."
+        "(emergency priority) raised at 06:13:20 Beijing time (UTC+8), unacknowledged for 2 min "
+        "(notice 1); act now."
     )
     assert n.text == f"{n.text_zh}\n{n.text_en}"
     body = n.as_dict()
