@@ -356,7 +356,10 @@ async def list_enterprises(
 
 
 async def list_points(pool: asyncpg.Pool, enterprise: str | None = None) -> list[dict[str, Any]]:
-    """Live (not retired) points, of one enterprise or all, JSON-ready."""
+    """Live (not retired) points, of one enterprise or all, JSON-ready: by enterprise, then by
+    code as bytes (GD-101 … GD-108, TK101.LT, TK101.PT …; a locale's collation would skip the
+    punctuation). Ids are no order for a reader: new points take theirs in whatever order the
+    database inserts them."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(
             """
@@ -369,7 +372,7 @@ async def list_points(pool: asyncpg.Pool, enterprise: str | None = None) -> list
             JOIN devices d ON d.id = p.device_id
             LEFT JOIN hazard_sources h ON h.id = p.hazard_source_id
             WHERE NOT p.retired AND ($1::text IS NULL OR e.code = $1)
-            ORDER BY e.code, p.id
+            ORDER BY e.code, p.code COLLATE "C"
             """,
             enterprise,
         )

@@ -211,6 +211,10 @@ async def test_point_listing_is_json_ready_and_filters_by_enterprise(store: Stor
     everything = await list_points(store.pool)
     assert json.loads(json.dumps(everything)) == everything
     assert len(everything) == 4 + 2 + 5  # with the link and the camera's health points
+    # By enterprise, then by code (a duty officer reads GD1 before TK1.LT), not by id.
+    listed = [(p["enterprise"], p["code"]) for p in everything]
+    assert listed == sorted(listed, key=lambda ec: (ec[0], ec[1].encode()))
+    assert listed[:2] == [("E001", "CAM1.bitrate"), ("E001", "CAM1.fps")], listed
     [level] = [p for p in everything if p["id"] == index.id("E001", "TK1.LT")]
     assert level == {
         "id": index.id("E001", "TK1.LT"),
@@ -227,7 +231,7 @@ async def test_point_listing_is_json_ready_and_filters_by_enterprise(store: Stor
         "range": [0.0, 20.0],
         "limits": {"hh": 18.0, "h": 16.0},
     }
-    assert [p["code"] for p in await list_points(store.pool, "E002")] == ["TK1.LT", "PLC1.link"]
+    assert [p["code"] for p in await list_points(store.pool, "E002")] == ["PLC1.link", "TK1.LT"]
     assert await list_points(store.pool, "E404") == []
 
 
