@@ -123,16 +123,18 @@ def targets_downwind(
     `calm_m_s` has no direction: it counts toward every target within reach."""
     out = []
     for t in src.targets:
-        if t.distance_m > rule.reach_m:
-            continue
-        toward = [
-            w
-            for w in src.winds
-            if w.speed_m_s < rule.calm_m_s or _off(w, t) <= rule.half_sector_deg
-        ]
+        toward = [w for w in src.winds if blows_toward(rule, w, t)]
         if toward:
             out.append((t, toward[-1]))
     return sorted(out, key=lambda tw: tw[0].distance_m)
+
+
+def blows_toward(rule: ToxicGasTowardTargetRule, wind: Wind, target: TargetAt) -> bool:
+    """Whether `wind` carries a release toward `target` as `rule` sees it: the target within
+    reach and within the sector of downwind, or any target within reach in calm air."""
+    if target.distance_m > rule.reach_m:
+        return False
+    return wind.speed_m_s < rule.calm_m_s or _off(wind, target) <= rule.half_sector_deg
 
 
 def _off(wind: Wind, target: TargetAt) -> float:

@@ -213,6 +213,22 @@ def test_the_map_shows_the_demo_enterprises_coloured_by_warning(
     # Live values arrive in the point rows (the quality column fills in).
     quality = page.locator('.ov-source[data-source="HS101"] tbody tr').first.locator("td").nth(3)
     expect(quality).not_to_have_text("—", timeout=15_000)
+    # The points by code, as a duty officer reads a list (not in the database's id order).
+    codes = page.locator('.ov-source[data-source="HS101"] tbody tr td.mono').all_inner_texts()
+    assert codes == sorted(codes, key=str.encode) and "GD-101" in codes, codes
+    # The sources' sensitive targets, nearest first, with where they lie; in a west wind the
+    # school 1.5 km east of the chlorine tanks is marked downwind (the red warning's rule).
+    console.scenario("wind", None, direction_deg=270.0, speed_m_s=3.0)
+    try:
+        targets = page.locator('.ov-source[data-source="HS101"] .ov-target')
+        school = targets.filter(has_text="演示镇中心小学")
+        expect(school).to_have_attribute("data-downwind", "true", timeout=30_000)
+        expect(school).to_contain_text("演示镇中心小学（学校）东 1.49 公里")
+        expect(school).to_contain_text("当前下风向")
+        expect(targets.nth(1)).to_contain_text("演示村居民区（居民区）北 2 公里")
+        expect(targets.nth(1)).to_have_attribute("data-downwind", "false")
+    finally:
+        console.scenario("normal")
     shot(page, "enterprise")
     assert not [e for e in page.errors if "status of 4" not in e]  # type: ignore[attr-defined]
 

@@ -246,6 +246,22 @@ async def test_each_enterprise_with_its_sensitive_targets_and_its_wind_now(site:
     ]
     # E2 has neither a weather station nor targets of its own.
     assert (shown["E2"]["wind"], shown["E2"]["sensitive_targets"]) == (None, [])
+    # Each hazard source names its targets, nearest first, as seen from it (the demo puts the
+    # school 1.5 km east of the chlorine tanks and the village 2 km north), and whether the
+    # wind blows toward them now as the red warning's rule sees it: a west wind, the school.
+    [chlorine] = [h for h in shown["E1"]["hazard_sources"] if h["code"] == "HS101"]
+    school, village = chlorine["targets"]
+    assert (school["name"], school["kind"], village["name"]) == (
+        "演示镇中心小学",
+        "school",
+        "演示村居民区",
+    )
+    assert abs(school["distance_m"] - 1500) < 20 and abs(school["bearing_deg"] - 90) < 1
+    assert abs(village["distance_m"] - 2000) < 20
+    assert min(village["bearing_deg"], 360 - village["bearing_deg"]) < 1
+    assert (school["downwind"], village["downwind"]) == (True, False)
+    # E2's source has none.
+    assert [h["targets"] for h in shown["E2"]["hazard_sources"]] == [[]]
 
 
 async def test_each_point_gives_the_readings_beyond_its_range_that_are_measurements(

