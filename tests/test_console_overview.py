@@ -116,6 +116,9 @@ def _until_warning(console: Console, code: str, level: str) -> str:
         time.sleep(1)
 
 
+CAMERA_FPS_NAME = "南京演示氯碱化工有限公司 全景 视频帧率"  # the demo camera of E1
+
+
 def test_the_map_shows_the_demo_enterprises_coloured_by_warning(
     console: Console, console_page: Page
 ) -> None:
@@ -229,6 +232,21 @@ def test_the_map_shows_the_demo_enterprises_coloured_by_warning(
         expect(targets.nth(1)).to_have_attribute("data-downwind", "false")
     finally:
         console.scenario("normal")
+    # On a 1366-px screen the point tables fit in either language: the long names of camera
+    # health points end in "…" with the whole name as the cell's title.
+    page.set_viewport_size({"width": 1366, "height": 768})
+    for lang in ("zh-CN", "en"):
+        if lang == "en":
+            page.click("#lang")
+            expect(page.locator(".ov-sources h3")).to_have_text("Major hazard sources")
+        assert page.locator(".ov-sources").evaluate(cut) <= 0, lang
+    if console.api("duty").call("GET", "/api/cameras")["cameras"]:  # GStreamer runs here
+        fps = page.locator('.ov-source[data-source="HS101"] tr', has_text="CAM-DEMO.fps")
+        name = fps.locator("td.clip")
+        assert name.evaluate("td => td.scrollWidth > td.clientWidth")  # ends in "…"
+        assert name.get_attribute("title") == name.text_content() == CAMERA_FPS_NAME
+    page.click("#lang")
+    page.set_viewport_size({"width": 1600, "height": 900})
     shot(page, "enterprise")
     assert not [e for e in page.errors if "status of 4" not in e]  # type: ignore[attr-defined]
 

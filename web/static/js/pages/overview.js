@@ -246,7 +246,7 @@ function mountEnterprise(container, ctx) {
       el("tbody", {}, rows.map((p) => {
         const c = { value: el("td", { class: "num" }, "—"), quality: el("td", {}, "—"), time: el("td", { class: "meta" }, "—"), unit: p.unit };
         const active = alarmsByPoint.get(p.id) ?? [];
-        c.row = el("tr", { dataset: { point: p.id } }, el("td", { class: "mono" }, p.code), el("td", {}, p.name),
+        c.row = el("tr", { dataset: { point: p.id } }, el("td", { class: "mono" }, p.code), el("td", { class: "clip", title: p.name }, p.name),
           c.value, c.quality, c.time,
           el("td", {}, active.map((a) => el("span", { class: `prio-chip prio-${a.priority}` }, conditionLabel(a)))),
           el("td", {}, el("a", { href: `#/trends?points=${encodeURIComponent(`${code}/${p.code}`)}` }, "↗")));
