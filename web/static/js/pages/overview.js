@@ -101,13 +101,14 @@ const COMPASS = { "zh-CN": ["北", "东北", "东", "东南", "南", "西南", "
 function targetsLine(targets) {
   if (!targets?.length) return null;
   const compass = COMPASS[lang()] ?? COMPASS.en;
+  const [colon, separator] = lang() === "zh-CN" ? ["：", "；"] : [": ", "; "];
   const items = targets.map((tg, i) => el("span", {
     class: ["ov-target", tg.downwind && "downwind"], dataset: { target: tg.name, downwind: String(tg.downwind) },
-  }, i ? "；" : "", t("overview.target.at", { name: tg.name, kind: t(`overview.target.${tg.kind ?? "other"}`),
+  }, i ? separator : "", t("overview.target.at", { name: tg.name, kind: t(`overview.target.${tg.kind ?? "other"}`),
     dir: compass[Math.round(tg.bearing_deg / 45) % 8], km: formatNumber(tg.distance_m / 1000, 2) }),
   tg.downwind ? el("strong", {}, ` ⚠ ${t("overview.target.downwind")}`) : null));
   const unknown = targets.every((tg) => tg.downwind === null);
-  return el("div", { class: "ov-targets" }, `${t("overview.targets")}：`, items,
+  return el("div", { class: "ov-targets" }, `${t("overview.targets")}${colon}`, items,
     unknown ? el("span", { class: "meta" }, ` (${t("overview.target.wind_unknown")})`) : null);
 }
 
