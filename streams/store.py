@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg  # type: ignore[import-untyped]
 import numpy as np
@@ -134,10 +134,14 @@ class Series:
     last: npt.NDArray[np.float64]
     count: npt.NDArray[np.int64]
     doubtful: npt.NDArray[np.int64]
-    # With `failures`: in each bucket where the point's collector reported it could not read it
-    # (a sample that is no reading: COMM_FAIL, BAD…) after the bucket's last reading, the first
-    # such time, ns UTC. Empty otherwise.
+    # With `failures`, the times the point's collector reported it could not read it (a sample
+    # that is no reading: COMM_FAIL, BAD…), ns UTC: each bucket's first such time and each that
+    # follows a reading (a loss begins); and the readings that follow one (`back_at`, ns UTC, and
+    # `back_value`: the point is read again). Together they bound every loss exactly, one that
+    # begins and ends within a bucket too. Empty otherwise.
     failed: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    back_at: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    back_value: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0, np.float64))
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -385,8 +389,8 @@ class Store:
 
         The bucket width is the range over `buckets`, rounded up to a whole second. Widths of a
         minute or more read the minute rollups, widened to whole minutes, instead of raw rows.
-        With `failures`, also the failures that end a bucket (`Series.failed`), from raw rows:
-        for a point that reports on change only, which has few.
+        With `failures`, also where readings failed and resumed (`Series.failed`, `back_at`,
+        `back_value`), from raw rows: for a point that reports on change only, which has few.
         """
         if not start_ns < end_ns:
             raise ValueError(f"series start {start_ns} must be before end {end_ns}")
@@ -427,15 +431,18 @@ class Store:
                     width_ns // _NS_PER_US,
                     _ts(watermark_us),
                 )
-            failed = None
+            losses: dict[str, Any] = {}
             if failures:
-                failed = await conn.fetchval(
-                    _FAILURES_SQL,
-                    point,
-                    _ts(_ceil_div(max(start_ns, origin_ns), _NS_PER_US)),
-                    _ts(_ceil_div(end_ns, _NS_PER_US)),
-                    _ceil_div(origin_ns, _NS_PER_US),
-                    width_ns // _NS_PER_US,
+                losses = dict(
+                    await conn.fetchrow(
+                        _FAILURES_SQL,
+                        point,
+                        _ts(_ceil_div(max(start_ns, origin_ns), _NS_PER_US)),
+                        _ts(_ceil_div(end_ns, _NS_PER_US)),
+                        _ceil_div(origin_ns, _NS_PER_US),
+                        width_ns // _NS_PER_US,
+                    )
+                    or {}
                 )
         assert row is not None
         k = np.array(row["k"] or [], np.int64)
@@ -449,7 +456,9 @@ class Store:
             last=np.array(row["last"] or [], np.float64),
             count=np.array(row["count"] or [], np.int64),
             doubtful=np.array(row["doubtful"] or [], np.int64),
-            failed=np.array(failed or [], np.int64) * _NS_PER_US,
+            failed=np.array(losses.get("failed") or [], np.int64) * _NS_PER_US,
+            back_at=np.array(losses.get("back_at") or [], np.int64) * _NS_PER_US,
+            back_value=np.array(losses.get("back_value") or [], np.float64),
         )
 
     async def readings(
@@ -595,20 +604,22 @@ WHERE point = ANY($1::integer[]) AND ts >= $2 AND ts < $3 AND {_GOOD} AND value 
 # the first sample that is no reading after the bucket's last reading (µs), in time order.
 _FAILURES_SQL = f"""
 WITH s AS (
-    SELECT ((extract(epoch FROM ts) * 1000000)::bigint - $4) / $5 AS k, ts,
+    SELECT ((extract(epoch FROM ts) * 1000000)::bigint - $4) / $5 AS k, ts, value,
            ({_READING} AND value IS NOT NULL) AS reading
     FROM samples
     WHERE point = $1 AND ts >= $2 AND ts < $3
-), b AS (
-    SELECT k, max(ts) FILTER (WHERE reading) AS last_reading FROM s GROUP BY k
+), e AS (
+    SELECT k, ts, value, reading, lag(reading) OVER (ORDER BY ts) AS prev
+    FROM s
+), f AS (
+    SELECT min(ts) AS ts FROM e WHERE NOT reading GROUP BY k
+    UNION
+    SELECT ts FROM e WHERE NOT reading AND prev IS DISTINCT FROM false
 )
-SELECT array_agg((extract(epoch FROM f) * 1000000)::bigint ORDER BY f)
-FROM (
-    SELECT min(s.ts) AS f
-    FROM s JOIN b USING (k)
-    WHERE NOT s.reading AND (b.last_reading IS NULL OR s.ts > b.last_reading)
-    GROUP BY s.k
-) x
+SELECT (SELECT array_agg((extract(epoch FROM ts) * 1000000)::bigint ORDER BY ts) FROM f) AS failed,
+       array_agg((extract(epoch FROM ts) * 1000000)::bigint ORDER BY ts) AS back_at,
+       array_agg(value ORDER BY ts) AS back_value
+FROM e WHERE reading AND prev = false
 """
 
 # As above, from minute rollups before the watermark $6 and raw samples after it. Within a

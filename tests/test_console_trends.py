@@ -297,6 +297,7 @@ def test_a_device_link_is_drawn_on_an_axis_of_its_two_states(
     )
     assert axis == {"min": 0, "max": 1, "interval": 1, "labels": ["中断", "正常"]}
     assert answer["failed"] is not None  # held: the failures that end a held value
+    assert answer["back"] is not None  # and the readings that end a loss
     series = page.evaluate(PLOTTED)["series"][0]
     assert series["step"] == "end" and series["points"][-1][1] == 1.0
     shot(page, "trend-link")
@@ -306,12 +307,33 @@ def test_a_device_link_is_drawn_on_an_axis_of_its_two_states(
     # another held point's line breaks there instead.
     made_up = {
         "end": "1970-01-01T00:05:00Z", "bucket_ms": 30_000, "hold_ms": 10**9,
-        "ts": [0, 150_000], "last": [1, 1], "failed": [70_000, 100_000],
+        "ts": [0, 150_000], "last": [1, 1], "failed": [70_000, 100_000], "back": [[150_000, 1]],
     }  # fmt: skip
     assert _drawn(page, made_up, 0) == [
         [0, 1], [70_000, 0], [100_000, 0], [150_000, 1], [300_000, 1],
     ]  # fmt: skip
     assert _drawn(page, made_up) == [
         [0, 1], [70_000, 1], [70_000, None], [150_000, 1], [300_000, 1],
+    ]  # fmt: skip
+    # Zoomed out (60 s buckets) a loss within one bucket is drawn too, from its failure at 70 s
+    # to the reading at 100 s; the bucket's own value (its last reading) is drawn at its start.
+    within = {
+        "end": "1970-01-01T00:05:00Z", "bucket_ms": 60_000, "hold_ms": 10**9,
+        "ts": [0, 60_000], "last": [1, 1], "failed": [70_000], "back": [[100_000, 1]],
+    }  # fmt: skip
+    assert _drawn(page, within, 0) == [
+        [0, 1], [60_000, 1], [70_000, 0], [100_000, 1], [300_000, 1],
+    ]  # fmt: skip
+    assert _drawn(page, within) == [
+        [0, 1], [60_000, 1], [70_000, 1], [70_000, None], [100_000, 1], [300_000, 1],
+    ]  # fmt: skip
+    # Lost at 70 s, retried at 130 s, read again at 150 s: the bucket from 120 s holds that
+    # reading as its last, but the link stays lost until 150 s.
+    spanning = {
+        "end": "1970-01-01T00:05:00Z", "bucket_ms": 60_000, "hold_ms": 10**9,
+        "ts": [0, 120_000], "last": [1, 1], "failed": [70_000, 130_000], "back": [[150_000, 1]],
+    }  # fmt: skip
+    assert _drawn(page, spanning, 0) == [
+        [0, 1], [70_000, 0], [130_000, 0], [150_000, 1], [300_000, 1],
     ]  # fmt: skip
     assert [e for e in page.errors if "401" not in e] == []  # type: ignore[attr-defined]

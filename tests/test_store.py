@@ -342,15 +342,16 @@ async def test_short_range_series_is_downsampled_from_raw_readings(store: Store)
 
 
 @pytest.mark.parametrize("buckets", [100, 3])  # 6 s buckets from raw rows; 4 min of rollups
-async def test_series_gives_the_failures_that_end_a_bucket(store: Store, buckets: int) -> None:
-    """A point that reports on change (a device's link: 1 when read, COMM_FAIL when not): in
-    each bucket, the first failure after the bucket's last reading, for the trend to end the
-    value held there. A failure followed by a reading in its bucket ends nothing."""
+async def test_series_gives_where_readings_failed_and_resumed(store: Store, buckets: int) -> None:
+    """A point that reports on change (a device's link: 1 when read, COMM_FAIL when not): each
+    bucket's first failure and every failure after a reading (a loss begins), and every reading
+    after a failure with its value (read again), so that the trend bounds each loss, one within
+    a bucket too (it was not drawn: the bucket's last reading hid it)."""
     start = _now_minute() - 20 * MINUTE + 500_000_000
     at = [5, 40, 50, 70, 200, 201, 202, 300, 301, 420, 421, 540, 590]  # s after start
     good = [1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 1]  # 1: a reading (the link up), 0: COMM_FAIL
     ts = start + np.array(at, np.int64) * S
-    value = np.where(np.array(good) == 1, 1.0, np.nan)
+    value = np.where(np.array(good) == 1, np.arange(len(at), dtype=np.float64), np.nan)
     quality = np.where(np.array(good) == 1, Quality.GOOD, Quality.COMM_FAIL).astype(np.uint8)
     await _insert(store, ts, 9, value, quality)
     await _insert(store, ts + S, 10, np.zeros(len(ts)), Quality.COMM_FAIL)  # must not leak in
@@ -360,18 +361,20 @@ async def test_series_gives_the_failures_that_end_a_bucket(store: Store, buckets
 
     width = series.width_ns
     origin = start if width < MINUTE else start // MINUTE * MINUTE
-    expected = []
-    for k in sorted({(t - origin) // width for t in ts}):
-        inside = [
-            (t, g) for t, g in zip(ts.tolist(), good, strict=True) if (t - origin) // width == k
-        ]
-        last = max((t for t, g in inside if g), default=None)
-        after = [t for t, g in inside if not g and (last is None or t > last)]
-        if after:
-            expected.append(min(after))
-    assert series.failed.tolist() == expected
-    assert expected  # failures that end a bucket, among others that do not
-    assert (await store.series(9, start, end, buckets)).failed.tolist() == []
+    rows = list(zip(ts.tolist(), good, value.tolist(), strict=True))
+    first_in_bucket = {}
+    for t, g, _ in rows:
+        if not g:
+            first_in_bucket.setdefault((t - origin) // width, t)
+    begins = {t for i, (t, g, _) in enumerate(rows) if not g and (i == 0 or rows[i - 1][1])}
+    assert series.failed.tolist() == sorted(set(first_in_bucket.values()) | begins)
+    back = [(t, v) for i, (t, g, v) in enumerate(rows) if g and i and not rows[i - 1][1]]
+    assert list(zip(series.back_at.tolist(), series.back_value.tolist(), strict=True)) == back
+    assert len(back) == 4
+    # A loss from 301 s, read again at 421 s (within one 4-minute bucket), is bounded by both.
+    assert ts[8] in series.failed and ts[10] in series.back_at
+    plain = await store.series(9, start, end, buckets)
+    assert (plain.failed.tolist(), plain.back_at.tolist()) == ([], [])
 
 
 async def test_long_range_series_is_downsampled_from_minute_rollups(store: Store) -> None:

@@ -242,8 +242,15 @@ async def series(request: web.Request) -> web.Response:
             "doubtful": result.doubtful.tolist(),
             # A value of this point holds until the next sample, for at most this long.
             "hold_ms": None if hold_s is None else round(hold_s * 1000),
-            # For such a point: the failures (COMM_FAIL…) that end a bucket's held value, ms.
+            # For such a point: where a failure (COMM_FAIL…) ends the value held, ms, and where
+            # it is read again, [ms, value] (a loss within one bucket is bounded by both).
             "failed": None if hold_s is None else (result.failed // 1_000_000).tolist(),
+            "back": None
+            if hold_s is None
+            else [
+                [t // 1_000_000, _float(v)]
+                for t, v in zip(result.back_at.tolist(), result.back_value.tolist(), strict=True)
+            ],
         }
     )
 

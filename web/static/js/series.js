@@ -8,26 +8,33 @@
  * `seriesStep`), for at most `hold_ms` (its device's two heartbeats); a longer silence is a
  * gap, as when its server was down. A failure its collector reported (the answer's `failed`)
  * ends the value held: the line breaks there, or with `failedValue` (a device's link: 0, lost)
- * that value holds until the next. */
+ * that value holds; until the point is read again (`back`: [ms, value], at its time), so a
+ * loss that begins and ends within one bucket is drawn too. While lost, a bucket's own value
+ * (its last reading, drawn at its start) waits for that time. */
 export function seriesPoints(data, failedValue = null) {
   if (!holds(data)) return averages(data);
   const end = Date.parse(data.end);
-  // Readings at their bucket's start, failures at their time (after the bucket's last reading).
-  const events = data.ts.map((t, i) => [t, data.last[i]]);
-  for (const t of data.failed ?? []) events.push([t, undefined]);
+  // Readings at their bucket's start, failures and the readings after them at their time.
+  const events = data.ts.map((t, i) => [t, data.last[i], false]);
+  for (const t of data.failed ?? []) events.push([t, undefined, false]);
+  for (const [t, v] of data.back ?? []) events.push([t, v, true]);
   events.sort((a, b) => a[0] - b[0]);
   // A bucket's value reaches the next bucket's even when hold_ms is shorter than a bucket.
   const gap = Math.max(1.5 * data.bucket_ms, data.hold_ms);
   const out = [];
   let held = null; // [since, value]
-  for (const [t, v] of events) {
+  let lost = false;
+  const exact = Array.isArray(data.back); // an answer without `back` ends a loss at a bucket
+  for (const [t, v, back] of events) {
     const failed = v === undefined;
+    if (lost && exact && !failed && !back) continue;
     if (held) {
       const broken = t - held[0] > gap;
       const until = broken ? held[0] + data.hold_ms : t;
       if (broken || (failed && failedValue === null)) out.push([until, held[1]]);
       if (broken) out.push([until, null]);
     }
+    lost = failed;
     if (failed && failedValue === null) {
       if (out.length && out[out.length - 1][1] !== null) out.push([t, null]);
       held = null;
