@@ -600,8 +600,9 @@ FROM samples
 WHERE point = ANY($1::integer[]) AND ts >= $2 AND ts < $3 AND {_GOOD} AND value IS NOT NULL
 """
 
-# $1 point, $2/$3 range, $4 origin (µs since the epoch), $5 bucket width (µs): in each bucket,
-# the first sample that is no reading after the bucket's last reading (µs), in time order.
+# $1 point, $2/$3 range, $4 origin (µs since the epoch), $5 bucket width (µs): `failed`, each
+# bucket's first sample that is no reading and each that follows a reading (µs); `back_at` and
+# `back_value`, each reading that follows one (µs, value); in time order.
 _FAILURES_SQL = f"""
 WITH s AS (
     SELECT ((extract(epoch FROM ts) * 1000000)::bigint - $4) / $5 AS k, ts, value,

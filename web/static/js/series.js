@@ -24,10 +24,9 @@ export function seriesPoints(data, failedValue = null) {
   const out = [];
   let held = null; // [since, value]
   let lost = false;
-  const exact = Array.isArray(data.back); // an answer without `back` ends a loss at a bucket
   for (const [t, v, back] of events) {
     const failed = v === undefined;
-    if (lost && exact && !failed && !back) continue;
+    if (lost && !failed && !back) continue;
     if (held) {
       const broken = t - held[0] > gap;
       const until = broken ? held[0] + data.hold_ms : t;
