@@ -240,8 +240,12 @@ def test_the_map_shows_the_demo_enterprises_coloured_by_warning(
             page.click("#lang")
             expect(page.locator(".ov-sources h3")).to_have_text("Major hazard sources")
         assert page.locator(".ov-sources").evaluate(cut) <= 0, lang
-    expect(page.locator('.ov-source[data-source="HS101"] .ov-targets')).to_contain_text(
-        "Sensitive targets: 演示镇中心小学 (school) 1.49 km E; 演示村居民区 (homes) 2 km N"
+    # (The west wind may still blow at this refresh: the school's mark is either way.)
+    expect(page.locator('.ov-source[data-source="HS101"] .ov-targets')).to_have_text(
+        re.compile(
+            r"Sensitive targets: 演示镇中心小学 \(school\) 1\.49 km E( ⚠ downwind now)?; "
+            r"演示村居民区 \(homes\) 2 km N( ⚠ downwind now)?\s*"
+        )
     )
     if console.api("duty").call("GET", "/api/cameras")["cameras"]:  # GStreamer runs here
         fps = page.locator('.ov-source[data-source="HS101"] tr', has_text="CAM-DEMO.fps")
