@@ -179,6 +179,22 @@ def test_enterprise_signs_answers_and_clears_and_the_duty_officer_reviews(
         ]
         assert record["feedback"]["reason"] == "instrument_fault"
 
+        # In English the lists the page puts together take English punctuation: no "；" or
+        # "、" between English words.
+        officer.click("#lang")
+        expect(duty_row.locator(".wdesk-level-badge")).to_have_text("Blue")
+        evidence_en = "; ".join(e["en"] for e in warning["evidence"])
+        expect(duty_row.locator(".wdesk-evidence")).to_have_text(f"At issue: {evidence_en}")
+        detail = officer.locator(f"tr.wdesk-detail[data-detail='{wid}']")
+        duty_row.click()  # the switch rebuilt the table: open the detail again
+        expect(detail).to_contain_text(
+            "Responsible persons principal 王建国; technical 李明; operational 张伟"
+        )
+        for text in (duty_row.inner_text(), detail.inner_text()):
+            assert not {"；", "、", "："} & set(text), text
+        officer.click("#lang")
+        expect(duty_row.locator(".wdesk-level-badge")).to_have_text("蓝色预警")
+
         duty_row.locator("button.act-close").click()
         _submit(officer, comment="")
         expect(duty_row).to_have_count(0)

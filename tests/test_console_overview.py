@@ -247,6 +247,9 @@ def test_the_map_shows_the_demo_enterprises_coloured_by_warning(
             r"演示村居民区 \(homes\) 2 km N( ⚠ downwind now)?\s*"
         )
     )
+    # The headings' colons are the language's: "Industry: 氯碱化工", not "Industry：氯碱化工".
+    expect(page.locator(".enterprise .meta").first).to_contain_text("Industry: 氯碱化工")
+    expect(page.locator('.ov-source[data-source="HS101"] .grade')).to_have_text("GB 18218: Grade 1")
     if console.api("duty").call("GET", "/api/cameras")["cameras"]:  # GStreamer runs here
         fps = page.locator('.ov-source[data-source="HS101"] tr', has_text="CAM-DEMO.fps")
         name = fps.locator("td.clip")

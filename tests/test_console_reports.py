@@ -129,7 +129,11 @@ def test_enterprise_commits_and_reports_special_work_and_the_centre_sees_it(
     expect(work.locator("input[name=permit_no]")).to_have_value("DH-DRAFT")
     expect(form.locator("input[name=signed_by]")).to_have_value("王总")
     expect(row).to_contain_text("ended")
+    # A hazard source is named with its code in the language's own brackets.
+    sources = work.locator("select[name=source] option")
+    expect(sources).to_have_text(["液氯储罐区 (HS101)", "液氨储罐区 (HS102)"])
     page.click("#lang")
+    expect(sources).to_have_text(["液氯储罐区（HS101）", "液氨储罐区（HS102）"])
 
     # Another work, still on-going past its planned end: the centre sees it flagged.
     began = datetime.now(BROWSER_ZONE) - timedelta(hours=3)

@@ -66,6 +66,16 @@ export function formatTime(iso, withDate = false) {
   return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
 }
 
+/** The current language's punctuation for text put together in code: Chinese full-width marks
+ * (人名、人名；名称：值；名称（代码）), English ASCII marks with their spaces. */
+const PUNCTUATION = {
+  "zh-CN": { colon: "：", semicolon: "；", comma: "、", open: "（", close: "）" },
+  en: { colon: ": ", semicolon: "; ", comma: ", ", open: " (", close: ")" },
+};
+export function punctuation() {
+  return PUNCTUATION[current] ?? PUNCTUATION.en;
+}
+
 /** The current language's name of an item the API names in both, {zh, en} ("" for none). */
 export function named(item) {
   return item ? (current === "zh-CN" ? item.zh : item.en) : "";

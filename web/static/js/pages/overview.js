@@ -4,7 +4,7 @@
 // grade) and each source's points with live values.
 import { get } from "../api.js";
 import { clear, el, stylesheet } from "../dom.js";
-import { formatNumber, formatTime, lang, register, t } from "../i18n.js";
+import { formatNumber, formatTime, lang, punctuation, register, t } from "../i18n.js";
 import { subscribe } from "../live.js";
 import { enterpriseMap, levelColour } from "../map.js";
 import { conditionLabel } from "./alarm-common.js";
@@ -53,7 +53,7 @@ register({
     "overview.level.yellow": "Yellow warning", "overview.level.blue": "Blue warning",
     "overview.level.none": "No warning",
     "overview.grade.1": "Grade 1", "overview.grade.2": "Grade 2", "overview.grade.3": "Grade 3",
-    "overview.grade.4": "Grade 4", "overview.grade.none": "Not graded", "overview.grade": "Grade",
+    "overview.grade.4": "Grade 4", "overview.grade.none": "Not graded", "overview.grade": "GB 18218",
     "overview.unit.storage": "storage unit", "overview.unit.production": "production unit",
     "overview.back": "← Overview", "overview.industry": "Industry", "overview.address": "Address",
     "overview.code": "Tag", "overview.name": "Name", "overview.value": "Value",
@@ -101,7 +101,7 @@ const COMPASS = { "zh-CN": ["北", "东北", "东", "东南", "南", "西南", "
 function targetsLine(targets) {
   if (!targets?.length) return null;
   const compass = COMPASS[lang()] ?? COMPASS.en;
-  const [colon, separator] = lang() === "zh-CN" ? ["：", "；"] : [": ", "; "];
+  const { colon, semicolon: separator } = punctuation();
   const items = targets.map((tg, i) => el("span", {
     class: ["ov-target", tg.downwind && "downwind"], dataset: { target: tg.name, downwind: String(tg.downwind) },
   }, i ? separator : "", t("overview.target.at", { name: tg.name, kind: t(`overview.target.${tg.kind ?? "other"}`),
@@ -266,10 +266,11 @@ function mountEnterprise(container, ctx) {
       if (stopped) return;
       for (const v of latest?.values ?? []) if (v.ts) values.set(v.id, [v.ts, v.value, v.quality]);
       const e = body.enterprises[0];
+      const { colon } = punctuation();
       clear(head, el("a", { href: "#/overview", class: "back" }, t("overview.back")),
         el("h2", {}, e.name, " ", levelBadge(e.warning)),
-        el("div", { class: "meta" }, [`${t("overview.industry")}：${e.industry || "—"}`,
-          `${t("overview.address")}：${e.address || "—"}`, `${e.province ?? ""} ${e.city ?? ""} (${e.region})`,
+        el("div", { class: "meta" }, [`${t("overview.industry")}${colon}${e.industry || "—"}`,
+          `${t("overview.address")}${colon}${e.address || "—"}`, `${e.province ?? ""} ${e.city ?? ""} (${e.region})`,
           Number.isFinite(e.lon) ? `${e.lon.toFixed(5)}, ${e.lat.toFixed(5)} (WGS-84)` : t("overview.no_position")].join(" · ")),
         kpis({ ...body.totals, enterprises: 1 }));
       await map.update({ enterprises: body.enterprises, focus: code });
@@ -282,7 +283,7 @@ function mountEnterprise(container, ctx) {
       clear(sources, el("h3", {}, t("overview.hazard_sources")), groups.map(({ h, rows }) =>
         el("section", { class: ["ov-source", `lv-${h?.warning ?? "none"}`], dataset: { source: h?.code ?? "" } },
           el("h4", {}, h ? [el("span", { class: "mono" }, h.code), " ", h.name, " ",
-            el("span", { class: "grade" }, `${t("overview.grade")}：${gradeLabel(h.grade)}`), " ",
+            el("span", { class: "grade" }, `${t("overview.grade")}${colon}${gradeLabel(h.grade)}`), " ",
             el("span", { class: "meta" }, t(`overview.unit.${h.unit_type}`)), " ", levelBadge(h.warning), " ",
             el("span", { class: "meta" }, `${t("overview.online")} ${rate(h.online_rate)}`), " ", alarmCell(h.alarms)]
             : t("overview.no_source")),

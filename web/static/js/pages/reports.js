@@ -5,7 +5,7 @@
 // GET /api/commitments (the warning rules). Refreshed on the `warnings` topic and every 30 s.
 import { call, get } from "../api.js";
 import { clear, dialog, el, stylesheet } from "../dom.js";
-import { formatTime, named, register, t } from "../i18n.js";
+import { formatTime, named, punctuation, register, t } from "../i18n.js";
 import * as live from "../live.js";
 import { LEVELS } from "../map.js";
 
@@ -140,6 +140,11 @@ function planned(c, types) {
 }
 
 const col = (names) => names.map((c) => `reports.col.${c}`);
+/** A hazard source by its name and code: 液氯储罐区（HS101）, in English 液氯储罐区 (HS101). */
+function sourceLabel(s) {
+  const { open, close } = punctuation();
+  return `${s.name}${open}${s.source}${close}`;
+}
 
 export default {
   id: "reports",
@@ -241,7 +246,7 @@ function enterpriseView(container, ctx, names) {
       HOT_WORK.map((c) => field(`reports.${c}`, number(c))),
       el("fieldset", { class: "reports-group" }, el("legend", {}, t("reports.sources_safe")),
         ownSources.map((s) => el("label", { class: "reports-field" },
-          el("span", {}, `${s.name}（${s.source}）`),
+          el("span", {}, sourceLabel(s)),
           select(`sources_safe.${s.source}`, [el("option", { value: "true" }, t("reports.safe")),
             el("option", { value: "false" }, t("reports.unsafe"))])))),
       field("reports.note", el("textarea", { name: "note", rows: 2, maxlength: 2000 })),
@@ -261,7 +266,7 @@ function enterpriseView(container, ctx, names) {
     const now = Date.now();
     clear(workFields,
       field("reports.source", el("select", { name: "source", required: true },
-        ownSources.map((s) => el("option", { value: s.source }, `${s.name}（${s.source}）`)))),
+        ownSources.map((s) => el("option", { value: s.source }, sourceLabel(s))))),
       field("reports.type", el("select", { name: "type", required: true },
         vocabulary.special_work_types.map((w) => el("option", { value: w.code }, named(w))))),
       field("reports.permit_no", text("permit_no")),
@@ -419,7 +424,7 @@ function centreView(container, ctx, names) {
     const unsafe = Object.entries(c.sources_safe).filter(([, safe]) => !safe)
       .map(([code]) => names.get(`${c.enterprise}/${code}`) ?? code);
     return unsafe.length
-      ? el("span", { class: "reports-missing" }, t("reports.unsafe_sources", { sources: unsafe.join("、") }))
+      ? el("span", { class: "reports-missing" }, t("reports.unsafe_sources", { sources: unsafe.join(punctuation().comma) }))
       : t("reports.all_safe");
   }
 
@@ -453,7 +458,7 @@ function centreView(container, ctx, names) {
           cells: [enterpriseName(c.enterprise), t("reports.status.submitted"),
             el("span", { class: "reports-level" }, t(`reports.risk.${c.risk_level}`)), stateName(c.production_state),
             `${c.units_running} / ${c.units_stopped} / ${c.units_maintenance}`,
-            planned(c, types).join("、") || t("reports.none"),
+            planned(c, types).join(punctuation().comma) || t("reports.none"),
             `${c.hot_work_grade1} / ${c.hot_work_special}`, sourcesCell(c), c.signed_by, when(c.submitted_at),
             [t("reports.revision", { revision: c.revision }),
               c.previous.length ? el("div", { class: "muted" }, t("reports.previous", { n: c.previous.length })) : null]],

@@ -4,7 +4,7 @@
 // `warnings` topic; the reason codes, regulator levels and deadlines come from the server's rules.
 import { call, get } from "../api.js";
 import { clear, dialog, el, stylesheet, toast } from "../dom.js";
-import { formatTime, lang, named, register, t } from "../i18n.js";
+import { formatTime, lang, named, punctuation, register, t } from "../i18n.js";
 import * as live from "../live.js";
 import { LEVELS } from "../map.js";
 
@@ -233,12 +233,12 @@ export default {
         el("p", { class: "wdesk-now-meets" }, t("warnings.now_meets", { level: t(`warnings.level.${f.level}`), title: title(f) })),
         el("ul", {}, f.evidence.map((e) => el("li", {}, named(e)))),
         f.also.length ? el("p", { class: "muted" }, t("warnings.now_also",
-          { rules: f.also.map((h) => `${t(`warnings.level.${h.level}`)} ${title(h)}`).join("；") })) : null);
+          { rules: f.also.map((h) => `${t(`warnings.level.${h.level}`)} ${title(h)}`).join(punctuation().semicolon) })) : null);
     }
 
     function detail(w) {
       const recipients = (w.recipients ?? []).map((r) =>
-        `${t(`warnings.duty.${r.duty}`)} ${r.name}${r.phone ? ` ${r.phone}` : ""}`).join("；");
+        `${t(`warnings.duty.${r.duty}`)} ${r.name}${r.phone ? ` ${r.phone}` : ""}`).join(punctuation().semicolon);
       return el("tr", { class: "wdesk-detail", dataset: { detail: w.id } }, el("td", { colspan: 8 },
         el("div", { class: "wdesk-detail-grid" },
           el("div", {}, el("h3", {}, t("warnings.evidence")),
@@ -285,7 +285,7 @@ export default {
         const deadlineCell = el("td", { class: "wdesk-deadline" });
         countdown(deadlineCell, w);
         const overdue = w.overdue?.length
-          ? el("div", { class: "wdesk-overdue" }, t("warnings.overdue", { phases: w.overdue.map((p) => t(`warnings.phase.${p}`)).join("、") }))
+          ? el("div", { class: "wdesk-overdue" }, t("warnings.overdue", { phases: w.overdue.map((p) => t(`warnings.phase.${p}`)).join(punctuation().comma) }))
           : null;
         rows.push(el("tr", {
           class: ["wdesk-row", `level-${w.level}`, open.has(w.id) ? "open" : null],
@@ -305,7 +305,7 @@ export default {
         // The evidence is the warning's basis as it stood when issued (a record, not a live view:
         // "未确认" there may since have been acknowledged), and says so.
         el("td", { class: "wdesk-title" }, title, el("div", { class: "muted wdesk-evidence" }, t("warnings.at_issue"),
-          w.evidence.map(named).join("；"))),
+          w.evidence.map(named).join(punctuation().semicolon))),
         el("td", { class: "wdesk-where" }, names.get(w.enterprise) ?? w.enterprise,
           w.hazard_source ? el("div", { class: "muted" },
             names.get(`${w.enterprise}/${w.hazard_source}`) ?? w.hazard_source) : null),
