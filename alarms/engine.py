@@ -738,6 +738,15 @@ class AlarmEngine:
         causes = [s for s in self.suppressions.values() if s.leader == a.point]
         if not causes or not a.active:
             return 0
+        return self._held(causes)
+
+    def suppressed_by(self, key: str) -> int:
+        """How many alarms the suppression by design `key` (e.g. a hazard source's maintenance)
+        holds suppressed now."""
+        cause = self.suppressions.get(key)
+        return 0 if cause is None else self._held([cause])
+
+    def _held(self, causes: Sequence[DesignSuppression]) -> int:
         return sum(
             1
             for b in self.alarms.values()

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Page, expect
 
@@ -276,6 +278,65 @@ def test_an_enterprise_user_sees_only_its_own_enterprise(
     page.goto(f"{console.url}#/enterprise/E2")
     expect(page.locator(".ov-sources .error")).to_be_visible()
     assert json.dumps(_overview(console, "enterprise"), ensure_ascii=False).count('"code": "E') == 1
+
+
+def test_the_enterprise_puts_a_source_in_maintenance_and_the_centre_reads_why(
+    console: Console, console_page: Page
+) -> None:
+    page = console_page
+    reason = "年度检修 JX-2026-07"
+    login(page, "enterprise")
+    page.goto(f"{console.url}#/enterprise/E1")
+    page.wait_for_selector(".enterprise[data-ready]")
+    source = page.locator('.ov-source[data-source="HS102"]')
+    expect(source.locator(".ov-operating")).to_have_count(0)  # running: nothing to say
+    try:
+        source.locator("button.ov-set-state").click()
+        form = page.locator("dialog[open]")
+        expect(form.locator("select[name=state] option")).to_have_text(
+            ["运行", "开停车", "检维修", "停用"]
+        )
+        form.locator("select[name=state]").select_option("maintenance")
+        form.locator("button[type=submit]").click()  # without a reason: the form refuses
+        expect(form).to_be_visible()
+        form.locator("textarea[name=reason]").fill(reason)
+        form.locator("button[type=submit]").click()
+        expect(page.locator("dialog[open]")).to_have_count(0)
+        line = source.locator(".ov-operating")
+        expect(line).to_have_attribute("data-state", "maintenance")
+        expect(line.locator(".op-state")).to_have_text("检维修")
+        expect(line).to_contain_text(f"（enterprise 设置）：{reason}")
+        stored = console.api("duty").call("GET", "/api/sources/HS102/state")
+        assert (stored["state"], stored["set_by"], stored["reason"]) == (
+            "maintenance", "enterprise", reason,
+        )  # fmt: skip
+        since = datetime.fromisoformat(stored["since"]).astimezone(ZoneInfo("Asia/Shanghai"))
+        expect(line).to_contain_text(f"自 {since:%Y/%m/%d %H:%M:%S} 起")  # the browser's zone
+
+        # The duty officer's page says the same, in English too.
+        page.click("#logout")
+        login(page, "duty")
+        page.goto(f"{console.url}#/enterprise/E1")
+        page.wait_for_selector(".enterprise[data-ready]")
+        expect(line.locator(".op-state")).to_have_text("检维修")
+        page.click("#lang")
+        expect(line.locator(".op-state")).to_have_text("maintenance")
+        expect(line).to_contain_text(f"(set by enterprise): {reason}")
+        page.click("#lang")
+        expect(line.locator(".op-state")).to_have_text("检维修")
+        # An expert reads but may not set it: no button.
+        page.click("#logout")
+        login(page, "expert")
+        page.goto(f"{console.url}#/enterprise/E1")
+        page.wait_for_selector(".enterprise[data-ready]")
+        expect(line).to_have_attribute("data-state", "maintenance")
+        expect(page.locator("button.ov-set-state")).to_have_count(0)
+    finally:
+        console.api("duty").call(
+            "POST", "/api/sources/HS102/state", {"state": "running", "reason": "检修完毕"}
+        )
+    expect(line).to_have_count(0, timeout=15_000)  # the page follows within its refresh
+    assert not [e for e in page.errors if "status of 4" not in e]  # type: ignore[attr-defined]
 
 
 def test_the_wall_display_fits_1920x1080_without_scrollbars(

@@ -503,6 +503,23 @@ async def test_source_state_over_the_api_suppresses_its_alarms_scoped_audited_re
         assert shown[("GD-1", "HH")] == "suppressed"
         hidden = next(a for a in board["alarms"] if a["code"] == "GD-1" and a["condition"] == "HH")
         assert hidden["suppressed"] == "液氨储罐区 检维修 (maintenance): 年度检修"
+        # The overview gives each source its state and the alarms that state holds suppressed
+        # (not the device's: PT-1's quality alarm waits for D1's link, whatever the state).
+        status, overview = await app.call("duty", "GET", "/api/overview?enterprise=E9")
+        sources = {h["code"]: h for h in overview["enterprises"][0]["hazard_sources"]}
+        operating = sources["HS1"]["operating"]
+        held = [
+            a for a in board["alarms"]
+            if a["suppressed"] == hidden["suppressed"] and a["hazard_source"] == "HS1"
+        ]  # fmt: skip
+        assert ("GD-1", "HH") in {(a["code"], a["condition"]) for a in held}
+        assert operating == {
+            "state": "maintenance", "state_zh": "检维修", "since": operating["since"],
+            "reason": "年度检修", "set_by": "enterprise", "suppressed": len(held),
+        }  # fmt: skip
+        assert operating["since"] is not None
+        assert sources["HS2"]["operating"]["state"] == "running"
+        assert sources["HS2"]["operating"]["suppressed"] == 0
 
         status, listed = await app.call("enterprise", "GET", "/api/sources")
         assert [(s["source"], s["state"]) for s in listed["sources"]] == [

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
+from alarms.engine import AlarmEngine
 from alarms.model import AlarmState
 from alarms.warning_rules import ToxicGasTowardTargetRule
 from alarms.warnings import TargetAt, Wind, blows_toward
@@ -23,6 +24,7 @@ from streams import Quality
 from streams.registry import PointIndex
 from web.alarms import ENGINE, POINTS
 from web.security import PRINCIPAL, Permission, Principal, Route, json_error
+from web.sources import SOURCES, SourceStates, SourceStatus, suppression_key
 from web.warnings import DESK
 
 # Online rate = points with data in the window / configured points (DOMAIN.md §4.2, data-quality
@@ -84,6 +86,19 @@ def _online(request: web.Request, points: PointIndex, window_s: float) -> dict[i
         fresh |= np.fromiter(held, np.bool_, len(ids))
     has_data = ~np.isin(live.quality, _NO_DATA) & ~np.isnan(live.value)
     return dict(zip(ids.tolist(), (fresh & has_data).tolist(), strict=True))
+
+
+def _operating(
+    states: SourceStates | None, engine: AlarmEngine, enterprise: str, source: str
+) -> dict[str, Any]:
+    """A hazard source's operating state and how many alarms it suppresses by design now."""
+    status = states.get(enterprise, source) if states else SourceStatus(enterprise, source)
+    view = status.view()
+    key = suppression_key(enterprise, source, status.state)
+    return {
+        **{k: view[k] for k in ("state", "state_zh", "since", "reason", "set_by")},
+        "suppressed": engine.suppressed_by(key),
+    }
 
 
 def _alarm_counts() -> dict[str, Any]:
@@ -192,6 +207,7 @@ async def overview(request: web.Request) -> web.Response:
             "alarms": alarms.get(key, _alarm_counts()),
         }
 
+    states = request.app.get(SOURCES)
     desk = request.app[DESK]
     geo = desk.geography  # the sensitive targets and the wind
     toward = next((r for r in desk.rules.rules if isinstance(r, ToxicGasTowardTargetRule)), None)
@@ -208,6 +224,8 @@ async def overview(request: web.Request) -> web.Response:
                 "targets": _targets(
                     geo.targets.get((e["code"], h["code"]), ()) if geo else (), kinds, toward, wind
                 ),
+                # 运行 / 开停车 / 检维修 / 停用, who set it, since when and why.
+                "operating": _operating(states, engine, e["code"], h["code"]),
             }
             for h in e.pop("hazard_sources")
         ]

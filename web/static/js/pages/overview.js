@@ -2,8 +2,8 @@
 // their highest open early warning (红橙黄蓝), with the online rate of their points and their
 // active alarms. Drill-down (#/enterprise/<code>): the enterprise's hazard sources (GB 18218
 // grade) and each source's points with live values.
-import { get } from "../api.js";
-import { clear, el, stylesheet } from "../dom.js";
+import { call, get } from "../api.js";
+import { clear, dialog, el, stylesheet, toast } from "../dom.js";
 import { formatNumber, formatTime, lang, punctuation, register, t } from "../i18n.js";
 import { subscribe } from "../live.js";
 import { enterpriseMap, levelColour } from "../map.js";
@@ -26,6 +26,13 @@ register({
     "overview.grade.4": "四级", "overview.grade.none": "未定级", "overview.grade": "等级",
     "overview.unit.storage": "储存单元", "overview.unit.production": "生产单元",
     "overview.back": "← 返回总览", "overview.industry": "行业", "overview.address": "地址",
+    "overview.state.running": "运行", "overview.state.startup_shutdown": "开停车",
+    "overview.state.maintenance": "检维修", "overview.state.stopped": "停用",
+    "overview.state.since": "自 {time} 起（{who} 设置）", "overview.state.suppressed": "{n} 条报警按设计抑制",
+    "overview.state.set": "运行状态", "overview.state.title": "设置运行状态",
+    "overview.state.field": "运行状态", "overview.state.reason": "原因（必填，如检修计划、作业证号）",
+    "overview.state.note": "检维修、停用期间，该危险源的工艺和气体报警按设计抑制（仍计入预警），数据质量报警照常。",
+    "overview.state.done": "{source} 已设为{state}", "overview.suppressed_by": "已抑制：{reason}",
     "overview.code": "位号", "overview.name": "名称", "overview.value": "当前值",
     "overview.quality": "质量", "overview.time": "时间", "overview.alarm": "报警状态",
     "overview.trend": "趋势", "overview.no_source": "未关联重大危险源",
@@ -56,6 +63,13 @@ register({
     "overview.grade.4": "Grade 4", "overview.grade.none": "Not graded", "overview.grade": "GB 18218",
     "overview.unit.storage": "storage unit", "overview.unit.production": "production unit",
     "overview.back": "← Overview", "overview.industry": "Industry", "overview.address": "Address",
+    "overview.state.running": "running", "overview.state.startup_shutdown": "start-up/shutdown",
+    "overview.state.maintenance": "maintenance", "overview.state.stopped": "out of use",
+    "overview.state.since": "since {time} (set by {who})", "overview.state.suppressed": "{n} alarm(s) suppressed by design",
+    "overview.state.set": "Operating state", "overview.state.title": "Set the operating state",
+    "overview.state.field": "Operating state", "overview.state.reason": "Reason (required, e.g. the maintenance plan or permit number)",
+    "overview.state.note": "In maintenance or out of use, the source's process and gas alarms are suppressed by design (early warnings still count them); data-quality alarms stay.",
+    "overview.state.done": "{source} set to {state}", "overview.suppressed_by": "suppressed: {reason}",
     "overview.code": "Tag", "overview.name": "Name", "overview.value": "Value",
     "overview.quality": "Quality", "overview.time": "Time", "overview.alarm": "Alarm",
     "overview.trend": "Trend", "overview.no_source": "Not linked to a hazard source",
@@ -110,6 +124,44 @@ function targetsLine(targets) {
   const unknown = targets.every((tg) => tg.downwind === null);
   return el("div", { class: "ov-targets" }, `${t("overview.targets")}${colon}`, items,
     unknown ? el("span", { class: "meta" }, ` (${t("overview.target.wind_unknown")})`) : null);
+}
+
+const STATES = ["running", "startup_shutdown", "maintenance", "stopped"];
+
+/** A hazard source's operating state when it is not running (检维修 since when, by whom, why)
+ * and how many of its alarms that state suppresses by design. */
+function operatingLine(h) {
+  const op = h?.operating;
+  if (!op || op.state === "running") return null;
+  const { colon } = punctuation();
+  return el("div", { class: "ov-operating", dataset: { state: op.state } },
+    el("span", { class: "op-state" }, t(`overview.state.${op.state}`)), " ",
+    t("overview.state.since", { time: formatTime(op.since, true), who: op.set_by ?? "—" }),
+    op.reason ? `${colon}${op.reason}` : "",
+    op.suppressed ? el("span", { class: "op-suppressed" }, ` · ${t("overview.state.suppressed", { n: op.suppressed })}`) : null);
+}
+
+/** Asks for a hazard source's new operating state and its reason, and sets it. */
+async function setOperating(enterprise, h, done) {
+  const values = await dialog({
+    title: `${t("overview.state.title")} · ${h.code} ${h.name}`,
+    fields: [
+      el("label", {}, t("overview.state.field"), el("select", { name: "state", required: true },
+        STATES.map((s) => el("option", { value: s, selected: s === h.operating?.state }, t(`overview.state.${s}`))))),
+      el("label", {}, t("overview.state.reason"), el("textarea", { name: "reason", rows: 2, maxlength: 500, required: true })),
+      el("p", { class: "meta" }, t("overview.state.note")),
+    ],
+    submitLabel: t("overview.state.set"), cancelLabel: t("common.cancel"), className: "ov-state-dialog",
+  });
+  if (values === null) return;
+  try {
+    const url = `/api/sources/${encodeURIComponent(h.code)}/state?enterprise=${encodeURIComponent(enterprise)}`;
+    await call("POST", url, values);
+    toast(t("overview.state.done", { source: h.name, state: t(`overview.state.${values.state}`) }));
+  } catch (err) {
+    toast(t("common.error", { message: err.message }), "error");
+  }
+  done();
 }
 
 /** The tooltip lines of an enterprise, a hazard source or a sensitive target on the map. */
@@ -217,6 +269,7 @@ function lifecycle(refresh, stop) {
 
 function mountEnterprise(container, ctx) {
   const code = ctx.params.arg;
+  const setter = ctx.me.permissions.includes("source:state"); // the centre, or the enterprise for its own
   const head = el("div", { class: "ov-head" });
   const mapBox = el("div", { class: "ov-map ov-map-small", id: "enterprise-map" });
   const sources = el("div", { class: "ov-sources" });
@@ -249,7 +302,10 @@ function mountEnterprise(container, ctx) {
         const active = alarmsByPoint.get(p.id) ?? [];
         c.row = el("tr", { dataset: { point: p.id } }, el("td", { class: "mono" }, p.code), el("td", { class: "clip", title: p.name }, p.name),
           c.value, c.quality, c.time,
-          el("td", {}, active.map((a) => el("span", { class: `prio-chip prio-${a.priority}` }, conditionLabel(a)))),
+          el("td", { class: "alarms" }, active.map((a) => el("span", {
+            class: ["prio-chip", `prio-${a.priority}`, a.state === "suppressed" && "suppressed"],
+            title: a.state === "suppressed" ? t("overview.suppressed_by", { reason: a.suppressed ?? "" }) : null,
+          }, conditionLabel(a)))),
           el("td", {}, el("a", { href: `#/trends?points=${encodeURIComponent(`${code}/${p.code}`)}` }, "↗")));
         cells.set(p.id, c);
         return c.row;
@@ -285,8 +341,11 @@ function mountEnterprise(container, ctx) {
           el("h4", {}, h ? [el("span", { class: "mono" }, h.code), " ", h.name, " ",
             el("span", { class: "grade" }, `${t("overview.grade")}${colon}${gradeLabel(h.grade)}`), " ",
             el("span", { class: "meta" }, t(`overview.unit.${h.unit_type}`)), " ", levelBadge(h.warning), " ",
-            el("span", { class: "meta" }, `${t("overview.online")} ${rate(h.online_rate)}`), " ", alarmCell(h.alarms)]
+            el("span", { class: "meta" }, `${t("overview.online")} ${rate(h.online_rate)}`), " ", alarmCell(h.alarms),
+            setter ? el("button", { type: "button", class: "ov-set-state", onclick: () => setOperating(code, h, refresh) },
+              t("overview.state.set")) : null]
             : t("overview.no_source")),
+          operatingLine(h),
           targetsLine(h?.targets),
           pointTable(rows, alarmsByPoint))));
       for (const [id, [ts, value, quality]] of [...values]) showValue(id, ts, value, quality);
