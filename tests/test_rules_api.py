@@ -79,6 +79,13 @@ async def test_rule_put_validated_audited_live_and_kept_across_restart(
             30.0, 50.0, 2.0, "api", "shift",
         )  # fmt: skip
         assert list(engine.rules.limit[gd1][:2]) == [50.0, 30.0]
+        # The alarm's detail (and the board) gives the limits in force, not the file's.
+        status, alarm = await app.call(
+            "duty", "GET", f"/api/alarms/{engine.ids[(gd1, Condition.H)]}"
+        )
+        assert alarm["limits"] == {"hh": 50.0, "h": 30.0, "l": None, "ll": None}
+        status, board = await app.call("duty", "GET", "/api/alarms")
+        assert {a["code"]: a["limits"]["h"] for a in board["alarms"]}["GD-1"] == 30.0
         # Condition state is kept: H stays until a sample below the new clear level (28).
         assert state(gd1, Condition.H) is AlarmState.UNACK
         assert state(gd2, Condition.HH) is AlarmState.UNACK
