@@ -290,6 +290,17 @@ def _leak_on_the_board(console: Console, page: Page, beeps_before: int) -> None:
     expect(history.filter(has_text="报警")).not_to_have_count(0)
     expect(page.locator(".alarm-place")).to_contain_text("液氯储罐区 (HS101)")
     expect(page.locator(".alarm-place")).to_contain_text("WGS-84")
+    # The limits in force with their unit; a gas detector's are its 二级 and 一级 alarms.
+    limits = duty.call("GET", f"/api/alarms/{alarm_id}")["limits"]
+    hh, h = page.evaluate(
+        """async (v) => {
+             const { formatNumber } = await import('/static/js/i18n.js');
+             return v.map((x) => formatNumber(x, 3));
+           }""",
+        [limits["hh"], limits["h"]],
+    )
+    what = page.locator(".alarm-what")
+    expect(what).to_contain_text(f"二级 {hh} mg/m3 · 一级 {h} mg/m3")
     expect(page.locator(".alarm-chart canvas").first).to_be_visible(timeout=15_000)
     expect(page.locator("[data-slot=camera] .camera-slot")).to_be_visible()
     # A camera watching the detector is shown live across the slot's width, not as a thumbnail.
@@ -308,6 +319,7 @@ def _leak_on_the_board(console: Console, page: Page, beeps_before: int) -> None:
     page.click("#lang")
     expect(page.locator("#nav a.active")).to_have_text("Alarms")
     expect(page.locator(".alarm-history h3")).to_have_text("Event history")
+    expect(what).to_contain_text(f"level 2 {hh} mg/m3 · level 1 {h} mg/m3")
     page.click("#nav a[data-page=board]")
     expect(page.locator(".board h2")).to_have_text("Live alarms")
     expect(row.locator("td.state")).to_have_text("acknowledged")

@@ -20,6 +20,7 @@ register({
     "alarm.position": "坐标", "alarm.address": "地址", "alarm.device": "采集设备",
     "alarm.point": "监测点", "alarm.value_at_raise": "报警值", "alarm.value": "当前值",
     "alarm.raised_at": "报警时间", "alarm.state": "状态", "alarm.limits": "报警限值",
+    "alarm.limit.gas.hh": "二级", "alarm.limit.gas.h": "一级",
     "alarm.suppressed": "抑制原因", "alarm.suppressing": "抑制",
     "alarm.suppressing_n": "同一原因的 {n} 条报警已被抑制（报警列表：状态“已抑制”）",
     "alarm.acked": "确认", "alarm.shelved": "屏蔽", "alarm.time": "时间", "alarm.event": "事件",
@@ -36,6 +37,7 @@ register({
     "alarm.position": "Position", "alarm.address": "Address", "alarm.device": "Device",
     "alarm.point": "Point", "alarm.value_at_raise": "Value at raise", "alarm.value": "Value",
     "alarm.raised_at": "Raised", "alarm.state": "State", "alarm.limits": "Limits",
+    "alarm.limit.gas.hh": "level 2", "alarm.limit.gas.h": "level 1",
     "alarm.suppressed": "Suppressed by", "alarm.suppressing": "Suppresses",
     "alarm.suppressing_n": "{n} alarms of the same cause (board: state “suppressed”)",
     "alarm.acked": "Acknowledged", "alarm.shelved": "Shelved", "alarm.time": "Time", "alarm.event": "Event",
@@ -49,6 +51,14 @@ register({
 const HALF_WINDOW_MS = 30 * 60 * 1000;
 const BUCKETS = 360;
 const LIMIT_PRIORITY = { hh: 1, h: 2, l: 2, ll: 1 };
+
+/** The alarm's limits in force, [[key, value]], highest first. */
+const limitsOf = (a) => ["hh", "h", "l", "ll"].filter((k) => Number.isFinite(a.limits?.[k])).map((k) => [k, a.limits[k]]);
+
+/** A limit's name: a gas detector's high limits are its GB/T 50493 一级/二级 alarms. */
+function limitName(a, key) {
+  return a.kind === "gas" && (key === "hh" || key === "h") ? t(`alarm.limit.gas.${key}`) : key.toUpperCase();
+}
 
 function dl(rows) {
   return el("dl", { class: "facts" }, rows.filter(Boolean).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "—")]));
@@ -106,8 +116,7 @@ export default {
     }
 
     function renderWhat(a) {
-      const limits = Object.entries(a.limits ?? {}).filter(([, v]) => v !== null && v !== undefined)
-        .map(([k, v]) => `${k.toUpperCase()} ${formatNumber(v, 3)}`).join(" · ");
+      const limits = limitsOf(a).map(([k, v]) => `${limitName(a, k)} ${formatNumber(v, 3)} ${a.unit ?? ""}`.trim()).join(" · ");
       clear(what, el("h3", {}, t("alarm.what")), dl([
         [t("alarm.state"), t(`board.state.${a.state}`)],
         [t("board.priority"), `P${a.priority} ${t(`board.priority.${a.priority}`)}`],
@@ -197,8 +206,7 @@ export default {
       trendNote.hidden = data[0].points.length > 0;
       trendNote.textContent = t("alarm.no_data");
       const name = data[0].name;
-      const limits = Object.entries(a.limits ?? {}).filter(([, v]) => v !== null && v !== undefined)
-        .map(([k, v]) => ({ name: k.toUpperCase(), value: v, series: name, priority: LIMIT_PRIORITY[k] }));
+      const limits = limitsOf(a).map(([k, v]) => ({ name: limitName(a, k), value: v, series: name, priority: LIMIT_PRIORITY[k] }));
       if (chart) {
         chart.update({ series: data });
         return;
