@@ -392,7 +392,9 @@ def _bad_actors(
         for i in order
     ]
     share = 100.0 * int(counts[order].sum()) / total if total else 0.0
-    return {"top": top, "share_pct": share}
+    # With no more than top_n distinct alarms the top ones are the whole load: their share is
+    # 100 % by definition and says nothing (the console does not judge it then).
+    return {"top": top, "share_pct": share, "distinct": len(keys)}
 
 
 def _priorities(priority: npt.NDArray[np.int64], total: int) -> dict[str, Any]:

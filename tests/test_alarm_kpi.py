@@ -196,6 +196,7 @@ def test_bad_actors_rank_by_count_and_give_their_share() -> None:
     assert [(r["point"], r["count"]) for r in bad["top"]] == [(1, 5), (2, 3)]
     assert bad["top"][0]["share_pct"] == pytest.approx(100 * 5 / 13)
     assert bad["share_pct"] == pytest.approx(100 * 8 / 13)
+    assert bad["distinct"] == 4  # points 1 to 4, one condition each
 
 
 def test_priority_distribution_of_annunciated_alarms() -> None:
@@ -219,7 +220,7 @@ def test_empty_history_gives_zeros_not_errors() -> None:
     out = _report([], 0, 3600)
     assert out["areas"] == {}
     assert out["overall"]["annunciated"] == 0
-    assert out["overall"]["bad_actors"] == {"top": [], "share_pct": 0.0}
+    assert out["overall"]["bad_actors"] == {"top": [], "share_pct": 0.0, "distinct": 0}
     assert out["overall"]["priority"]["low"] == {"count": 0, "pct": 0.0}
 
 

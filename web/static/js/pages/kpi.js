@@ -19,6 +19,7 @@ register({
     "kpi.target.acceptable": "可接受 ≤ {value}", "kpi.target.manageable": "最大可管理 ≤ {value}",
     "kpi.target.single": "目标 ≤ {value}", "kpi.target.about": "目标约 {value}%",
     "kpi.status.ok": "达标", "kpi.status.warn": "超出可接受", "kpi.status.bad": "超标",
+    "kpi.status.na": "不评价：仅 {n} 种报警（不多于 {top} 种时，前{top}占比必为100%）",
     "kpi.rate_chart": "每10分钟报警数", "kpi.alarms": "报警数", "kpi.flood": "泛滥 >{n}",
     "kpi.priority_chart": "报警优先级分布", "kpi.actual": "实际", "kpi.target": "目标",
     "kpi.priority.emergency": "紧急", "kpi.priority.high": "高", "kpi.priority.medium": "中", "kpi.priority.low": "低",
@@ -42,6 +43,7 @@ register({
     "kpi.target.acceptable": "acceptable ≤ {value}", "kpi.target.manageable": "maximum manageable ≤ {value}",
     "kpi.target.single": "target ≤ {value}", "kpi.target.about": "target about {value}%",
     "kpi.status.ok": "on target", "kpi.status.warn": "above acceptable", "kpi.status.bad": "over target",
+    "kpi.status.na": "not assessed: only {n} distinct alarms (with {top} or fewer the top {top} are 100% by definition)",
     "kpi.rate_chart": "Alarms per 10 minutes", "kpi.alarms": "alarms", "kpi.flood": "flood >{n}",
     "kpi.priority_chart": "Priority distribution", "kpi.actual": "actual", "kpi.target": "target",
     "kpi.priority.emergency": "emergency", "kpi.priority.high": "high", "kpi.priority.medium": "medium",
@@ -135,7 +137,9 @@ export default {
       CARDS.map(([metric, pick, digits]) => {
         const value = pick(m);
         const targets = report.targets.filter((x) => x.metric === metric);
-        const status = judge(value, targets);
+        // The top 10's share of a load of no more than 10 distinct alarms is 100 % whatever it is.
+        const few = metric === "top10_share_pct" && m.bad_actors.distinct <= report.rules.top_n;
+        const status = few ? "na" : judge(value, targets);
         // Two distinct values: the lower is "very likely acceptable", the higher the maximum.
         const values = [...new Set(targets.map((x) => x.value))].sort((a, b) => a - b);
         const lines = values.map((v, i) => t(values.length > 1
@@ -149,7 +153,8 @@ export default {
         el("div", { class: "kpi-label" }, t(`kpi.${metric}`)),
         el("div", { class: "kpi-value" }, `${formatFigure(value, digits)}${PERCENT.has(metric) ? "%" : ""}`),
         el("div", { class: "kpi-targets" }, lines.join(" · ")),
-        status ? el("div", { class: "kpi-status" }, t(`kpi.status.${status}`)) : null);
+        status ? el("div", { class: "kpi-status" },
+          t(`kpi.status.${status}`, { n: m.bad_actors.distinct, top: report.rules.top_n })) : null);
       }));
     }
 
