@@ -415,7 +415,7 @@ _CONDITION_NAMES: dict[tuple[Condition, bool], tuple[str, str]] = {
 }
 _TEMPLATES: dict[str, tuple[str, str]] = {
     "alarm": (
-        "{label} {kind_zh}{condition_zh}, 已持续{duration_zh}{ack_zh}{feedback_zh}",
+        "{label} {kind_zh}{condition_zh}，已持续{duration_zh}{ack_zh}{feedback_zh}",
         "{label} {kind_en} {condition_en} for {duration_en}{ack_en}{feedback_en}",
     ),
     "alarm_count": ("{label} 24小时内报警{count}次", "{label} raised {count} alarms in 24 h"),
@@ -435,8 +435,8 @@ _TEMPLATES: dict[str, tuple[str, str]] = {
         "静风（{wind_m_s} 米/秒），敏感目标 {target} 在 {distance_m} 米处",
         "calm air ({wind_m_s} m/s) with {target} {distance_m} m away",
     ),
-    "special_work": ("正在进行: {works_zh}", "on-going: {works_en}"),
-    "production_state": ("生产状态: {state_zh}", "production state: {state_en}"),
+    "special_work": ("正在进行：{works_zh}", "on-going: {works_en}"),
+    "production_state": ("生产状态：{state_zh}", "production state: {state_en}"),
     "commitment_missing": ("未提交今日安全承诺", "today's safety commitment not submitted"),
 }
 
@@ -501,9 +501,9 @@ def _alarm_evidence(a: ActiveAlarm, now_ns: int) -> Evidence:
         kind_en=kind_en,
         condition_zh=cond_zh,
         condition_en=cond_en,
-        ack_zh="" if a.acknowledged else ", 未确认",
+        ack_zh="" if a.acknowledged else "，未确认",
         ack_en="" if a.acknowledged else ", not acknowledged",
-        feedback_zh="" if a.has_feedback else ", 无处置反馈",
+        feedback_zh="" if a.has_feedback else "，无处置反馈",
         feedback_en="" if a.has_feedback else ", no disposal feedback",
     )
     return _evidence("alarm", params, words)
@@ -525,8 +525,9 @@ def _work_evidence(rules: WarningRules, works: Sequence[str], src: SourceInputs)
         name = names[w].zh if zh else names[w].en
         if w not in permits:
             return name
-        numbers = ", ".join(permits[w])
-        return f"{name}(作业证 {numbers})" if zh else f"{name} (permit {numbers})"
+        if zh:
+            return f"{name}（作业证 {'、'.join(permits[w])}）"
+        return f"{name} (permit {', '.join(permits[w])})"
 
     params: dict[str, Any] = {"works": list(works)}
     if permits:

@@ -235,7 +235,7 @@ async def test_grade_1_source_in_maintenance_with_special_work_warns_yellow(app:
     assert ("HS1", "yellow", "yellow.grade1_state_with_special_work") in found
     assert not any(src == "HS2" for src, _, _ in found)
     (w,) = [w for w in desk.warnings.values() if w.hazard_source == "HS1"]
-    assert [e.zh for e in w.evidence] == ["生产状态: 检维修", "正在进行: 吊装作业(作业证 DZ-1)"]
+    assert [e.zh for e in w.evidence] == ["生产状态：检维修", "正在进行：吊装作业（作业证 DZ-1）"]
 
 
 async def test_the_sources_operating_state_feeds_the_yellow_rule_and_overrides_the_commitment(
@@ -265,7 +265,7 @@ async def test_the_sources_operating_state_feeds_the_yellow_rule_and_overrides_t
         assert hs1() == (None, [])  # never set, nothing committed: running as far as known
 
         await state("maintenance")
-        assert hs1() == ("maintenance", ["生产状态: 检维修", "正在进行: 吊装作业(作业证 DZ-7)"])
+        assert hs1() == ("maintenance", ["生产状态：检维修", "正在进行：吊装作业（作业证 DZ-7）"])
         await desk.evaluate()
         (w,) = [w for w in desk.warnings.values() if w.hazard_source == "HS1"]
         assert (w.level.value, w.rule) == ("yellow", "yellow.grade1_state_with_special_work")
@@ -273,7 +273,7 @@ async def test_the_sources_operating_state_feeds_the_yellow_rule_and_overrides_t
         await state("startup_shutdown")
         assert hs1() == (
             "startup_shutdown",
-            ["生产状态: 开停车", "正在进行: 吊装作业(作业证 DZ-7)"],
+            ["生产状态：开停车", "正在进行：吊装作业（作业证 DZ-7）"],
         )
 
         # Set running, the source is in normal operation whatever the enterprise committed to.

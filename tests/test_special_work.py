@@ -152,7 +152,7 @@ async def test_hot_work_and_an_alarm_on_its_source_issue_red_until_the_work_ends
         assert warning["rule"] == "red.alarm_during_special_work"
         evidence = [e["zh"] for e in warning["evidence"]]
         assert any(e.startswith("反应釜温度(TT-1) 温度高报警") for e in evidence), evidence
-        assert "正在进行: 动火作业(作业证 DH-2026-0012)" in evidence
+        assert "正在进行：动火作业（作业证 DH-2026-0012）" in evidence
         work_evidence = next(e for e in warning["evidence"] if e["code"] == "special_work")
         assert work_evidence["params"] == {
             "works": ["hot_work"], "permits": {"hot_work": ["DH-2026-0012"]},

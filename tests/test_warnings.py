@@ -318,7 +318,7 @@ def test_red_when_an_alarm_rises_during_hot_work_in_the_same_unit() -> None:
         alarms=(alarm(1, Condition.H, "temperature"),), special_work=frozenset({"hot_work"})
     )
     assert level_rule(found) == ("red", "red.alarm_during_special_work")
-    assert found[0].evidence[-1].zh == "正在进行: 动火作业"
+    assert found[0].evidence[-1].zh == "正在进行：动火作业"
     assert found[0].evidence[-1].params == {"works": ["hot_work"]}
 
 
@@ -361,7 +361,7 @@ def test_yellow_when_a_level_1_gas_alarm_lasts_past_t2() -> None:
         alarms=(alarm(1, Condition.H, "gas", minutes_ago=31, gas=GasHazard.FLAMMABLE),)
     )
     assert level_rule(found) == ("yellow", "yellow.warning_persisting")
-    assert "一级报警, 已持续31分钟" in found[0].evidence[0].zh
+    assert "一级报警，已持续31分钟" in found[0].evidence[0].zh
     assert "level-1 alarm for 31 min" in found[0].evidence[0].en
     assert one_source(alarms=(alarm(1, Condition.H, "gas", minutes_ago=30),)) == []
 
@@ -370,7 +370,7 @@ def test_yellow_for_a_grade_1_source_in_maintenance_with_special_work() -> None:
     work = frozenset({"lifting"})
     found = one_source(grade=1, production_state="maintenance", special_work=work)
     assert level_rule(found) == ("yellow", "yellow.grade1_state_with_special_work")
-    assert [e.zh for e in found[0].evidence] == ["生产状态: 检维修", "正在进行: 吊装作业"]
+    assert [e.zh for e in found[0].evidence] == ["生产状态：检维修", "正在进行：吊装作业"]
     # The source's own state overrides the enterprise's.
     state = SourceInputs("HS1", grade=1, production_state="startup", special_work=work)
     inputs = WarningInputs((EnterpriseInputs("E1", sources=(state,), production_state="normal"),))
