@@ -313,9 +313,14 @@ def test_the_enterprise_puts_a_source_in_maintenance_and_the_centre_reads_why(
         since = datetime.fromisoformat(stored["since"]).astimezone(ZoneInfo("Asia/Shanghai"))
         expect(line).to_contain_text(f"自 {since:%Y/%m/%d %H:%M:%S} 起")  # the browser's zone
 
-        # The duty officer's page says the same, in English too.
+        # The duty officer's list counts the sources not running; the page says the same, in
+        # English too.
         page.click("#logout")
         login(page, "duty")
+        page.goto(f"{console.url}#/overview")
+        page.wait_for_selector(".overview[data-ready]")
+        expect(page.locator('.ov-row[data-code="E1"] .op-count')).to_have_text("1 检维修")
+        expect(page.locator('.ov-row[data-code="E2"] .op-count')).to_have_count(0)
         page.goto(f"{console.url}#/enterprise/E1")
         page.wait_for_selector(".enterprise[data-ready]")
         expect(line.locator(".op-state")).to_have_text("检维修")

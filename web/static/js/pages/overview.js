@@ -223,7 +223,18 @@ function enterpriseTable(enterprises, navigate) {
     el("td", { class: ["num", e.online < e.points ? "bad" : ""] }, rate(e.online_rate),
       el("div", { class: "meta" }, t("overview.online_value", e))),
     el("td", {}, alarmCell(e.alarms)),
-    el("td", { class: "num" }, String(e.hazard_sources.length))))));
+    el("td", { class: "num" }, String(e.hazard_sources.length), notRunning(e.hazard_sources))))));
+}
+
+/** Under the count of an enterprise's hazard sources: those not running, by state (1 检维修). */
+function notRunning(sources) {
+  const counts = new Map();
+  for (const h of sources) {
+    const state = h.operating?.state;
+    if (state && state !== "running") counts.set(state, (counts.get(state) ?? 0) + 1);
+  }
+  return [...counts].map(([state, n]) => el("div", { class: "meta op-count", dataset: { state } },
+    `${n} ${t(`overview.state.${state}`)}`));
 }
 
 function mountOverview(container, ctx) {
