@@ -738,20 +738,27 @@ class AlarmEngine:
         causes = [s for s in self.suppressions.values() if s.leader == a.point]
         if not causes or not a.active:
             return 0
-        return self._held(causes)
-
-    def suppressed_by(self, key: str) -> int:
-        """How many alarms the suppression by design `key` (e.g. a hazard source's maintenance)
-        holds suppressed now."""
-        cause = self.suppressions.get(key)
-        return 0 if cause is None else self._held([cause])
-
-    def _held(self, causes: Sequence[DesignSuppression]) -> int:
         return sum(
             1
             for b in self.alarms.values()
             if b.state is AlarmState.SUPPRESSED
             and any(b.point in s.points and b.suppressed_reason == s.reason for s in causes)
+        )
+
+    def suppressed_by(self, key: str) -> int:
+        """How many alarms the suppression by design `key` (e.g. a hazard source's maintenance)
+        covers and are suppressed now (also those another key covers too, and those suppressed
+        before its reason was changed: a changed reason makes no transition)."""
+        cause = self.suppressions.get(key)
+        if cause is None:
+            return 0
+        return sum(
+            1
+            for (point, condition), b in self.alarms.items()
+            if b.state is AlarmState.SUPPRESSED
+            and point in cause.points
+            and point < self.rules.size
+            and self.rules.class_of(point, condition) in cause.classes
         )
 
     def _escalation_of(self, alarm_id: int, a: sm.Alarm) -> EscalationState | None:

@@ -520,6 +520,23 @@ async def test_source_state_over_the_api_suppresses_its_alarms_scoped_audited_re
         assert operating["since"] is not None
         assert sources["HS2"]["operating"]["state"] == "running"
         assert sources["HS2"]["operating"]["suppressed"] == 0
+        # The same state with a new reason: it has lasted since it was first set, and it holds
+        # the same alarms (suppressed under the old reason, without a transition).
+        since_sql = "SELECT since FROM source_states WHERE source = 'HS1'"
+        first_set = await app.run.store.pool.fetchval(since_sql)
+        status, again = await app.call(
+            "duty", "POST", "/api/sources/HS1/state",
+            json={"state": "maintenance", "reason": "检修延至周五"},
+        )  # fmt: skip
+        assert status == 200, again
+        assert (again["since"], again["reason"], again["set_by"]) == (
+            operating["since"], "检修延至周五", "duty",
+        )  # fmt: skip
+        assert await app.run.store.pool.fetchval(since_sql) == first_set  # to the microsecond
+        status, overview = await app.call("duty", "GET", "/api/overview?enterprise=E9")
+        (hs1,) = [h for h in overview["enterprises"][0]["hazard_sources"] if h["code"] == "HS1"]
+        assert hs1["operating"]["suppressed"] == len(held)
+        assert state(gd1, Condition.HH) is AlarmState.SUPPRESSED
 
         status, listed = await app.call("enterprise", "GET", "/api/sources")
         assert [(s["source"], s["state"]) for s in listed["sources"]] == [
@@ -534,6 +551,7 @@ async def test_source_state_over_the_api_suppresses_its_alarms_scoped_audited_re
             ("enterprise", "POST /api/sources/{code}/state", "refused 404"),
             ("duty", "POST /api/sources/{code}/state", "refused 400"),
             ("duty", "POST /api/sources/{code}/state", "refused 400"),
+            ("duty", "POST /api/sources/{code}/state", "ok"),
         ]
     finally:
         await app.close()
@@ -543,7 +561,7 @@ async def test_source_state_over_the_api_suppresses_its_alarms_scoped_audited_re
     engine = app.run.alarms
     try:
         status, body = await app.call("duty", "GET", "/api/sources/HS1/state")
-        assert body["state"] == "maintenance" and body["set_by"] == "enterprise"
+        assert body["state"] == "maintenance" and body["set_by"] == "duty"
         assert state(gd1, Condition.HH) is AlarmState.SUPPRESSED
         status, body = await app.call(
             "duty", "POST", "/api/sources/HS1/state", json={"state": "stopped", "reason": "停用"}

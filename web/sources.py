@@ -125,8 +125,10 @@ class SourceStates:
         since = await self.pool.fetchval(
             "INSERT INTO source_states (enterprise, source, state, since, reason, set_by)"
             " VALUES ($1, $2, $3, now(), $4, $5) ON CONFLICT (enterprise, source) DO UPDATE"
-            " SET state = excluded.state, since = excluded.since, reason = excluded.reason,"
-            " set_by = excluded.set_by RETURNING since",
+            " SET state = excluded.state, reason = excluded.reason, set_by = excluded.set_by,"
+            # The same state again (a new reason): it has lasted since it was first set.
+            " since = CASE WHEN source_states.state = excluded.state THEN source_states.since"
+            " ELSE excluded.since END RETURNING since",
             enterprise, source, state.value, reason, by,
         )  # fmt: skip
         new = SourceStatus(enterprise, source, state, since, reason, by)
