@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -300,6 +300,12 @@ def test_the_enterprise_puts_a_source_in_maintenance_and_the_centre_reads_why(
         form.locator("button[type=submit]").click()  # without a reason: the form refuses
         expect(form).to_be_visible()
         form.locator("textarea[name=reason]").fill(reason)
+        # The planned end, as the browser's local time (Asia/Shanghai): tomorrow 18:00.
+        zone = ZoneInfo("Asia/Shanghai")
+        end = (datetime.now(zone) + timedelta(days=1)).replace(
+            hour=18, minute=0, second=0, microsecond=0
+        )
+        form.locator("input[name=planned_end]").fill(f"{end:%Y-%m-%dT%H:%M}")
         form.locator("button[type=submit]").click()
         expect(page.locator("dialog[open]")).to_have_count(0)
         line = source.locator(".ov-operating")
@@ -307,9 +313,11 @@ def test_the_enterprise_puts_a_source_in_maintenance_and_the_centre_reads_why(
         expect(line.locator(".op-state")).to_have_text("检维修")
         expect(line).to_contain_text(f"（enterprise 设置）：{reason}")
         stored = console.api("duty").call("GET", "/api/sources/HS102/state")
-        assert (stored["state"], stored["set_by"], stored["reason"]) == (
-            "maintenance", "enterprise", reason,
+        assert (stored["state"], stored["set_by"], stored["reason"], stored["overdue"]) == (
+            "maintenance", "enterprise", reason, False,
         )  # fmt: skip
+        assert datetime.fromisoformat(stored["planned_end"]) == end
+        expect(line).to_contain_text(f"计划至 {end:%Y/%m/%d} 18:00:00")
         since = datetime.fromisoformat(stored["since"]).astimezone(ZoneInfo("Asia/Shanghai"))
         expect(line).to_contain_text(f"自 {since:%Y/%m/%d %H:%M:%S} 起")  # the browser's zone
 
@@ -336,6 +344,19 @@ def test_the_enterprise_puts_a_source_in_maintenance_and_the_centre_reads_why(
         page.wait_for_selector(".enterprise[data-ready]")
         expect(line).to_have_attribute("data-state", "maintenance")
         expect(page.locator("button.ov-set-state")).to_have_count(0)
+        # Past its planned end the state is flagged, on the page and in the list.
+        soon = datetime.now(UTC) + timedelta(seconds=2)
+        console.api("duty").call("POST", "/api/sources/HS102/state", {
+            "state": "maintenance", "reason": reason, "planned_end": soon.isoformat(),
+        })  # fmt: skip
+        expect(line.locator(".op-overdue")).to_have_text(" ⚠ 已超计划结束时间", timeout=15_000)
+        page.goto(f"{console.url}#/overview")
+        expect(page.locator('.ov-row[data-code="E1"] .op-count.overdue')).to_have_text(
+            "1 已超计划结束时间"
+        )
+        page.goto(f"{console.url}#/enterprise/E1")
+        page.wait_for_selector(".enterprise[data-ready]")
+        expect(line).to_have_attribute("data-state", "maintenance")
     finally:
         console.api("duty").call(
             "POST", "/api/sources/HS102/state", {"state": "running", "reason": "检修完毕"}

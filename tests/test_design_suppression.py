@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -516,6 +517,7 @@ async def test_source_state_over_the_api_suppresses_its_alarms_scoped_audited_re
         assert operating == {
             "state": "maintenance", "state_zh": "检维修", "since": operating["since"],
             "reason": "年度检修", "set_by": "enterprise", "suppressed": len(held),
+            "planned_end": None, "overdue": False,
         }  # fmt: skip
         assert operating["since"] is not None
         assert sources["HS2"]["operating"]["state"] == "running"
@@ -588,5 +590,60 @@ async def test_source_state_over_the_api_suppresses_its_alarms_scoped_audited_re
             ("suppressed", "enterprise"), ("unsuppressed", "duty"), ("raised", None),
         ]  # fmt: skip
         assert (stored["state"], stored["reason"], stored["set_by"]) == ("running", "复产", "duty")
+    finally:
+        await app.close()
+
+
+async def test_a_source_state_past_its_planned_end_is_overdue_also_after_a_restart(
+    database_url: str, tmp_path: Path
+) -> None:
+    path = "/api/sources/HS2/state"
+
+    async def hs2(app: App) -> dict[str, Any]:
+        status, overview = await app.call("duty", "GET", "/api/overview?enterprise=E9")
+        assert status == 200, overview
+        (source,) = [h for h in overview["enterprises"][0]["hazard_sources"] if h["code"] == "HS2"]
+        return dict(source["operating"])
+
+    app = await _app(database_url, tmp_path)
+    try:
+        later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        status, body = await app.call(
+            "duty", "POST", path, json={"state": "running", "reason": "复产", "planned_end": later}
+        )
+        assert (status, body["field"], body["error"]) == (
+            400, "planned_end", "running has no planned end",
+        )  # fmt: skip
+        earlier = datetime.now(UTC) - timedelta(minutes=1)
+        status, body = await app.call(
+            "enterprise", "POST", path,
+            json={"state": "maintenance", "reason": "检修", "planned_end": earlier.isoformat()},
+        )  # fmt: skip
+        assert status == 400 and body["field"] == "planned_end"
+        assert body["error"] == f"planned end {earlier.isoformat()} is not in the future"
+
+        end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+        status, body = await app.call(
+            "enterprise", "POST", path,
+            json={"state": "maintenance", "reason": "检修", "planned_end": end.isoformat()},
+        )  # fmt: skip
+        assert status == 200, body
+        assert (body["planned_end"], body["overdue"]) == (end.isoformat(), False)
+        assert (await hs2(app))["overdue"] is False
+        await asyncio.sleep((end - datetime.now(UTC)).total_seconds() + 0.2)
+        now = await hs2(app)
+        assert (now["state"], now["planned_end"], now["overdue"]) == (
+            "maintenance", end.isoformat(), True,
+        )  # fmt: skip
+    finally:
+        await app.close()
+
+    app = await _app(database_url, tmp_path)  # the planned end is kept
+    try:
+        assert (await hs2(app))["overdue"] is True
+        status, body = await app.call(
+            "duty", "POST", path, json={"state": "maintenance", "reason": "检修延期，另行通知"}
+        )
+        assert status == 200 and (body["planned_end"], body["overdue"]) == (None, False)
     finally:
         await app.close()

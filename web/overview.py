@@ -96,7 +96,10 @@ def _operating(
     view = status.view()
     key = suppression_key(enterprise, source, status.state)
     return {
-        **{k: view[k] for k in ("state", "state_zh", "since", "reason", "set_by")},
+        **{
+            k: view[k]
+            for k in ("state", "state_zh", "since", "reason", "set_by", "planned_end", "overdue")
+        },
         "suppressed": engine.suppressed_by(key),
     }
 

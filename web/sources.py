@@ -10,7 +10,7 @@ import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -21,7 +21,7 @@ from alarms.engine import AlarmEngine
 from alarms.rules import SourceState, SuppressionSettings
 from streams.config import Config
 from streams.registry import PointIndex
-from web.inputs import Body, enterprise_param
+from web.inputs import Body, Instant, enterprise_param
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
 from web.warnings import DESK
 
@@ -43,8 +43,11 @@ class SourceStatus:
     since: datetime | None = None
     reason: str = ""
     set_by: str | None = None
+    planned_end: datetime | None = None
 
-    def view(self) -> dict[str, Any]:
+    def view(self, now: datetime | None = None) -> dict[str, Any]:
+        """`overdue`: a planned end has passed (at `now`, default the present)."""
+        now = now or datetime.now(UTC)
         return {
             "enterprise": self.enterprise,
             "source": self.source,
@@ -53,6 +56,10 @@ class SourceStatus:
             "since": None if self.since is None else self.since.isoformat(timespec="seconds"),
             "reason": self.reason,
             "set_by": self.set_by,
+            "planned_end": None
+            if self.planned_end is None
+            else self.planned_end.isoformat(timespec="seconds"),
+            "overdue": self.planned_end is not None and self.planned_end <= now,
         }
 
 
@@ -85,14 +92,16 @@ class SourceStates:
         """Load the stored states and make the engine's suppressions agree with them (also
         when the configuration moved points or changed `[alarms.suppression]` meanwhile)."""
         rows = await self.pool.fetch(
-            "SELECT enterprise, source, state, since, reason, set_by FROM source_states"
+            "SELECT enterprise, source, state, since, reason, set_by, planned_end"
+            " FROM source_states"
         )
         for r in rows:
             which = (r["enterprise"], r["source"])
             if which in self.names:
                 self.states[which] = SourceStatus(
-                    *which, SourceState(r["state"]), r["since"], r["reason"], r["set_by"]
-                )
+                    *which, SourceState(r["state"]), r["since"], r["reason"], r["set_by"],
+                    r["planned_end"],
+                )  # fmt: skip
         for status in self.states.values():
             await self._suppress(status)
         wanted = {
@@ -111,34 +120,37 @@ class SourceStates:
         return self.states.get((enterprise, source)) or SourceStatus(enterprise, source)
 
     async def set(
-        self, enterprise: str, source: str, state: SourceState, reason: str, by: str
+        self,
+        enterprise: str,
+        source: str,
+        state: SourceState,
+        reason: str,
+        by: str,
+        planned_end: datetime | None = None,
     ) -> SourceStatus:
         """Record the new state, then move the suppression: the new one is set before the old
-        one is lifted, so alarms suppressed by both see no transition."""
+        one is lifted, so alarms suppressed by both see no transition. One change at a time."""
         async with self._lock:
-            return await self._set(enterprise, source, state, reason, by)
-
-    async def _set(
-        self, enterprise: str, source: str, state: SourceState, reason: str, by: str
-    ) -> SourceStatus:
-        old = self.get(enterprise, source)
-        since = await self.pool.fetchval(
-            "INSERT INTO source_states (enterprise, source, state, since, reason, set_by)"
-            " VALUES ($1, $2, $3, now(), $4, $5) ON CONFLICT (enterprise, source) DO UPDATE"
-            " SET state = excluded.state, reason = excluded.reason, set_by = excluded.set_by,"
-            # The same state again (a new reason): it has lasted since it was first set.
-            " since = CASE WHEN source_states.state = excluded.state THEN source_states.since"
-            " ELSE excluded.since END RETURNING since",
-            enterprise, source, state.value, reason, by,
-        )  # fmt: skip
-        new = SourceStatus(enterprise, source, state, since, reason, by)
-        self.states[(enterprise, source)] = new
-        await self._suppress(new)
-        if old.state is not state:
-            await self.engine.set_design_suppression(
-                suppression_key(enterprise, source, old.state), (), False, reason, by
-            )
-        return new
+            old = self.get(enterprise, source)
+            since = await self.pool.fetchval(
+                "INSERT INTO source_states (enterprise, source, state, since, reason, set_by,"
+                " planned_end) VALUES ($1, $2, $3, now(), $4, $5, $6)"
+                " ON CONFLICT (enterprise, source) DO UPDATE"
+                " SET state = excluded.state, reason = excluded.reason,"
+                " set_by = excluded.set_by, planned_end = excluded.planned_end,"
+                # The same state again (a new reason): it has lasted since it was first set.
+                " since = CASE WHEN source_states.state = excluded.state"
+                " THEN source_states.since ELSE excluded.since END RETURNING since",
+                enterprise, source, state.value, reason, by, planned_end,
+            )  # fmt: skip
+            new = SourceStatus(enterprise, source, state, since, reason, by, planned_end)
+            self.states[(enterprise, source)] = new
+            await self._suppress(new)
+            if old.state is not state:
+                await self.engine.set_design_suppression(
+                    suppression_key(enterprise, source, old.state), (), False, reason, by
+                )
+            return new
 
     async def _suppress(self, s: SourceStatus) -> None:
         classes = self.settings.classes(s.state)
@@ -164,6 +176,10 @@ SOURCES = web.AppKey("source_states", SourceStates)
 class StateBody(Body):
     state: SourceState
     reason: Annotated[str, Field(min_length=1, max_length=500, pattern=r"\S")]
+    planned_end: Annotated[
+        Instant | None,
+        Field(description="计划结束时间 of a state other than running; past it, it is overdue"),
+    ] = None
 
 
 def _json(data: Any) -> web.Response:
@@ -211,8 +227,16 @@ async def set_state(request: web.Request) -> web.Response:
     body = request[BODY]
     assert isinstance(body, StateBody)
     principal: Principal = request[PRINCIPAL]
+    end = body.planned_end
+    if end is not None and body.state is SourceState.RUNNING:
+        raise json_error(web.HTTPBadRequest, "running has no planned end", field="planned_end")
+    if end is not None and end <= datetime.now(UTC):
+        raise json_error(
+            web.HTTPBadRequest, f"planned end {end.isoformat()} is not in the future",
+            field="planned_end",
+        )  # fmt: skip
     status = await request.app[SOURCES].set(
-        enterprise, source, body.state, body.reason.strip(), principal.username
+        enterprise, source, body.state, body.reason.strip(), principal.username, body.planned_end
     )
     request.app[DESK].poke()  # the state is an input of the early warnings: evaluate now
     return _json(status.view())

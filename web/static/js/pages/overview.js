@@ -33,6 +33,8 @@ register({
     "overview.state.field": "运行状态", "overview.state.reason": "原因（必填，如检修计划、作业证号）",
     "overview.state.note": "检维修、停用期间，该危险源的工艺和气体报警按设计抑制（仍计入预警），数据质量报警照常。",
     "overview.state.done": "{source} 已设为{state}", "overview.suppressed_by": "已抑制：{reason}",
+    "overview.state.planned_end": "计划结束时间（选填，运行状态不填）", "overview.state.until": "计划至 {time}",
+    "overview.state.overdue": "已超计划结束时间",
     "overview.code": "位号", "overview.name": "名称", "overview.value": "当前值",
     "overview.quality": "质量", "overview.time": "时间", "overview.alarm": "报警状态",
     "overview.trend": "趋势", "overview.no_source": "未关联重大危险源",
@@ -70,6 +72,8 @@ register({
     "overview.state.field": "Operating state", "overview.state.reason": "Reason (required, e.g. the maintenance plan or permit number)",
     "overview.state.note": "In maintenance or out of use, the source's process and gas alarms are suppressed by design (early warnings still count them); data-quality alarms stay.",
     "overview.state.done": "{source} set to {state}", "overview.suppressed_by": "suppressed: {reason}",
+    "overview.state.planned_end": "Planned end (optional; none for running)", "overview.state.until": "planned until {time}",
+    "overview.state.overdue": "past its planned end",
     "overview.code": "Tag", "overview.name": "Name", "overview.value": "Value",
     "overview.quality": "Quality", "overview.time": "Time", "overview.alarm": "Alarm",
     "overview.trend": "Trend", "overview.no_source": "Not linked to a hazard source",
@@ -134,10 +138,12 @@ function operatingLine(h) {
   const op = h?.operating;
   if (!op || op.state === "running") return null;
   const { colon } = punctuation();
-  return el("div", { class: "ov-operating", dataset: { state: op.state } },
+  return el("div", { class: ["ov-operating", op.overdue && "overdue"], dataset: { state: op.state } },
     el("span", { class: "op-state" }, t(`overview.state.${op.state}`)), " ",
     t("overview.state.since", { time: formatTime(op.since, true), who: op.set_by ?? "—" }),
     op.reason ? `${colon}${op.reason}` : "",
+    op.planned_end ? ` · ${t("overview.state.until", { time: formatTime(op.planned_end, true) })}` : "",
+    op.overdue ? el("strong", { class: "op-overdue" }, ` ⚠ ${t("overview.state.overdue")}`) : null,
     op.suppressed ? el("span", { class: "op-suppressed" }, ` · ${t("overview.state.suppressed", { n: op.suppressed })}`) : null);
 }
 
@@ -149,6 +155,7 @@ async function setOperating(enterprise, h, done) {
       el("label", {}, t("overview.state.field"), el("select", { name: "state", required: true },
         STATES.map((s) => el("option", { value: s, selected: s === h.operating?.state }, t(`overview.state.${s}`))))),
       el("label", {}, t("overview.state.reason"), el("textarea", { name: "reason", rows: 2, maxlength: 500, required: true })),
+      el("label", {}, t("overview.state.planned_end"), el("input", { name: "planned_end", type: "datetime-local" })),
       el("p", { class: "meta" }, t("overview.state.note")),
     ],
     submitLabel: t("overview.state.set"), cancelLabel: t("common.cancel"), className: "ov-state-dialog",
@@ -156,7 +163,10 @@ async function setOperating(enterprise, h, done) {
   if (values === null) return;
   try {
     const url = `/api/sources/${encodeURIComponent(h.code)}/state?enterprise=${encodeURIComponent(enterprise)}`;
-    await call("POST", url, values);
+    // A datetime-local is the browser's local time: sent as an instant (RFC 3339, UTC).
+    const body = { state: values.state, reason: values.reason };
+    if (values.planned_end) body.planned_end = new Date(values.planned_end).toISOString();
+    await call("POST", url, body);
     toast(t("overview.state.done", { source: h.name, state: t(`overview.state.${values.state}`) }));
   } catch (err) {
     toast(t("common.error", { message: err.message }), "error");
@@ -233,8 +243,10 @@ function notRunning(sources) {
     const state = h.operating?.state;
     if (state && state !== "running") counts.set(state, (counts.get(state) ?? 0) + 1);
   }
-  return [...counts].map(([state, n]) => el("div", { class: "meta op-count", dataset: { state } },
-    `${n} ${t(`overview.state.${state}`)}`));
+  const overdue = sources.filter((h) => h.operating?.overdue).length;
+  return [...[...counts].map(([state, n]) => el("div", { class: "meta op-count", dataset: { state } },
+    `${n} ${t(`overview.state.${state}`)}`)),
+  overdue ? el("div", { class: "meta op-count overdue" }, `${overdue} ${t("overview.state.overdue")}`) : null];
 }
 
 function mountOverview(container, ctx) {
