@@ -34,7 +34,7 @@ register({
     "overview.state.note": "检维修、停用期间，该危险源的工艺和气体报警按设计抑制（仍计入预警），数据质量报警照常。",
     "overview.state.done": "{source} 已设为{state}", "overview.suppressed_by": "已抑制：{reason}",
     "overview.state.planned_end": "计划结束时间（选填，运行状态不填）", "overview.state.until": "计划至 {time}",
-    "overview.state.overdue": "已超计划结束时间",
+    "overview.state.overdue": "已超计划结束时间", "overview.state.submit": "设置",
     "overview.code": "位号", "overview.name": "名称", "overview.value": "当前值",
     "overview.quality": "质量", "overview.time": "时间", "overview.alarm": "报警状态",
     "overview.trend": "趋势", "overview.no_source": "未关联重大危险源",
@@ -73,7 +73,7 @@ register({
     "overview.state.note": "In maintenance or out of use, the source's process and gas alarms are suppressed by design (early warnings still count them); data-quality alarms stay.",
     "overview.state.done": "{source} set to {state}", "overview.suppressed_by": "suppressed: {reason}",
     "overview.state.planned_end": "Planned end (optional; none for running)", "overview.state.until": "planned until {time}",
-    "overview.state.overdue": "past its planned end",
+    "overview.state.overdue": "past its planned end", "overview.state.submit": "Set",
     "overview.code": "Tag", "overview.name": "Name", "overview.value": "Value",
     "overview.quality": "Quality", "overview.time": "Time", "overview.alarm": "Alarm",
     "overview.trend": "Trend", "overview.no_source": "Not linked to a hazard source",
@@ -158,7 +158,7 @@ async function setOperating(enterprise, h, done) {
       el("label", {}, t("overview.state.planned_end"), el("input", { name: "planned_end", type: "datetime-local" })),
       el("p", { class: "meta" }, t("overview.state.note")),
     ],
-    submitLabel: t("overview.state.set"), cancelLabel: t("common.cancel"), className: "ov-state-dialog",
+    submitLabel: t("overview.state.submit"), cancelLabel: t("common.cancel"), className: "ov-state-dialog",
   });
   if (values === null) return;
   try {
