@@ -337,6 +337,15 @@ def test_the_enterprise_puts_a_source_in_maintenance_and_the_centre_reads_why(
         expect(line).to_contain_text(f"(set by enterprise): {reason}")
         page.click("#lang")
         expect(line.locator(".op-state")).to_have_text("检维修")
+        # The enterprise changes it while the duty officer watches: a notice, and the line
+        # follows at once.
+        extended = "检修延长一天"
+        console.api("enterprise").call(
+            "POST", "/api/sources/HS102/state", {"state": "maintenance", "reason": extended}
+        )
+        notice = f"E1 液氨储罐区 已设为检维修（enterprise：{extended}）"
+        expect(page.locator(".toast", has_text=notice)).to_have_count(1)
+        expect(line).to_contain_text(extended, timeout=3_000)  # before the 5-s refresh
         # An expert reads but may not set it: no button.
         page.click("#logout")
         login(page, "expert")

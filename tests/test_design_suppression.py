@@ -647,3 +647,37 @@ async def test_a_source_state_past_its_planned_end_is_overdue_also_after_a_resta
         assert status == 200 and (body["planned_end"], body["overdue"]) == (None, False)
     finally:
         await app.close()
+
+
+async def test_a_state_change_goes_to_the_sources_topic_of_those_who_may_see_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    app = await _app(database_url, tmp_path)
+    sockets = {}
+    try:
+        for who in ("duty", "enterprise"):
+            ws = await app.http[who].ws_connect("/ws")
+            await ws.send_json({"op": "subscribe", "topics": ["sources"]})
+            answer = await ws.receive_json(timeout=10)
+            assert answer == {"type": "subscribed", "topics": ["sources"]}
+            sockets[who] = ws
+        status, e8 = await app.call(
+            "duty", "POST", "/api/sources/HS8/state", json={"state": "stopped", "reason": "停产"}
+        )
+        assert status == 200, e8
+        status, e9 = await app.call(
+            "enterprise", "POST", "/api/sources/HS1/state",
+            json={"state": "maintenance", "reason": "年度检修"},
+        )  # fmt: skip
+        assert status == 200, e9
+        # The centre hears both, in order; E9's user only its own (E8's is not for it).
+        seen = [await sockets["duty"].receive_json(timeout=10) for _ in range(2)]
+        assert [m["type"] for m in seen] == ["sources", "sources"]
+        e8["name"], e9["name"] = "乙罐区", "液氨储罐区"
+        assert [m["events"] for m in seen] == [[e8], [e9]]
+        own = await sockets["enterprise"].receive_json(timeout=10)
+        assert own == {"type": "sources", "events": [e9]}
+    finally:
+        for ws in sockets.values():
+            await ws.close()
+        await app.close()

@@ -63,6 +63,7 @@ from web.security import (
     Route,
     json_error,
 )
+from web.sources import SOURCES
 from web.video import VIDEO_ROUTES
 from web.video_live import VIDEO_LIVE_ROUTES
 from web.warnings import DESK, WARNING_ROUTES
@@ -303,6 +304,7 @@ FEEDS: dict[str, Callable[[web.Application], Fanout]] = {
     "alarms": lambda app: app[ENGINE].events,
     "warnings": lambda app: app[DESK].events,
     "notifications": lambda app: app[NOTIFICATIONS].events,  # escalations up the duty roster
+    "sources": lambda app: app[SOURCES].events,  # hazard sources' operating states as set
 }
 
 

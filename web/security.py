@@ -142,6 +142,7 @@ TOPICS: Mapping[str, Permission] = {
     "alarms": Permission.MONITOR_READ,
     "warnings": Permission.MONITOR_READ,
     "notifications": Permission.ALARM_OPERATE,
+    "sources": Permission.MONITOR_READ,
 }
 
 PRINCIPAL = web.RequestKey("principal", Principal)

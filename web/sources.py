@@ -20,6 +20,7 @@ from pydantic import Field
 from alarms.engine import AlarmEngine
 from alarms.rules import SourceState, SuppressionSettings
 from streams.config import Config
+from streams.fanout import Fanout
 from streams.registry import PointIndex
 from web.inputs import Body, Instant, enterprise_param
 from web.security import BODY, PRINCIPAL, Permission, Principal, Route, json_error
@@ -86,6 +87,7 @@ class SourceStates:
             if p.hazard_source is not None:
                 self.points.setdefault((p.enterprise, p.hazard_source), []).append(p.id)
         self.states: dict[tuple[str, str], SourceStatus] = {}
+        self.events = Fanout()  # WebSocket topic `sources`: each change, as `view` gives it
         self._lock = asyncio.Lock()  # one change at a time: set the new cause, lift the old
 
     async def restore(self) -> int:
@@ -150,7 +152,11 @@ class SourceStates:
                 await self.engine.set_design_suppression(
                     suppression_key(enterprise, source, old.state), (), False, reason, by
                 )
+            self.events.publish([self.view(new)])
             return new
+
+    def view(self, status: SourceStatus) -> dict[str, Any]:
+        return {**status.view(), "name": self.names[(status.enterprise, status.source)]}
 
     async def _suppress(self, s: SourceStatus) -> None:
         classes = self.settings.classes(s.state)
@@ -211,7 +217,7 @@ async def list_sources(request: web.Request) -> web.Response:
     sources = request.app[SOURCES]
     enterprise = enterprise_param(request)
     out = [
-        {**sources.get(*k).view(), "name": sources.names[k]}
+        sources.view(sources.get(*k))
         for k in sorted(sources.visible(request[PRINCIPAL]))
         if enterprise is None or k[0] == enterprise
     ]

@@ -1,7 +1,7 @@
 // Console boot: sign-in (with the TOTP step), session, role-aware navigation, hash router,
 // idle-timeout message, the status bar with live pipeline health.
 import { call, onUnauthorized, setCsrf } from "./api.js";
-import { $, clear, el } from "./dom.js";
+import { $, clear, el, toast } from "./dom.js";
 import * as health from "./health.js";
 import { formatNumber, lang, onLang, register, setLang, t, translate } from "./i18n.js";
 import * as live from "./live.js";
@@ -32,6 +32,7 @@ register({
     "status.live_on": "已连接", "status.live_off": "中断", "status.database": "数据库",
     "status.per_s": "{n}点/秒", "status.latency_value": "{p50} ms（最大 {max}）",
     "status.latency_title": "设备采样时间到控制台收到的时间（近10秒中位数与最大值）",
+    "sources.changed": "{source} 已设为{state}（{who}：{reason}）",
     "escalation.open": "查看报警", "escalation.dismiss": "知道了", "escalation.dismiss_all": "全部知道了（{n} 条）",
     "escalation.fold": "收起", "escalation.unfold": "升级通知 {n} 条（展开）",
   },
@@ -43,6 +44,7 @@ register({
     "status.live_on": "connected", "status.live_off": "lost", "status.database": "Database",
     "status.per_s": "{n} samples/s", "status.latency_value": "{p50} ms (max {max})",
     "status.latency_title": "From the device's sample time to its receipt here (median and max over 10 s)",
+    "sources.changed": "{source} set to {state} ({who}: {reason})",
     "escalation.open": "Open the alarm", "escalation.dismiss": "Dismiss", "escalation.dismiss_all": "Dismiss all ({n})",
     "escalation.fold": "Fold", "escalation.unfold": "{n} escalation notice(s) (unfold)",
   },
@@ -119,7 +121,16 @@ function startEscalations() {
       if (e.to !== "unack" && e.to !== "rtn_unack" && notice(e.alarm)) remove(notice(e.alarm));
     }
   });
-  stopEscalations = () => { stopped = true; offNotes(); offAlarms(); box.remove(); };
+  // A hazard source's operating state set by someone else (maintenance suppresses its alarms by
+  // design): the centre hears of it at once.
+  const offSources = live.subscribe("sources", (msg) => {
+    for (const s of msg.events ?? []) {
+      if (s.set_by === me?.username) continue;
+      toast(t("sources.changed", { source: `${s.enterprise} ${s.name}`, state: t(`overview.state.${s.state}`),
+        who: s.set_by, reason: s.reason }));
+    }
+  });
+  stopEscalations = () => { stopped = true; offNotes(); offAlarms(); offSources(); box.remove(); };
 }
 
 let me = null; // the signed-in account: username, role, roles, permissions, enterprise

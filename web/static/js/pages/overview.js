@@ -275,11 +275,11 @@ function mountOverview(container, ctx) {
   return lifecycle(refresh, () => { stopped = true; map.dispose(); });
 }
 
-/** Refresh now, every REFRESH_MS and soon after any alarm or warning event. */
+/** Refresh now, every REFRESH_MS and soon after any alarm, warning or source state event. */
 function lifecycle(refresh, stop) {
   let soon = null;
   const later = () => { clearTimeout(soon); soon = setTimeout(refresh, 300); };
-  const unsubs = [subscribe("alarms", later), subscribe("warnings", later)];
+  const unsubs = [subscribe("alarms", later), subscribe("warnings", later), subscribe("sources", later)];
   const timer = setInterval(refresh, REFRESH_MS);
   refresh();
   return () => {
