@@ -622,7 +622,7 @@ async def test_a_source_state_past_its_planned_end_is_overdue_also_after_a_resta
         assert status == 400 and body["field"] == "planned_end"
         assert body["error"] == f"planned end {earlier.isoformat()} is not in the future"
 
-        end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+        end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
         status, body = await app.call(
             "enterprise", "POST", path,
             json={"state": "maintenance", "reason": "检修", "planned_end": end.isoformat()},
