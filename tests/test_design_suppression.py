@@ -673,7 +673,7 @@ async def test_a_state_change_goes_to_the_sources_topic_of_those_who_may_see_it(
         # The centre hears both, in order; E9's user only its own (E8's is not for it).
         seen = [await sockets["duty"].receive_json(timeout=10) for _ in range(2)]
         assert [m["type"] for m in seen] == ["sources", "sources"]
-        e8["name"], e9["name"] = "乙罐区", "液氨储罐区"
+        assert (e8["name"], e9["name"]) == ("乙罐区", "液氨储罐区")  # as GET /api/sources lists
         assert [m["events"] for m in seen] == [[e8], [e9]]
         own = await sockets["enterprise"].receive_json(timeout=10)
         assert own == {"type": "sources", "events": [e9]}

@@ -46,9 +46,9 @@ class SourceStatus:
     set_by: str | None = None
     planned_end: datetime | None = None
 
-    def view(self, now: datetime | None = None) -> dict[str, Any]:
-        """`overdue`: a planned end has passed (at `now`, default the present)."""
-        now = now or datetime.now(UTC)
+    def view(self) -> dict[str, Any]:
+        """`overdue`: a planned end has passed."""
+        now = datetime.now(UTC)
         return {
             "enterprise": self.enterprise,
             "source": self.source,
@@ -225,7 +225,8 @@ async def list_sources(request: web.Request) -> web.Response:
 
 
 async def get_state(request: web.Request) -> web.Response:
-    return _json(request.app[SOURCES].get(*_source(request)).view())
+    sources = request.app[SOURCES]
+    return _json(sources.view(sources.get(*_source(request))))
 
 
 async def set_state(request: web.Request) -> web.Response:
@@ -245,7 +246,7 @@ async def set_state(request: web.Request) -> web.Response:
         enterprise, source, body.state, body.reason.strip(), principal.username, body.planned_end
     )
     request.app[DESK].poke()  # the state is an input of the early warnings: evaluate now
-    return _json(status.view())
+    return _json(request.app[SOURCES].view(status))
 
 
 _WHICH = {"enterprise": "enterprise code (needed only when the code is not unique)"}
