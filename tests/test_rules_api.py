@@ -86,6 +86,9 @@ async def test_rule_put_validated_audited_live_and_kept_across_restart(
         assert alarm["limits"] == {"hh": 50.0, "h": 30.0, "l": None, "ll": None}
         status, board = await app.call("duty", "GET", "/api/alarms")
         assert {a["code"]: a["limits"]["h"] for a in board["alarms"]}["GD-1"] == 30.0
+        status, listed = await app.call("duty", "GET", "/api/points?enterprise=E9")
+        by_code = {p["code"]: p["limits"] for p in listed}
+        assert by_code["GD-1"] == {"hh": 50.0, "h": 30.0} and by_code["GD-2"] == {"hh": 40, "h": 20}
         # Condition state is kept: H stays until a sample below the new clear level (28).
         assert state(gd1, Condition.H) is AlarmState.UNACK
         assert state(gd2, Condition.HH) is AlarmState.UNACK

@@ -83,18 +83,18 @@ def _info(request: web.Request, point: int) -> dict[str, Any]:
         "unit": p.unit,
         "range": None if p.range is None else list(p.range),
         "readings": readings(request.app[ENGINE].rules, point),
-        "limits": _limits(request, point),
+        "limits": limits_in_force(request, point) or p.limits.model_dump(),
     }
 
 
-def _limits(request: web.Request, point: int) -> dict[str, float | None]:
+def limits_in_force(request: web.Request, point: int) -> dict[str, float | None] | None:
     """The limits in force: the point's rule (the configuration's limits with its
     `[alarms.points]` overrides and those set over the API; a gas detector's GB/T 50493
     defaults when none is configured), not the limits the point's table names."""
     book = request.app.get(RULES)
     rule = book.rules.get(point) if book is not None else None
     if rule is None:
-        return request.app[POINTS].info(point).limits.model_dump()
+        return None  # no alarm rule: the configured limits are all there is
     return {"hh": rule.hh, "h": rule.h, "l": rule.l, "ll": rule.ll}
 
 

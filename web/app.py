@@ -29,7 +29,7 @@ from streams.config import SecuritySettings
 from streams.fanout import Fanout
 from streams.registry import PointIndex, list_enterprises, list_points
 from streams.store import Store
-from web.alarms import ALARM_ROUTES, ENGINE, NOTIFICATIONS, readings
+from web.alarms import ALARM_ROUTES, ENGINE, NOTIFICATIONS, limits_in_force, readings
 from web.audit import AUDIT, AUDIT_ROUTES
 from web.auth import (
     ADMIN_ROUTES,
@@ -197,6 +197,10 @@ async def points(request: web.Request) -> web.Response:
     engine = request.app.get(ENGINE)
     for row in rows:  # for a reading beyond the range: a bound, or a failure signal
         row["readings"] = readings(engine.rules, row["id"]) if engine else None
+        # The limits in force (the alarm rule's), those the point has.
+        limits = limits_in_force(request, row["id"])
+        if limits is not None:
+            row["limits"] = {k: v for k, v in limits.items() if v is not None}
     return _json(rows)
 
 
