@@ -94,14 +94,9 @@ def _operating(
     """A hazard source's operating state and how many alarms it suppresses by design now."""
     status = states.get(enterprise, source) if states else SourceStatus(enterprise, source)
     view = status.view()
+    del view["enterprise"], view["source"]  # the source's own object says which
     key = suppression_key(enterprise, source, status.state)
-    return {
-        **{
-            k: view[k]
-            for k in ("state", "state_zh", "since", "reason", "set_by", "planned_end", "overdue")
-        },
-        "suppressed": engine.suppressed_by(key),
-    }
+    return {**view, "suppressed": engine.suppressed_by(key)}
 
 
 def _alarm_counts() -> dict[str, Any]:
