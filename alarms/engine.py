@@ -228,8 +228,7 @@ class AlarmEngine:
             self.ids[key] = row["id"]
             self.keys[row["id"]] = key
             if alarm.active and alarm.point < self.rules.size:
-                self.eval.active[alarm.point, alarm.condition] = True
-                self.eval.raw[alarm.point, alarm.condition] = True
+                self.eval.seed(alarm.point, alarm.condition, True)
         for r in await self.pool.fetch("SELECT * FROM alarm_escalations"):
             self._escalation[r["alarm"]] = EscalationState(
                 r["raised_at_ns"], r["attempt"], r["level"], r["sent_at_ns"]
@@ -587,11 +586,11 @@ class AlarmEngine:
             if group is None or group.link >= self.rules.size:
                 continue
             link = self.alarms.get((group.link, bad))
-            if (link is not None and link.active) or self.eval.raw[group.link, bad]:
+            if (link is not None and link.active) or self.eval.raw_of(group.link, bad):
                 continue
-            back = int(self.eval.since[bad, group.link])
+            back = int(self.eval.since[group.link, bad])
             members = [p for p in group.points if p < self.rules.size]
-            clear = not self.eval.raw[members, bad].any()
+            clear = not self.eval.raw_of(members, bad).any()
             if clear or now - back >= group.grace_ns:
                 why = "communication restored" + ("" if clear else "; points still bad")
                 await self._set_suppression(group.key, (), False, why, SYSTEM, s.classes)
@@ -617,8 +616,7 @@ class AlarmEngine:
                     if off[c]:
                         if self.eval.active[p, c]:
                             gone.append(ConditionChange(p, c, False, now, math.nan, {"rule": why}))
-                        self.eval.active[p, c] = False
-                        self.eval.raw[p, c] = False
+                        self.eval.seed(p, c, False)
             await self._commit(
                 [
                     (replace(a, priority=pri), [])

@@ -93,7 +93,7 @@ async def test_rule_put_validated_audited_live_and_kept_across_restart(
         assert state(gd1, Condition.H) is AlarmState.UNACK
         assert state(gd2, Condition.HH) is AlarmState.UNACK
         await reading({gd1: 28.5})
-        await _until(lambda: bool(engine.eval.raw[gd1, Condition.H]) is True)
+        await _until(lambda: bool(engine.eval.raw_of(gd1, Condition.H)) is True)
         assert state(gd1, Condition.H) is AlarmState.UNACK  # inside the new deadband
         await reading({gd1: 27.0})
         await _until(lambda: state(gd1, Condition.H) is AlarmState.RTN_UNACK)
