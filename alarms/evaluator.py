@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alarms.model import N_CONDITIONS, Condition, ConditionChange
-from alarms.rules import NEVER_NS, NS, RuleArrays
+from alarms.rules import NEVER_NS, NS, PointRule, RuleArrays
 from streams.batch import SampleBatch
 from streams.quality import Quality
 
@@ -177,6 +177,16 @@ def tick(
         if p < rules.size:
             out.grow()
     return state, out.result()
+
+
+def warm_up() -> None:
+    """Compile the kernels, or load them from the cache, on a one-point example: a server
+    calls it (in a thread) before the first batch, which would otherwise wait for it (about
+    2 s the first time after an install)."""
+    rules = RuleArrays.build([PointRule(point=0, hh=1.0)])
+    state = EvalState.initial(rules, 0)
+    evaluate(rules, state, SampleBatch.of([1], [0], [2.0], Quality.GOOD))
+    tick(rules, state, 2)
 
 
 def _check(rules: RuleArrays, state: EvalState) -> None:

@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from alarms.engine import AlarmEngine, FirstOutGroup, RuleBook, device_groups
+from alarms.evaluator import warm_up
 from alarms.notify import Notifier, NotifySettings, WebSocketChannel
 from alarms.reports import Reports
 from alarms.rules import AlarmSettings, RuleArrays
@@ -198,6 +199,7 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
             extra=camera_rules(cameras, video_config),
         )  # fmt: skip
         engine = AlarmEngine(store.pool, RuleArrays.build(await rules.load()))
+        await asyncio.to_thread(warm_up)  # the evaluator's compiled kernels
         rules.engine = engine
         engine.first_out_groups(
             [

@@ -347,6 +347,29 @@ def test_a_repeated_scan_order_follows_the_rules_in_force() -> None:
         np.testing.assert_array_equal(getattr(repeated.state, name), getattr(reordered.state, name))
 
 
+def test_a_batch_of_strided_columns_gives_what_its_contiguous_copy_gives() -> None:
+    """Columns that are views with a stride (every other row of a wider array) are read as
+    they are: the compiled pass takes contiguous copies of them."""
+    rule = PointRule(point=1, deadband=2.0, **LIMITS)
+    plain, strided = Run(rule), Run(rule)
+    ts = np.array([T0 + k * S for k in range(5)], np.int64)
+    point = np.ones(5, np.int32)
+    value = np.array([50.0, 85.0, 95.0, 70.0, 5.0])
+    quality = np.zeros(5, np.uint8)
+    columns = [np.repeat(c, 2)[::2] for c in (ts, point, value, quality)]
+    assert not any(c.flags.c_contiguous for c in columns)
+    got = strided.batch(SampleBatch(*columns))
+    assert got == plain.batch(SampleBatch(ts, point, value, quality))
+    assert got == [
+        (C.H, True, 1.0),
+        (C.HH, True, 2.0),
+        (C.HH, False, 3.0),
+        (C.H, False, 3.0),
+        (C.L, True, 4.0),
+        (C.LL, True, 4.0),
+    ]
+
+
 def test_state_size_must_match_the_rules() -> None:
     rules = RuleArrays.build([PointRule(point=3, h=1)])
     with pytest.raises(ValueError, match="state has 2 points, rules 4"):
