@@ -171,7 +171,7 @@ def tick(
     p = 0
     while p < rules.size:
         p, out.n = _tick(
-            p, now_ns, _kinds(rules), rules.stale_after_ns, rules.on_delay_ns,
+            p, now_ns, _Kinds.of(rules), rules.stale_after_ns, rules.on_delay_ns,
             rules.off_delay_ns, *_state_columns(state), *out.columns(),
         )  # fmt: skip
         if p < rules.size:
@@ -199,7 +199,7 @@ def _check(rules: RuleArrays, state: EvalState) -> None:
 def _rule_columns(r: RuleArrays) -> tuple[npt.NDArray[Any], ...]:
     """The kernels' rule arguments, in their order."""
     return (
-        _kinds(r),
+        _Kinds.of(r),
         r.set_level,
         r.clear_level,
         r.on_delay_ns,
@@ -224,27 +224,27 @@ def _state_columns(s: EvalState) -> tuple[npt.NDArray[Any], ...]:
     return (s.raw, s.active, s.since, s.pending, s.f, s.i)
 
 
-# Bits of a point's rule kinds (_kinds): a sample reads the columns of the kinds its rule has.
+# Bits of a point's rule kinds (_Kinds): a sample reads the columns of the kinds its rule has.
 _KNOWN, _K_ROC, _K_STUCK, _K_RANGE, _K_FC = 1, 2, 4, 8, 16
 
 
-def _kinds(rules: RuleArrays) -> npt.NDArray[np.uint8]:
-    """Per point the bits of the rule kinds it has (0: no rule); those of the last rules seen
+class _Kinds:
+    """Per point the bits of the rule kinds it has (0: no rule). Those of the last rules seen
     are kept (with a reference to them, so their id cannot be reused)."""
-    global _last_kinds
-    if _last_kinds is None or _last_kinds[0] is not rules:
-        r = rules
-        kinds = np.where(r.known, _KNOWN, 0).astype(np.uint8)
-        kinds[~np.isnan(r.roc_limit)] |= _K_ROC
-        kinds[r.stuck_window_ns < NEVER_NS] |= _K_STUCK
-        kinds[~(np.isnan(r.range_lo) & np.isnan(r.range_hi))] |= _K_RANGE
-        kinds[~np.isnan(r.forecast_horizon_s)] |= _K_FC
-        kinds[~r.known] = 0
-        _last_kinds = (rules, kinds)
-    return _last_kinds[1]
 
+    last: tuple[RuleArrays, npt.NDArray[np.uint8]] | None = None
 
-_last_kinds: tuple[RuleArrays, npt.NDArray[np.uint8]] | None = None
+    @classmethod
+    def of(cls, r: RuleArrays) -> npt.NDArray[np.uint8]:
+        if cls.last is None or cls.last[0] is not r:
+            kinds = np.where(r.known, _KNOWN, 0).astype(np.uint8)
+            kinds[~np.isnan(r.roc_limit)] |= _K_ROC
+            kinds[r.stuck_window_ns < NEVER_NS] |= _K_STUCK
+            kinds[~(np.isnan(r.range_lo) & np.isnan(r.range_hi))] |= _K_RANGE
+            kinds[~np.isnan(r.forecast_horizon_s)] |= _K_FC
+            kinds[~r.known] = 0
+            cls.last = (r, kinds)
+        return cls.last[1]
 
 
 class _Order:
