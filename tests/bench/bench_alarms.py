@@ -1,9 +1,7 @@
 """Alarm evaluator benchmark: the rule kinds the alarm engine issue names (four limits with
 deadbands and delays, rate of change, quality, stale, stuck) on 100,000 points, measured against
 a bare numpy evaluation of the four limit comparisons on the same arrays in the same run. The
-same with every kind (out of range and forecast too) is printed before it, and so is a numpy
-floor: one pass over each column an evaluator of the issue's kinds must touch, with no logic
-(see `floor`).
+same with every kind (out of range and forecast too) is printed before it.
 
 Run: python tests/bench/bench_alarms.py [--points N] [--rounds R] [--batch B] [--polls K]
 """
@@ -97,43 +95,6 @@ def ceiling(rules: RuleArrays, batches: Sequence[SampleBatch]) -> float:
     return time.perf_counter() - start
 
 
-def floor(rules: RuleArrays, batches: Sequence[SampleBatch]) -> float:
-    """A floor for a numpy evaluator of the issue's rule kinds: one pass over each column it
-    cannot do without, and no logic. The samples put in point order (t, v, q); each rule column
-    compared with the value or the time (four limits and their four clear levels, the rate limit
-    and window, flat-line ε and window, the stale period, the bad-quality flag); each value kept
-    from one sample to the next compared and written (the last time, the last good value and its
-    time, the rate, the flat-line run's min, max and start, the four limits' raised conditions).
-    Point orders are found before the clock starts, as the evaluator keeps a scan's order."""
-    n = rules.size
-    rule_v = [*rules.set_level.T, *rules.clear_level.T, rules.roc_limit, rules.roc_tau_s]
-    rule_v.append(rules.stuck_eps)
-    rule_t = [rules.stuck_window_ns, rules.stale_after_ns]
-    kept_v = [np.zeros(n) for _ in range(4)]
-    kept_t = [np.zeros(n, np.int64) for _ in range(3)]
-    raised = np.zeros((4, n), np.bool_)
-    prepared = []
-    for b in batches:
-        order = np.argsort(b.point, kind="stable")
-        ids = b.point[order]
-        contiguous = ids[-1] - ids[0] + 1 == len(ids)
-        prepared.append((b, order, slice(ids[0], ids[-1] + 1) if contiguous else ids))
-    out = np.empty(max(len(b) for b in batches), np.bool_)
-    start = time.perf_counter()
-    for b, order, rows in prepared:
-        t, v, q = b.ts.take(order), b.value.take(order), b.quality.take(order)
-        o = out[: len(b)]
-        np.equal(q, 0, out=o)
-        np.less(rules.bad_quality[rows], o, out=o)
-        for rule, x in [(r, v) for r in rule_v] + [(r, t) for r in rule_t]:
-            np.less(rule[rows], x, out=o)
-        for kept, x in [(k, v) for k in kept_v] + [(k, t) for k in kept_t]:
-            np.less(kept[rows], x, out=o)
-            kept[rows] = x
-        raised[:, rows] = np.less(raised[:, rows], o)
-    return time.perf_counter() - start
-
-
 def ours(
     rules: RuleArrays, initial: EvalState, batches: Sequence[SampleBatch]
 ) -> tuple[float, int]:
@@ -165,28 +126,19 @@ async def main(argv: Sequence[str]) -> str:
     # All alike: a warm-up on the first batches, then the best of three runs, taken in turn so
     # that each sees the same load on a shared machine.
     ceiling(rules, batches[:2])
-    floor(rules, batches[:2])
     ours(rules, initial, batches[:2])
     ours(every, initial_every, batches[:2])
     runs = [
         (
             ceiling(rules, batches),
-            floor(rules, batches),
             ours(rules, initial, batches),
             ours(every, initial_every, batches),
         )
         for _ in range(3)
     ]
-    t_ceiling = min(c for c, _, _, _ in runs)
-    ceiling_rate = evaluations / t_ceiling
-    floor_rate = evaluations / min(f for _, f, _, _ in runs)
-    print(
-        f"numpy floor (one pass per column, no logic): {floor_rate:.0f}/s, "
-        f"ratio={floor_rate / ceiling_rate:.2f}",
-        file=sys.stderr,
-    )
+    ceiling_rate = evaluations / min(c for c, _, _ in runs)
     lines = []
-    for name, results in (("every kind", [e for *_, e in runs]), ("", [o for _, _, o, _ in runs])):
+    for name, results in (("every kind", [e for *_, e in runs]), ("", [o for _, o, _ in runs])):
         t_ours, changes = min(results)
         if len({n for _, n in results}) != 1:
             raise SystemExit(f"bench alarms: runs found different changes: {results}")
