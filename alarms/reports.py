@@ -44,6 +44,9 @@ class OperatingStatus(Protocol):
     @property
     def state(self) -> SourceState: ...
 
+    @property
+    def planned_end(self) -> datetime | None: ...
+
 
 class ReportError(Exception):
     """A report that cannot be accepted; str() says why, with the offending value."""
@@ -246,6 +249,13 @@ class Reports:
         set (the rules then use the state the enterprise committed to)."""
         status = self.operating_states.get((enterprise, source))
         return None if status is None else PRODUCTION_STATE[status.state]
+
+    def source_planned_end(self, enterprise: str, source: str) -> int | None:
+        """When the hazard source's operating state is planned to end (ns), if it was given
+        one."""
+        status = self.operating_states.get((enterprise, source))
+        end = None if status is None else status.planned_end
+        return None if end is None else round(end.timestamp() * 1e9)
 
     # -- special work -------------------------------------------------------------------------
 

@@ -246,6 +246,9 @@ class WarningDesk:
                             production_state=self.reports.source_state(e, src)
                             if self.reports and src
                             else None,
+                            state_planned_end_ns=self.reports.source_planned_end(e, src)
+                            if self.reports and src
+                            else None,
                             winds=winds.get(e, ()),
                             targets=geo.targets.get((e, src), ()) if geo and src else (),
                         )

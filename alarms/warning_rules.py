@@ -131,6 +131,16 @@ class StateWithSpecialWorkRule(_Rule):
     work_types: list[str] = []  # empty: any special work
 
 
+class StateOverdueRule(_Rule):
+    """A source still in one of the production states longer than `min_duration_s` past the
+    planned end its operating state was given (POST /api/sources/{code}/state): a state
+    nobody set back keeps its alarms suppressed by design."""
+
+    kind: Literal["state_overdue"]
+    production_states: Annotated[list[str], Field(min_length=1)]
+    min_duration_s: Seconds
+
+
 class DataQualityRule(_Rule):
     """A data-quality problem of a point or camera lasting longer than `min_duration_s`."""
 
@@ -164,6 +174,7 @@ Rule = Annotated[
     | PersistingAlarmRule
     | RepeatedAlarmsRule
     | StateWithSpecialWorkRule
+    | StateOverdueRule
     | DataQualityRule
     | MissingCommitmentRule,
     Field(discriminator="kind"),
@@ -245,7 +256,7 @@ class WarningRules(_Model):
             unknown = [w for w in used_works if w not in works]
             if unknown:
                 raise ValueError(f"rule {r.id!r}: unknown special work type(s) {unknown}")
-            if isinstance(r, StateWithSpecialWorkRule):
+            if isinstance(r, StateWithSpecialWorkRule | StateOverdueRule):
                 bad = [s for s in r.production_states if s not in states]
                 if bad:
                     raise ValueError(f"rule {r.id!r}: unknown production state(s) {bad}")

@@ -22,6 +22,7 @@ from alarms.warning_rules import (
     PersistingAlarmRule,
     RepeatedAlarmsRule,
     Rule,
+    StateOverdueRule,
     StateWithSpecialWorkRule,
     ToxicGasTowardTargetRule,
     WarningLevel,
@@ -94,6 +95,8 @@ class SourceInputs:
     # The permit numbers (作业证编号) of each on-going work type, named in the evidence.
     special_work_permits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     production_state: str | None = None  # None: the enterprise's
+    # The planned end of the source's operating state (ns), when one was given.
+    state_planned_end_ns: int | None = None
     # The wind at the enterprise as seen within the rule's window, oldest first (none: not
     # measured), and its sensitive targets as seen from this source.
     winds: tuple[Wind, ...] = ()
@@ -314,6 +317,14 @@ def _source_rule(
                 )
             ]
         return []
+    if isinstance(rule, StateOverdueRule):
+        state, end = src.production_state, src.state_planned_end_ns
+        if state not in rule.production_states or end is None:
+            return []
+        if not _lasted(end, now_ns, rule.min_duration_s):
+            return []
+        since = end + round(rule.min_duration_s * _NS)
+        return [_hit(rule, since, [_overdue_evidence(rules, state, end, now_ns)])]
     if isinstance(rule, DataQualityRule):
         return _quality_rule(rule, src, now_ns)
     if isinstance(rule, MissingCommitmentRule):
@@ -437,6 +448,10 @@ _TEMPLATES: dict[str, tuple[str, str]] = {
     ),
     "special_work": ("正在进行：{works_zh}", "on-going: {works_en}"),
     "production_state": ("生产状态：{state_zh}", "production state: {state_en}"),
+    "state_overdue": (
+        "{state_zh}已超过计划结束时间{duration_zh}",
+        "{state_en} {duration_en} past its planned end",
+    ),
     "commitment_missing": ("未提交今日安全承诺", "today's safety commitment not submitted"),
 }
 
@@ -481,6 +496,16 @@ def _point(code: str, name: str, elapsed_ns: int) -> tuple[dict[str, Any], dict[
         "duration_en": " ".join(f"{n} {en}" for n, _, en in parts) or "under 1 min",
     }
     return params, words
+
+
+def _overdue_evidence(rules: WarningRules, state: str, end_ns: int, now_ns: int) -> Evidence:
+    named = next(s for s in rules.production_states if s.code == state)
+    params, words = _point("", "", now_ns - end_ns)
+    return _evidence(
+        "state_overdue",
+        {"state": state, "planned_end_ns": end_ns, "overdue_s": params["duration_s"]},
+        {**words, "state_zh": named.zh, "state_en": named.en},
+    )
 
 
 def _alarm_evidence(a: ActiveAlarm, now_ns: int) -> Evidence:

@@ -15,13 +15,15 @@ import pytest
 
 from alarms import warnings as wm
 from alarms.engine import AlarmEngine
-from alarms.rules import RuleArrays, rules_from_config
+from alarms.reports import Reports
+from alarms.rules import RuleArrays, SourceState, SuppressionSettings, rules_from_config
 from alarms.warning_desk import Geography, WarningDesk
 from streams import Hub, SampleBatch, Subscription
 from streams.config import parse_config
 from streams.quality import Quality
 from streams.registry import PointIndex, sync_config
 from streams.store import Store
+from web.sources import SourceStates
 
 CONFIG = """
 [[enterprises]]
@@ -144,6 +146,41 @@ async def test_persisting_level_2_gas_alarm_issues_orange_then_escalates(d: Desk
     assert again.warnings[w.id] == late
     stored = await d.store.pool.fetchval("SELECT state FROM warnings WHERE id = $1", w.id)
     assert stored == "signed"
+
+
+async def test_maintenance_left_past_its_planned_end_issues_blue_until_it_is_set_back(
+    d: Desk,
+) -> None:
+    """The source's operating state as the server keeps it (web.sources): maintenance planned
+    to end at T0 + 1 h is a blue warning once the 30 min of grace past that end are over, and
+    the finding ends when the enterprise sets the source back to running."""
+    states = SourceStates(d.store.pool, d.engine, parse_config(CONFIG), d.points,
+                          SuppressionSettings())  # fmt: skip
+    d.desk.reports = Reports(
+        d.store.pool, d.desk.rules, {"E9": ["HS1"]}, operating_states=states.states,
+        clock=lambda: d.now[0],
+    )  # fmt: skip
+    end = datetime.fromtimestamp((T0 + 60 * MIN) / SECOND, UTC)
+    await states.set("E9", "HS1", SourceState.MAINTENANCE, "年度检修", "enterprise", end)
+
+    def at_hs1() -> list[wm.Warning]:
+        return [w for w in d.desk.warnings.values() if w.hazard_source == "HS1"]
+
+    d.now[0] = T0 + 89 * MIN
+    await d.desk.evaluate()
+    assert at_hs1() == []  # (the enterprise's missing daily commitment is a warning of its own)
+
+    d.now[0] = T0 + 91 * MIN
+    await d.desk.evaluate()
+    (w,) = at_hs1()
+    assert (w.hazard_source, w.level, w.rule) == ("HS1", wm.WarningLevel.BLUE, "blue.state_overdue")
+    assert [e.zh for e in w.evidence] == ["检维修已超过计划结束时间31分钟"]
+    assert [r.name for r in w.recipients] == ["王总", "李工", "张班长"]
+
+    await states.set("E9", "HS1", SourceState.RUNNING, "检修完毕", "enterprise")
+    await d.desk.evaluate()
+    assert ("E9", "HS1") not in d.desk.findings
+    assert d.desk.warnings[w.id].condition_active is False
 
 
 async def test_a_warning_shows_what_holds_at_its_source_now_beside_its_evidence(d: Desk) -> None:

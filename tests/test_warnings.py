@@ -153,6 +153,7 @@ def test_default_rules_cover_every_level_and_each_value_has_a_source_tag() -> No
         ("[lifecycle.deadlines.blue]", "[lifecycle.deadlines.purple]", "purple"),
         ('conditions = ["H", "L"]', 'conditions = ["H", "ROC"]', "ROC"),
         ("min_count = 5", "min_count = 5\nthreshold = 3", "threshold"),
+        ('["maintenance", "stopped"]', '["maintenance", "holiday"]', "holiday"),
     ],
 )
 def test_bad_rules_file_names_the_key_and_the_value(old: str, new: str, message: str) -> None:
@@ -396,6 +397,47 @@ def test_no_yellow_state_rule_on_near_misses(source: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # 蓝
+
+
+def _in_state(state: str | None, ended_min_ago: float | None) -> list[WarningFinding]:
+    """Source HS1 in `state`, its planned end that many minutes ago (None: none given)."""
+    end = None if ended_min_ago is None else NOW - round(ended_min_ago * MIN)
+    source = SourceInputs("HS1", production_state=state, state_planned_end_ns=end)
+    return evaluate_warnings(
+        WarningInputs((EnterpriseInputs("E1", sources=(source,)),)), RULES, NOW
+    )
+
+
+def test_blue_when_maintenance_lasts_past_its_planned_end_and_the_grace() -> None:
+    found = _in_state("maintenance", 45)
+    assert level_rule(found) == ("blue", "blue.state_overdue")
+    (evidence,) = found[0].evidence
+    assert evidence.zh == "检维修已超过计划结束时间45分钟"
+    assert evidence.en == "maintenance 45 min past its planned end"
+    assert evidence.params == {
+        "state": "maintenance",
+        "planned_end_ns": NOW - 45 * MIN,
+        "overdue_s": 2700,
+    }
+    assert found[0].since_ns == NOW - 15 * MIN  # once the 30 min of grace were over
+    assert level_rule(_in_state("stopped", 31)) == ("blue", "blue.state_overdue")
+
+
+@pytest.mark.parametrize(
+    ("state", "ended_min_ago"),
+    [
+        ("maintenance", 30),  # within the grace
+        ("maintenance", -60),  # the planned end is ahead
+        ("maintenance", None),  # no planned end given
+        ("startup_shutdown", 120),  # alarms are not suppressed in start-up/shutdown
+        ("normal", 120),
+        (None, 120),
+    ],
+)
+def test_no_state_overdue_warning_on_near_misses(
+    state: str | None, ended_min_ago: float | None
+) -> None:
+    assert _in_state(state, ended_min_ago) == []
 
 
 def test_blue_when_data_is_interrupted_longer_than_x() -> None:
