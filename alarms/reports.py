@@ -255,7 +255,7 @@ class Reports:
         one."""
         status = self.operating_states.get((enterprise, source))
         end = None if status is None else status.planned_end
-        return None if end is None else round(end.timestamp() * 1e9)
+        return None if end is None else round(end.timestamp() * _NS)
 
     # -- special work -------------------------------------------------------------------------
 
