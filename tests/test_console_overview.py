@@ -359,6 +359,8 @@ def test_the_enterprise_puts_a_source_in_maintenance_and_the_centre_reads_why(
         duty.call("POST", "/api/sources/HS102/state", {
             "state": "maintenance", "reason": reason, "planned_end": soon.isoformat(),
         })  # fmt: skip
+        heard = page.locator(".toast", has_text=f"E1 液氨储罐区 已设为检维修（duty：{reason}）")
+        expect(heard).to_have_count(1)  # the expert hears of it
         expect(line.locator(".op-overdue")).to_have_text(" ⚠ 已超计划结束时间", timeout=15_000)
         page.goto(f"{console.url}#/overview")
         expect(page.locator('.ov-row[data-code="E1"] .op-count.overdue')).to_have_text(
@@ -367,6 +369,14 @@ def test_the_enterprise_puts_a_source_in_maintenance_and_the_centre_reads_why(
         page.goto(f"{console.url}#/enterprise/E1")
         page.wait_for_selector(".enterprise[data-ready]")
         expect(line).to_have_attribute("data-state", "maintenance")
+        # The enterprise hears when the centre sets one of its sources.
+        page.click("#logout")
+        login(page, "enterprise")
+        page.goto(f"{console.url}#/enterprise/E1")
+        page.wait_for_selector(".enterprise[data-ready]")
+        duty.call("POST", "/api/sources/HS102/state", {"state": "running", "reason": "检修完毕"})
+        heard = page.locator(".toast", has_text="E1 液氨储罐区 已设为运行（duty：检修完毕）")
+        expect(heard).to_have_count(1)
     finally:
         console.api("duty").call(
             "POST", "/api/sources/HS102/state", {"state": "running", "reason": "检修完毕"}

@@ -121,16 +121,23 @@ function startEscalations() {
       if (e.to !== "unack" && e.to !== "rtn_unack" && notice(e.alarm)) remove(notice(e.alarm));
     }
   });
-  // A hazard source's operating state set by someone else (maintenance suppresses its alarms by
-  // design): the centre hears of it at once.
-  const offSources = live.subscribe("sources", (msg) => {
+  stopEscalations = () => { stopped = true; offNotes(); offAlarms(); box.remove(); };
+}
+
+// A hazard source's operating state set by someone else (maintenance suppresses its alarms by
+// design): whoever may see the source hears of it at once (the server sends each account the
+// changes of the enterprises it sees), the centre of every enterprise's, an enterprise of the
+// centre's changes to its own sources.
+let stopStateNotices = null;
+function startStateNotices() {
+  stopStateNotices?.();
+  stopStateNotices = live.subscribe("sources", (msg) => {
     for (const s of msg.events ?? []) {
       if (s.set_by === me?.username) continue;
       toast(t("sources.changed", { source: `${s.enterprise} ${s.name}`, state: t(`overview.state.${s.state}`),
         who: s.set_by, reason: s.reason }));
     }
   });
-  stopEscalations = () => { stopped = true; offNotes(); offAlarms(); offSources(); box.remove(); };
 }
 
 let me = null; // the signed-in account: username, role, roles, permissions, enterprise
@@ -147,6 +154,8 @@ function showLogin(code) {
   stopCue = null;
   stopEscalations?.();
   stopEscalations = null;
+  stopStateNotices?.();
+  stopStateNotices = null;
   forgetNames();
   health.stop();
   unmountPage();
@@ -227,6 +236,7 @@ async function signedIn(answer) {
   live.start();
   startCue();
   startEscalations();
+  startStateNotices();
   health.start(me);
   route();
 }
