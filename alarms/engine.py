@@ -743,21 +743,20 @@ class AlarmEngine:
             and any(b.point in s.points and b.suppressed_reason == s.reason for s in causes)
         )
 
-    def suppressed_by(self, key: str) -> int:
-        """How many alarms the suppression by design `key` (e.g. a hazard source's maintenance)
-        covers and are suppressed now (also those another key covers too, and those suppressed
-        before its reason was changed: a changed reason makes no transition)."""
-        cause = self.suppressions.get(key)
-        if cause is None:
-            return 0
-        return sum(
-            1
+    def suppressed_counts(self) -> dict[str, int]:
+        """Per suppression by design (e.g. a hazard source's maintenance), how many alarms it
+        covers that are suppressed now (also those another key covers too, and those suppressed
+        before its reason was changed: a changed reason makes no transition). One pass over
+        the alarms for all the keys."""
+        held = [
+            (point, self.rules.class_of(point, condition))
             for (point, condition), b in self.alarms.items()
-            if b.state is AlarmState.SUPPRESSED
-            and point in cause.points
-            and point < self.rules.size
-            and self.rules.class_of(point, condition) in cause.classes
-        )
+            if b.state is AlarmState.SUPPRESSED and point < self.rules.size
+        ]
+        return {
+            key: sum(1 for point, cls in held if cause.covers(point, cls))
+            for key, cause in self.suppressions.items()
+        }
 
     def _escalation_of(self, alarm_id: int, a: sm.Alarm) -> EscalationState | None:
         """The latest notice sent for this raise of the alarm, while it stays unacknowledged

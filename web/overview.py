@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from alarms.engine import AlarmEngine
 from alarms.model import AlarmState
 from alarms.warning_rules import ToxicGasTowardTargetRule
 from alarms.warnings import TargetAt, Wind, blows_toward
@@ -89,14 +88,15 @@ def _online(request: web.Request, points: PointIndex, window_s: float) -> dict[i
 
 
 def _operating(
-    states: SourceStates | None, engine: AlarmEngine, enterprise: str, source: str
+    states: SourceStates | None, held: dict[str, int], enterprise: str, source: str
 ) -> dict[str, Any]:
-    """A hazard source's operating state and how many alarms it suppresses by design now."""
+    """A hazard source's operating state and how many alarms it suppresses by design now
+    (`held`: AlarmEngine.suppressed_counts)."""
     status = states.get(enterprise, source) if states else SourceStatus(enterprise, source)
     view = status.view()
     del view["enterprise"], view["source"]  # the source's own object says which
     key = suppression_key(enterprise, source, status.state)
-    return {**view, "suppressed": engine.suppressed_by(key)}
+    return {**view, "suppressed": held.get(key, 0)}
 
 
 def _alarm_counts() -> dict[str, Any]:
@@ -206,6 +206,7 @@ async def overview(request: web.Request) -> web.Response:
         }
 
     states = request.app.get(SOURCES)
+    held = engine.suppressed_counts()
     desk = request.app[DESK]
     geo = desk.geography  # the sensitive targets and the wind
     toward = next((r for r in desk.rules.rules if isinstance(r, ToxicGasTowardTargetRule)), None)
@@ -223,7 +224,7 @@ async def overview(request: web.Request) -> web.Response:
                     geo.targets.get((e["code"], h["code"]), ()) if geo else (), kinds, toward, wind
                 ),
                 # 运行 / 开停车 / 检维修 / 停用, who set it, since when and why.
-                "operating": _operating(states, engine, e["code"], h["code"]),
+                "operating": _operating(states, held, e["code"], h["code"]),
             }
             for h in e.pop("hazard_sources")
         ]
